@@ -1,1 +1,23 @@
-//! placeholder
+//! The pure core of a bank of the consortium.
+//!
+//! Everything here is deterministic: no I/O, no clock, no threads, no randomness. Time and random
+//! values come in as arguments; effects go out as values ([`ledger::Change`]) for the driver to
+//! persist. That is what lets the ledger (and, later, the protocols) be tested exhaustively.
+//!
+//! - [`money`]: [`Amount`] in centavos, Brazilian formatting and parsing.
+//! - [`document`], [`contact`], [`pixkey`]: CPF/CNPJ with check digits, e-mail, phone, Pix keys.
+//! - [`ids`]: identifier newtypes.
+//! - [`account`]: account kinds, holders, who may spend what.
+//! - [`ledger`]: the ledger state machine (accounts, balances, holds, idempotency).
+
+pub mod account;
+pub mod contact;
+pub mod document;
+pub mod error;
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod pixkey;
+
+pub use error::Error;
+pub use money::Amount;

@@ -1,0 +1,928 @@
+//! The ledger of one bank: a pure, deterministic state machine.
+//!
+//! # What it does
+//!
+//! It holds every account of the bank with its `posted` and `held` balances, the bank's Pix keys,
+//! the holds placed by pending cross-bank transactions, the outcome of every transaction it took
+//! part in, and the first outcome of every idempotent request. Each operation either is
+//! **rejected** (an [`Error`], and the ledger is exactly as before — every check runs before the
+//! first mutation) or **applies**, returning its outcome and appending [`Change`]s that describe,
+//! in order, what storage must write so that a restart rebuilds the same state.
+//!
+//! # Guarantees
+//!
+//! - `available = posted − held ≥ 0` for every account, always; `held ≥ 0`.
+//! - Money is conserved: `Σ posted = deposits − withdrawals + posted remote credits − posted
+//!   remote debits`. In-bank transfers only move money between accounts.
+//! - A transfer is atomic: all its legs are posted, or it fails and nothing moves.
+//! - Idempotency: a request repeated under the same (account, key) returns its first outcome and
+//!   moves nothing; the same key with a different request is rejected. Rejections are not
+//!   remembered, so a corrected request may reuse the key.
+//! - Holds (for two-phase commit): placing is idempotent, posting and releasing happen once, and a
+//!   transaction's outcome is remembered so a late `place_holds` after a release places nothing.
+//!
+//! # What it does not do
+//!
+//! No I/O, clock or randomness: the driver passes `now` and random values in, and persists the
+//! changes (durably, before acknowledging anything). Password hashing, sessions and cross-bank
+//! coordination live elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Error;
+use crate::account::{Account, AccountKind, NewAccount};
+use crate::document::Document;
+use crate::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
+use crate::money::Amount;
+use crate::pixkey::{KeyType, PixKey};
+
+/// Largest balance an account may hold (R$ 100 bilhões), far beyond any real account and far
+/// below `i64::MAX`, so sums over many accounts cannot overflow.
+pub const BALANCE_MAX_CENTS: i64 = 10_000_000_000_000;
+/// Most legs in one transfer (API.md).
+pub const LEGS_MAX: usize = 16;
+/// Most Pix keys per account (the Pix rule: 5 for people, 20 for companies; we use one limit).
+pub const KEYS_PER_ACCOUNT_MAX: usize = 20;
+/// Longest transfer description, in characters.
+pub const DESCRIPTION_LEN_MAX: usize = 140;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepositMethod {
+    Cash,
+    Boleto,
+    Qr,
+}
+
+impl DepositMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DepositMethod::Cash => "cash",
+            DepositMethod::Boleto => "boleto",
+            DepositMethod::Qr => "qr",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "cash" => Ok(DepositMethod::Cash),
+            "boleto" => Ok(DepositMethod::Boleto),
+            "qr" => Ok(DepositMethod::Qr),
+            _ => Err(Error::invalid(format!("{text:?} is not a deposit method (cash, boleto, qr)"))),
+        }
+    }
+}
+
+/// An account anywhere in the consortium.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountRef {
+    pub bank_id: BankId,
+    pub number: AccountNumber,
+}
+
+/// Where a leg sends money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Key(PixKey),
+    Account(AccountRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegRequest {
+    /// `None` means the signed-in account.
+    pub from: Option<AccountRef>,
+    pub to: Destination,
+    pub amount: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    pub idempotency_key: IdempotencyKey,
+    pub fingerprint: Fingerprint,
+    /// The signed-in account acting.
+    pub actor: AccountNumber,
+    pub legs: Vec<LegRequest>,
+    pub description: Option<String>,
+    /// The id the transfer gets if it executes (chosen by the driver: ids are random).
+    pub transfer_id: TransferId,
+    pub now: TimestampMs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// The receiving end of a leg, with what the payer may see of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegEnd {
+    pub bank_id: BankId,
+    pub number: AccountNumber,
+    pub key: Option<PixKey>,
+    pub holder_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeg {
+    pub from: AccountRef,
+    pub from_name: String,
+    pub to: LegEnd,
+    pub amount: Amount,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub detail: String,
+}
+
+/// A transfer that executed (completed or failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub status: Status,
+    pub legs: Vec<TransferLeg>,
+    pub failure: Option<Failure>,
+    pub description: Option<String>,
+    pub actor: AccountNumber,
+    pub created_at: TimestampMs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Deposit,
+    Withdrawal,
+    TransferOut,
+    TransferIn,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Deposit => "deposit",
+            EntryKind::Withdrawal => "withdrawal",
+            EntryKind::TransferOut => "transfer_out",
+            EntryKind::TransferIn => "transfer_in",
+        }
+    }
+
+    pub fn is_debit(self) -> bool {
+        matches!(self, EntryKind::Withdrawal | EntryKind::TransferOut)
+    }
+}
+
+/// One immutable line of an account's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: EntryId,
+    pub account: AccountNumber,
+    pub transfer_id: Option<TransferId>,
+    pub kind: EntryKind,
+    pub method: Option<DepositMethod>,
+    pub amount: Amount,
+    pub status: Status,
+    pub counterparty: Option<String>,
+    pub created_at: TimestampMs,
+}
+
+/// The first outcome of an idempotent request, returned again on a repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Entry(Entry),
+    Transfer(Transfer),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub fingerprint: Fingerprint,
+    pub outcome: Outcome,
+}
+
+/// A participant's vote on placing a transaction's holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Vote {
+    Yes,
+    No { code: String, detail: String },
+}
+
+/// How a transaction ended at this bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Committed,
+    Aborted,
+}
+
+/// The holds one transaction placed here: debits reserve money, credits wait to be posted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldSet {
+    pub debits: Vec<(AccountNumber, Amount)>,
+    pub credits: Vec<(AccountNumber, Amount)>,
+    pub placed_at: TimestampMs,
+}
+
+/// What storage must write, in order, for an applied operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    AccountOpened(Box<Account>),
+    Balance {
+        account: AccountNumber,
+        posted_cents: i64,
+        held_cents: i64,
+    },
+    KeyRegistered {
+        key: PixKey,
+        account: AccountNumber,
+    },
+    EntryAdded(Box<Entry>),
+    TransferRecorded(Box<Transfer>),
+    IdempotencyRecorded {
+        scope: AccountNumber,
+        key: IdempotencyKey,
+        record: Box<IdempotencyRecord>,
+    },
+    HoldsPlaced {
+        transfer: TransferId,
+        holds: Box<HoldSet>,
+    },
+    /// The transaction is decided here; its holds (if any) are gone.
+    Decided {
+        transfer: TransferId,
+        decision: Decision,
+    },
+}
+
+/// What a key request asks for: the account's own e-mail or phone, or a new random key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRequest {
+    Email,
+    Phone,
+    /// The driver supplies the UUID (the core has no randomness).
+    Random(Uuid),
+}
+
+/// The result of opening an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub account: Account,
+    pub keys: Vec<PixKey>,
+    pub warnings: Vec<String>,
+}
+
+/// The state of one bank's ledger. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ledger {
+    bank_id: BankId,
+    accounts: HashMap<AccountNumber, Account>,
+    by_email: HashMap<String, AccountNumber>,
+    /// The individual or company account of a document (one per document per bank).
+    own_account: HashMap<Document, AccountNumber>,
+    /// Every account of which a document is a holder (joint ones included).
+    holder_accounts: HashMap<Document, BTreeSet<AccountNumber>>,
+    keys: HashMap<PixKey, AccountNumber>,
+    keys_of: HashMap<AccountNumber, Vec<PixKey>>,
+    idempotency: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
+    holds: BTreeMap<TransferId, HoldSet>,
+    decided: HashMap<TransferId, Decision>,
+    next_account_seq: u64,
+    next_entry_id: u64,
+}
+
+impl Ledger {
+    pub fn new(bank_id: BankId) -> Self {
+        Ledger {
+            bank_id,
+            accounts: HashMap::new(),
+            by_email: HashMap::new(),
+            own_account: HashMap::new(),
+            holder_accounts: HashMap::new(),
+            keys: HashMap::new(),
+            keys_of: HashMap::new(),
+            idempotency: HashMap::new(),
+            holds: BTreeMap::new(),
+            decided: HashMap::new(),
+            next_account_seq: 1,
+            next_entry_id: 1,
+        }
+    }
+
+    pub fn bank_id(&self) -> BankId {
+        self.bank_id
+    }
+
+    pub fn account(&self, number: &AccountNumber) -> Option<&Account> {
+        self.accounts.get(number)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    pub fn account_by_email(&self, email: &str) -> Option<&Account> {
+        self.by_email.get(email).and_then(|n| self.accounts.get(n))
+    }
+
+    pub fn key_owner(&self, key: &PixKey) -> Option<&AccountNumber> {
+        self.keys.get(key)
+    }
+
+    pub fn keys_of(&self, number: &AccountNumber) -> &[PixKey] {
+        self.keys_of.get(number).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Accounts the signed-in `actor` may spend (API.md "who may spend what"), sorted.
+    pub fn spendable_by(&self, actor: &AccountNumber) -> Vec<AccountNumber> {
+        let Some(actor) = self.accounts.get(actor) else { return Vec::new() };
+        match actor.acting_document() {
+            None => vec![actor.number.clone()],
+            Some(doc) => self.holder_accounts.get(doc).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+        }
+    }
+
+    pub fn holds(&self, transfer: &TransferId) -> Option<&HoldSet> {
+        self.holds.get(transfer)
+    }
+
+    pub fn decision(&self, transfer: &TransferId) -> Option<Decision> {
+        self.decided.get(transfer).copied()
+    }
+
+    /// Σ posted over every account.
+    pub fn total_posted_cents(&self) -> i64 {
+        self.accounts.values().map(|a| a.posted_cents).sum()
+    }
+
+    // ----- restoring from storage -------------------------------------------------------
+
+    /// Puts back an account read from storage (start-up only).
+    pub fn restore_account(&mut self, account: Account) {
+        let seq: u64 = account.number.as_str()[..6].parse().unwrap_or(0);
+        self.next_account_seq = self.next_account_seq.max(seq + 1);
+        self.index_account(account);
+    }
+
+    pub fn restore_key(&mut self, key: PixKey, account: AccountNumber) {
+        self.keys_of.entry(account.clone()).or_default().push(key.clone());
+        self.keys.insert(key, account);
+    }
+
+    pub fn restore_idempotency(&mut self, scope: AccountNumber, key: IdempotencyKey, record: IdempotencyRecord) {
+        self.idempotency.insert((scope, key), record);
+    }
+
+    pub fn restore_holds(&mut self, transfer: TransferId, holds: HoldSet) {
+        self.holds.insert(transfer, holds);
+    }
+
+    pub fn restore_decision(&mut self, transfer: TransferId, decision: Decision) {
+        self.decided.insert(transfer, decision);
+    }
+
+    pub fn restore_next_entry_id(&mut self, next: u64) {
+        self.next_entry_id = self.next_entry_id.max(next);
+    }
+
+    fn index_account(&mut self, account: Account) {
+        self.by_email.insert(account.email.as_str().to_string(), account.number.clone());
+        if let Some(doc) = account.acting_document() {
+            self.own_account.insert(doc.clone(), account.number.clone());
+        }
+        for holder in &account.holders {
+            self.holder_accounts.entry(holder.document.clone()).or_default().insert(account.number.clone());
+        }
+        self.accounts.insert(account.number.clone(), account);
+    }
+
+    // ----- accounts and keys ---------------------------------------------------------------
+
+    /// Opens an account. Its holder's CPF/CNPJ becomes its first key when that key is free (the
+    /// response warns otherwise); a joint account gets no automatic key.
+    pub fn open_account(
+        &mut self,
+        new: NewAccount,
+        now: TimestampMs,
+        changes: &mut Vec<Change>,
+    ) -> Result<Opened, Error> {
+        new.validate()?;
+        if self.by_email.contains_key(new.email.as_str()) {
+            return Err(Error::Conflict(format!("an account with e-mail {} already exists at this bank", new.email)));
+        }
+        if new.kind != AccountKind::Joint {
+            let doc = &new.holders[0].document;
+            if self.own_account.contains_key(doc) {
+                return Err(Error::Conflict(format!(
+                    "this bank already has an {} account for {}",
+                    new.kind.as_str(),
+                    doc.formatted()
+                )));
+            }
+        }
+        if self.next_account_seq > AccountNumber::SEQ_MAX {
+            return Err(Error::Conflict("this bank has no account numbers left".into()));
+        }
+        let number = AccountNumber::from_seq(self.next_account_seq);
+        self.next_account_seq += 1;
+        let account = Account {
+            number: number.clone(),
+            kind: new.kind,
+            holders: new.holders,
+            email: new.email,
+            phone: new.phone,
+            password_hash: new.password_hash,
+            created_at: now,
+            posted_cents: 0,
+            held_cents: 0,
+        };
+        let auto_key = match account.acting_document() {
+            Some(Document::Cpf(cpf)) => Some(PixKey::Cpf(cpf.clone())),
+            Some(Document::Cnpj(cnpj)) => Some(PixKey::Cnpj(cnpj.clone())),
+            None => None,
+        };
+        changes.push(Change::AccountOpened(Box::new(account.clone())));
+        self.index_account(account.clone());
+        let mut keys = Vec::new();
+        let mut warnings = Vec::new();
+        if let Some(key) = auto_key {
+            if self.keys.contains_key(&key) {
+                warnings.push(format!(
+                    "the Pix key {} already belongs to another account, so this account was opened without it",
+                    key.normalized()
+                ));
+            } else {
+                self.add_key(key.clone(), &number, changes);
+                keys.push(key);
+            }
+        }
+        Ok(Opened { account, keys, warnings })
+    }
+
+    fn add_key(&mut self, key: PixKey, account: &AccountNumber, changes: &mut Vec<Change>) {
+        changes.push(Change::KeyRegistered { key: key.clone(), account: account.clone() });
+        self.keys.insert(key.clone(), account.clone());
+        self.keys_of.entry(account.clone()).or_default().push(key);
+    }
+
+    /// Registers an extra key for `account`.
+    pub fn register_key(
+        &mut self,
+        account: &AccountNumber,
+        request: KeyRequest,
+        changes: &mut Vec<Change>,
+    ) -> Result<PixKey, Error> {
+        let acc =
+            self.accounts.get(account).ok_or_else(|| Error::NotFound(format!("account {account} does not exist")))?;
+        let key = match request {
+            KeyRequest::Email => PixKey::Email(acc.email.clone()),
+            KeyRequest::Phone => PixKey::Phone(acc.phone.clone()),
+            KeyRequest::Random(uuid) => PixKey::Random(uuid),
+        };
+        if self.keys.contains_key(&key) {
+            return Err(Error::Conflict(format!("the Pix key {} is already registered", key.normalized())));
+        }
+        if self.keys_of(account).len() >= KEYS_PER_ACCOUNT_MAX {
+            return Err(Error::Conflict(format!("an account has at most {KEYS_PER_ACCOUNT_MAX} Pix keys")));
+        }
+        self.add_key(key.clone(), account, changes);
+        Ok(key)
+    }
+
+    // ----- money ------------------------------------------------------------------------
+
+    /// Returns the remembered outcome of `(scope, key)`, `Err` on a mismatch, `None` if new.
+    fn replay(
+        &self,
+        scope: &AccountNumber,
+        key: IdempotencyKey,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<Outcome>, Error> {
+        match self.idempotency.get(&(scope.clone(), key)) {
+            Some(record) if record.fingerprint == fingerprint => Ok(Some(record.outcome.clone())),
+            Some(_) => Err(Error::IdempotencyMismatch),
+            None => Ok(None),
+        }
+    }
+
+    fn remember(
+        &mut self,
+        scope: &AccountNumber,
+        key: IdempotencyKey,
+        fingerprint: Fingerprint,
+        outcome: &Outcome,
+        changes: &mut Vec<Change>,
+    ) {
+        let record = IdempotencyRecord { fingerprint, outcome: outcome.clone() };
+        changes.push(Change::IdempotencyRecorded { scope: scope.clone(), key, record: Box::new(record.clone()) });
+        self.idempotency.insert((scope.clone(), key), record);
+    }
+
+    fn set_balance(&mut self, number: &AccountNumber, posted_cents: i64, held_cents: i64, changes: &mut Vec<Change>) {
+        assert!(held_cents >= 0 && posted_cents - held_cents >= 0, "invariant: available >= 0 for {number}");
+        assert!(posted_cents <= BALANCE_MAX_CENTS, "invariant: balance limit for {number}");
+        let account = self.accounts.get_mut(number).expect("balance of an existing account");
+        account.posted_cents = posted_cents;
+        account.held_cents = held_cents;
+        changes.push(Change::Balance { account: number.clone(), posted_cents, held_cents });
+    }
+
+    fn new_entry(&mut self, account: &AccountNumber, kind: EntryKind, amount: Amount, now: TimestampMs) -> Entry {
+        let id = EntryId(self.next_entry_id);
+        self.next_entry_id += 1;
+        Entry {
+            id,
+            account: account.clone(),
+            transfer_id: None,
+            kind,
+            method: None,
+            amount,
+            status: Status::Completed,
+            counterparty: None,
+            created_at: now,
+        }
+    }
+
+    fn existing(&self, number: &AccountNumber) -> Result<&Account, Error> {
+        self.accounts.get(number).ok_or_else(|| Error::NotFound(format!("account {number} does not exist")))
+    }
+
+    /// Deposits into `account`.
+    pub fn deposit(
+        &mut self,
+        account: &AccountNumber,
+        amount: Amount,
+        method: DepositMethod,
+        idempotency: (IdempotencyKey, Fingerprint),
+        now: TimestampMs,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Error> {
+        let acc = self.existing(account)?;
+        if let Some(outcome) = self.replay(account, idempotency.0, idempotency.1)? {
+            return Ok(outcome);
+        }
+        let posted = acc
+            .posted_cents
+            .checked_add(amount.cents())
+            .filter(|&p| p <= BALANCE_MAX_CENTS)
+            .ok_or_else(|| Error::invalid("this deposit would take the balance over the account limit"))?;
+        let held = acc.held_cents;
+        let mut entry = self.new_entry(account, EntryKind::Deposit, amount, now);
+        entry.method = Some(method);
+        self.set_balance(account, posted, held, changes);
+        changes.push(Change::EntryAdded(Box::new(entry.clone())));
+        let outcome = Outcome::Entry(entry);
+        self.remember(account, idempotency.0, idempotency.1, &outcome, changes);
+        Ok(outcome)
+    }
+
+    /// Withdraws from `account`; more than the available money is rejected.
+    pub fn withdraw(
+        &mut self,
+        account: &AccountNumber,
+        amount: Amount,
+        idempotency: (IdempotencyKey, Fingerprint),
+        now: TimestampMs,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Error> {
+        let acc = self.existing(account)?;
+        if let Some(outcome) = self.replay(account, idempotency.0, idempotency.1)? {
+            return Ok(outcome);
+        }
+        if acc.available_cents() < amount.cents() {
+            return Err(Error::InsufficientFunds {
+                account: account.clone(),
+                available_cents: acc.available_cents(),
+                requested_cents: amount.cents(),
+            });
+        }
+        let (posted, held) = (acc.posted_cents - amount.cents(), acc.held_cents);
+        let entry = self.new_entry(account, EntryKind::Withdrawal, amount, now);
+        self.set_balance(account, posted, held, changes);
+        changes.push(Change::EntryAdded(Box::new(entry.clone())));
+        let outcome = Outcome::Entry(entry);
+        self.remember(account, idempotency.0, idempotency.1, &outcome, changes);
+        Ok(outcome)
+    }
+
+    /// Runs a transfer whose legs all touch this bank. Invalid requests are rejected; a valid one
+    /// executes: every leg is posted, or — when a source lacks the money — it is recorded as
+    /// failed with `insufficient_funds` and nothing moves.
+    pub fn transfer(&mut self, request: TransferRequest, changes: &mut Vec<Change>) -> Result<Outcome, Error> {
+        let actor = self
+            .accounts
+            .get(&request.actor)
+            .ok_or_else(|| Error::Unauthorized("the signed-in account no longer exists".into()))?;
+        if let Some(outcome) = self.replay(&request.actor, request.idempotency_key, request.fingerprint)? {
+            return Ok(outcome);
+        }
+        if request.legs.is_empty() || request.legs.len() > LEGS_MAX {
+            return Err(Error::invalid(format!("a transfer has between 1 and {LEGS_MAX} legs")));
+        }
+        let description = match request.description.as_deref().map(str::trim) {
+            Some(d) if d.chars().count() > DESCRIPTION_LEN_MAX => {
+                return Err(Error::invalid(format!("description must be at most {DESCRIPTION_LEN_MAX} characters")));
+            }
+            Some(d) if d.chars().any(char::is_control) => {
+                return Err(Error::invalid("description must not contain control characters"));
+            }
+            Some("") | None => None,
+            Some(d) => Some(d.to_string()),
+        };
+
+        // Resolve and check every leg before touching anything.
+        let mut legs = Vec::with_capacity(request.legs.len());
+        for (i, leg) in request.legs.iter().enumerate() {
+            let from = match &leg.from {
+                None => actor.number.clone(),
+                Some(r) if r.bank_id != self.bank_id => {
+                    return Err(Error::NotFound(format!(
+                        "leg {}: bank {} is not a member of this consortium",
+                        i + 1,
+                        r.bank_id
+                    )));
+                }
+                Some(r) => r.number.clone(),
+            };
+            let source = match self.accounts.get(&from) {
+                Some(source) if actor.may_spend(source) => source,
+                _ => return Err(Error::Forbidden(format!("leg {}: you may not spend from account {from}", i + 1))),
+            };
+            let (to, key) = match &leg.to {
+                Destination::Key(key) => match self.keys.get(key) {
+                    Some(owner) => (owner.clone(), Some(key.clone())),
+                    None => return Err(Error::UnknownKey(key.normalized())),
+                },
+                Destination::Account(r) if r.bank_id != self.bank_id => {
+                    return Err(Error::NotFound(format!(
+                        "leg {}: bank {} is not a member of this consortium",
+                        i + 1,
+                        r.bank_id
+                    )));
+                }
+                Destination::Account(r) => match self.accounts.get(&r.number) {
+                    Some(_) => (r.number.clone(), None),
+                    None => return Err(Error::NotFound(format!("leg {}: account {} does not exist", i + 1, r.number))),
+                },
+            };
+            if to == from {
+                return Err(Error::invalid(format!("leg {}: the destination is the source account itself", i + 1)));
+            }
+            let receiver = &self.accounts[&to];
+            legs.push(TransferLeg {
+                from: AccountRef { bank_id: self.bank_id, number: from },
+                from_name: source.display_name(),
+                to: LegEnd { bank_id: self.bank_id, number: to, key, holder_name: receiver.display_name() },
+                amount: leg.amount,
+                status: Status::Completed,
+            });
+        }
+
+        // Funds: each source must hold the sum of its debits before the transfer starts.
+        let mut debits: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
+        for leg in &legs {
+            *debits.entry(&leg.from.number).or_default() += leg.amount.cents();
+        }
+        let shortfall = debits.iter().find_map(|(number, &sum)| {
+            let available = self.accounts[*number].available_cents();
+            (available < sum).then(|| ((*number).clone(), available, sum))
+        });
+
+        // Final balances, checked, in a scratch map; nothing is mutated until all is known good.
+        let mut finals: BTreeMap<AccountNumber, i64> = BTreeMap::new();
+        if shortfall.is_none() {
+            for leg in &legs {
+                let from_posted =
+                    *finals.entry(leg.from.number.clone()).or_insert(self.accounts[&leg.from.number].posted_cents);
+                finals.insert(leg.from.number.clone(), from_posted - leg.amount.cents());
+                let to_posted =
+                    *finals.entry(leg.to.number.clone()).or_insert(self.accounts[&leg.to.number].posted_cents);
+                let credited =
+                    to_posted.checked_add(leg.amount.cents()).filter(|&p| p <= BALANCE_MAX_CENTS).ok_or_else(|| {
+                        Error::invalid(format!("account {} cannot receive this much money", leg.to.number))
+                    })?;
+                finals.insert(leg.to.number.clone(), credited);
+            }
+        }
+
+        let (status, failure) = match &shortfall {
+            None => (Status::Completed, None),
+            Some((number, available, requested)) => (
+                Status::Failed,
+                Some(Failure {
+                    code: "insufficient_funds".into(),
+                    detail: format!(
+                        "account {number} has {} available; the transfer needs {}",
+                        crate::money::format_brl(*available),
+                        crate::money::format_brl(*requested)
+                    ),
+                }),
+            ),
+        };
+        for leg in &mut legs {
+            leg.status = status;
+        }
+        let transfer = Transfer {
+            id: request.transfer_id,
+            status,
+            legs,
+            failure,
+            description,
+            actor: request.actor.clone(),
+            created_at: request.now,
+        };
+
+        // Apply. A failed transfer still leaves its lines in the statement, marked failed.
+        for (number, posted) in &finals {
+            let held = self.accounts[number].held_cents;
+            self.set_balance(number, *posted, held, changes);
+        }
+        changes.push(Change::TransferRecorded(Box::new(transfer.clone())));
+        for i in 0..transfer.legs.len() {
+            let leg = &transfer.legs[i];
+            let (from, to, amount) = (leg.from.number.clone(), leg.to.clone(), leg.amount);
+            let from_name = leg.from_name.clone();
+            let mut out = self.new_entry(&from, EntryKind::TransferOut, amount, request.now);
+            out.transfer_id = Some(transfer.id);
+            out.status = status;
+            out.counterparty = Some(format!("{} ({})", to.holder_name, to.number));
+            changes.push(Change::EntryAdded(Box::new(out)));
+            if status == Status::Completed {
+                let mut inbound = self.new_entry(&to.number, EntryKind::TransferIn, amount, request.now);
+                inbound.transfer_id = Some(transfer.id);
+                inbound.counterparty = Some(format!("{from_name} ({from})"));
+                changes.push(Change::EntryAdded(Box::new(inbound)));
+            }
+        }
+        let outcome = Outcome::Transfer(transfer);
+        self.remember(&request.actor, request.idempotency_key, request.fingerprint, &outcome, changes);
+        Ok(outcome)
+    }
+
+    // ----- holds (the participant's side of two-phase commit) -----------------------------
+
+    /// Places a transaction's holds: debits reserve money (`held += amount`), credits wait.
+    /// Votes yes only when every debit fits the available money; votes no otherwise, changing
+    /// nothing but remembering the transaction as aborted, so a repeated prepare gets the same
+    /// answer. A repeat after a yes answers yes again without placing anything twice; a prepare
+    /// for a transaction already decided answers no.
+    pub fn place_holds(
+        &mut self,
+        transfer: TransferId,
+        debits: Vec<(AccountNumber, Amount)>,
+        credits: Vec<(AccountNumber, Amount)>,
+        now: TimestampMs,
+        changes: &mut Vec<Change>,
+    ) -> Vote {
+        if self.holds.contains_key(&transfer) {
+            return Vote::Yes;
+        }
+        if let Some(decision) = self.decided.get(&transfer) {
+            return Vote::No {
+                code: "already_decided".into(),
+                detail: format!("transaction {transfer} is already {decision:?}"),
+            };
+        }
+        let refuse = |ledger: &mut Ledger, changes: &mut Vec<Change>, code: &str, detail: String| {
+            ledger.decided.insert(transfer, Decision::Aborted);
+            changes.push(Change::Decided { transfer, decision: Decision::Aborted });
+            Vote::No { code: code.into(), detail }
+        };
+        let mut sums: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
+        for (number, amount) in &debits {
+            *sums.entry(number).or_default() += amount.cents();
+        }
+        for (number, _) in debits.iter().chain(&credits) {
+            if !self.accounts.contains_key(number) {
+                return refuse(self, changes, "not_found", format!("account {number} does not exist"));
+            }
+        }
+        for (number, &sum) in &sums {
+            let available = self.accounts[*number].available_cents();
+            if available < sum {
+                return refuse(
+                    self,
+                    changes,
+                    "insufficient_funds",
+                    format!("account {number} has {available} centavos available, {sum} needed"),
+                );
+            }
+        }
+        for (number, &sum) in &sums {
+            let acc = &self.accounts[*number];
+            let (posted, held) = (acc.posted_cents, acc.held_cents + sum);
+            self.set_balance(&(*number).clone(), posted, held, changes);
+        }
+        let set = HoldSet { debits, credits, placed_at: now };
+        changes.push(Change::HoldsPlaced { transfer, holds: Box::new(set.clone()) });
+        self.holds.insert(transfer, set);
+        Vote::Yes
+    }
+
+    /// Posts a transaction's holds (commit): debits leave, credits arrive. Idempotent. Committing
+    /// a transaction this bank never voted yes on, or already aborted, is a protocol violation.
+    pub fn post_holds(&mut self, transfer: TransferId, changes: &mut Vec<Change>) -> Result<(), Error> {
+        match self.decided.get(&transfer) {
+            Some(Decision::Committed) => return Ok(()),
+            Some(Decision::Aborted) => return Err(Error::Conflict(format!("transaction {transfer} was aborted here"))),
+            None => {}
+        }
+        let Some(set) = self.holds.get(&transfer).cloned() else {
+            return Err(Error::Conflict(format!("transaction {transfer} holds nothing here")));
+        };
+        // Check credits fit before mutating.
+        let mut finals: BTreeMap<AccountNumber, (i64, i64)> = BTreeMap::new();
+        for (number, amount) in &set.debits {
+            let acc = &self.accounts[number];
+            let e = finals.entry(number.clone()).or_insert((acc.posted_cents, acc.held_cents));
+            e.0 -= amount.cents();
+            e.1 -= amount.cents();
+        }
+        for (number, amount) in &set.credits {
+            let acc = &self.accounts[number];
+            let e = finals.entry(number.clone()).or_insert((acc.posted_cents, acc.held_cents));
+            e.0 = e.0.saturating_add(amount.cents()).min(BALANCE_MAX_CENTS);
+        }
+        for (number, (posted, held)) in finals {
+            self.set_balance(&number, posted, held, changes);
+        }
+        self.holds.remove(&transfer);
+        self.decided.insert(transfer, Decision::Committed);
+        changes.push(Change::Decided { transfer, decision: Decision::Committed });
+        Ok(())
+    }
+
+    /// Releases a transaction's holds (abort). Idempotent; releasing an unknown transaction
+    /// remembers it as aborted, so a prepare arriving later places nothing (presumed abort).
+    pub fn release_holds(&mut self, transfer: TransferId, changes: &mut Vec<Change>) -> Result<(), Error> {
+        match self.decided.get(&transfer) {
+            Some(Decision::Aborted) => return Ok(()),
+            Some(Decision::Committed) => {
+                return Err(Error::Conflict(format!("transaction {transfer} was committed here")));
+            }
+            None => {}
+        }
+        if let Some(set) = self.holds.remove(&transfer) {
+            let mut sums: BTreeMap<AccountNumber, i64> = BTreeMap::new();
+            for (number, amount) in &set.debits {
+                *sums.entry(number.clone()).or_default() += amount.cents();
+            }
+            for (number, sum) in sums {
+                let acc = &self.accounts[&number];
+                let (posted, held) = (acc.posted_cents, acc.held_cents - sum);
+                self.set_balance(&number, posted, held, changes);
+            }
+        }
+        self.decided.insert(transfer, Decision::Aborted);
+        changes.push(Change::Decided { transfer, decision: Decision::Aborted });
+        Ok(())
+    }
+
+    /// Checks the ledger's internal invariants; panics (a bug) if one is broken.
+    pub fn assert_invariants(&self) {
+        let mut held: HashMap<&AccountNumber, i64> = HashMap::new();
+        for set in self.holds.values() {
+            for (number, amount) in &set.debits {
+                *held.entry(number).or_default() += amount.cents();
+            }
+        }
+        for acc in self.accounts.values() {
+            assert!(acc.held_cents >= 0, "negative held on {}", acc.number);
+            assert!(acc.available_cents() >= 0, "negative available on {}", acc.number);
+            assert!(acc.posted_cents <= BALANCE_MAX_CENTS, "balance over limit on {}", acc.number);
+            assert_eq!(
+                acc.held_cents,
+                held.get(&acc.number).copied().unwrap_or(0),
+                "held of {} differs from its holds",
+                acc.number
+            );
+        }
+        for (key, owner) in &self.keys {
+            assert!(self.accounts.contains_key(owner), "key {key} names a missing account");
+        }
+    }
+
+    /// The key type a [`KeyRequest`] produces, for messages.
+    pub fn key_type_of(request: KeyRequest) -> KeyType {
+        match request {
+            KeyRequest::Email => KeyType::Email,
+            KeyRequest::Phone => KeyType::Phone,
+            KeyRequest::Random(_) => KeyType::Random,
+        }
+    }
+}
