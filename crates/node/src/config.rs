@@ -1,0 +1,57 @@
+//! Node configuration: identity, address, data directory and every limit, with defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bank_core::ids::BankId;
+
+/// Settings of one bank node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub bank_id: BankId,
+    pub name: String,
+    /// Address to bind; port 0 picks a free port (see [`crate::Node::local_addr`]).
+    pub listen: SocketAddr,
+    /// Directory holding the ledger database; created if missing, reused if present.
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+}
+
+impl NodeConfig {
+    pub fn new(bank_id: u32, name: impl Into<String>, listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig { bank_id: BankId(bank_id), name: name.into(), listen, data_dir: data_dir.into(), limits: Limits::default() }
+    }
+}
+
+/// Every bound the node enforces. Overload answers 503 `overloaded`; it never grows memory.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub body_bytes_max: usize,
+    /// A request taking longer than this is answered 503.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more are shed with 503 `overloaded`.
+    pub in_flight_max: usize,
+    /// Commands waiting for the ledger writer; more are shed with 503 `overloaded`.
+    pub writer_queue_len_max: usize,
+    /// Commands committed together in one SQLite transaction (one fsync).
+    pub batch_len_max: usize,
+    /// Read-only SQLite connections kept for statements and lookups.
+    pub read_connections_max: usize,
+    /// Lifetime of a session token.
+    pub session_ttl_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: 64 * 1024,
+            request_timeout_ms: 10_000,
+            in_flight_max: 4096,
+            writer_queue_len_max: 8192,
+            batch_len_max: 1024,
+            read_connections_max: 8,
+            session_ttl_s: 8 * 3600,
+        }
+    }
+}
