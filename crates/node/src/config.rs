@@ -19,7 +19,13 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     pub fn new(bank_id: u32, name: impl Into<String>, listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
-        NodeConfig { bank_id: BankId(bank_id), name: name.into(), listen, data_dir: data_dir.into(), limits: Limits::default() }
+        NodeConfig {
+            bank_id: BankId(bank_id),
+            name: name.into(),
+            listen,
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+        }
     }
 }
 

@@ -1,11 +1,27 @@
-//! One bank's server (placeholder while the node is being written).
+//! One bank's server: storage, the HTTP API and the driver around the pure core.
+//!
+//! [`Node::start`] opens (or creates) the data directory, rebuilds the ledger from disk, starts
+//! the ledger writer and binds the listening socket; [`Node::run_until`] serves until a shutdown
+//! signal, then drains in-flight requests and lets the writer commit everything queued before it
+//! stops. A bank started without peers is a consortium of one.
 
+pub mod api;
+pub mod auth;
 pub mod config;
+pub mod metrics;
+pub mod storage;
 
 pub use config::{Limits, NodeConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::AppState;
+use auth::SessionCache;
+use storage::read::ReadPool;
+use storage::writer::{WriterHandle, now_ms};
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -13,19 +29,63 @@ pub enum NodeError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] storage::StorageError),
 }
 
 /// A running bank node.
 #[derive(Debug)]
 pub struct Node {
     addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    writer: WriterHandle,
+    writer_thread: std::thread::JoinHandle<()>,
+    _lock: std::fs::File,
 }
 
 impl Node {
     /// Opens (or creates) the data directory, rebuilds state from disk and binds the port.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        Err(NodeError::Storage(format!("not yet written: {}", config.listen)))
+        let lock = storage::lock_data_dir(&config.data_dir)?;
+        let data_dir = config.data_dir.clone();
+        let bank_id = config.bank_id;
+        let (conn, ledger) = tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
+            let conn = storage::open_writer(&data_dir, bank_id)?;
+            let ledger = storage::load_ledger(&conn, bank_id)?;
+            Ok((conn, ledger))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let accounts = ledger.accounts().count();
+        let metrics = Arc::new(metrics::Metrics::new());
+        let (writer, writer_thread) = storage::writer::spawn(
+            conn,
+            ledger,
+            bank_id,
+            config.limits.writer_queue_len_max,
+            config.limits.batch_len_max,
+            metrics.clone(),
+        )?;
+        let reads = ReadPool::new(storage::database_path(&config.data_dir), config.limits.read_connections_max);
+        let sessions = SessionCache::default();
+        let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
+        for (hash, account, expires) in live {
+            sessions.insert(hash, account, expires);
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(bank_id = %bank_id, name = %config.name, %addr, accounts, data_dir = %config.data_dir.display(), "bank node started");
+        let state = Arc::new(AppState {
+            bank_id,
+            bank_name: config.name.clone(),
+            public_url: format!("http://{addr}"),
+            writer: writer.clone(),
+            reads,
+            sessions,
+            metrics,
+            limits: config.limits.clone(),
+        });
+        Ok(Node { addr, listener, state, writer, writer_thread, _lock: lock })
     }
 
     /// The bound address (useful with port 0).
@@ -35,7 +95,25 @@ impl Node {
 
     /// Serves until `shutdown` completes, then drains requests and flushes the ledger.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
-        shutdown.await;
-        Ok(())
+        let Node { listener, state, writer, writer_thread, _lock, .. } = self;
+        let purge = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    let live = state.sessions.purge_expired(now_ms());
+                    state.metrics.set_sessions(live);
+                }
+            })
+        };
+        let app = api::router(state);
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        purge.abort();
+        tracing::info!("no longer accepting requests; flushing the ledger");
+        writer.shutdown().await;
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        tracing::info!("bank node stopped");
+        served.map_err(NodeError::Io)
     }
 }

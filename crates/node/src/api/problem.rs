@@ -1,0 +1,99 @@
+//! The one place errors become HTTP responses: `application/problem+json` (RFC 9457) with the
+//! stable `code` of API.md. Internal errors are logged with their cause and answered opaquely.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bank_core::Error;
+use serde::Serialize;
+
+use crate::storage::StorageError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub enum ApiError {
+    Core(Error),
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+pub fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::Core(Error::InvalidInput(detail.into()))
+}
+
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::NotFound(_) | Error::UnknownKey(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::IdempotencyMismatch | Error::InsufficientFunds { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::BankUnavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn title_of(code: &str) -> &'static str {
+    match code {
+        "invalid_input" => "Invalid input",
+        "unauthorized" => "Not signed in",
+        "forbidden" => "Not allowed",
+        "not_found" => "Not found",
+        "unknown_key" => "Unknown Pix key",
+        "conflict" => "Conflict",
+        "idempotency_mismatch" => "Idempotency key reused",
+        "insufficient_funds" => "Insufficient funds",
+        "overloaded" => "Overloaded",
+        "bank_unavailable" => "Bank unavailable",
+        _ => "Internal error",
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+}
+
+pub fn problem(status: StatusCode, code: &'static str, detail: String) -> Response {
+    let body = Problem {
+        kind: format!("https://bank.example/problems/{code}"),
+        title: title_of(code),
+        status: status.as_u16(),
+        detail,
+        code,
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Core(e) => problem(status_of(&e), e.code(), e.to_string()),
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it was logged".into(),
+                )
+            }
+        }
+    }
+}

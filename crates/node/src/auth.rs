@@ -1,0 +1,124 @@
+//! Passwords and sessions.
+//!
+//! Passwords are hashed with Argon2id (PHC string format, random salt). Session tokens are 256
+//! random bits, base64url; only their SHA-256 is stored, so a leaked database holds no usable
+//! token. Live sessions are cached in memory (loaded at start, added only after the session row
+//! is durable), so checking a token costs a hash and a map lookup, not a query.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use bank_core::ids::{AccountNumber, TimestampMs};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// Hashes a password (slow on purpose: run it on the blocking pool).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Checks a password against a stored hash. A malformed hash never verifies.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+/// A hash that matches no password, verified when the e-mail is unknown so that the answer
+/// takes as long as for a wrong password (no account enumeration by timing).
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("decoy password that nobody has").unwrap_or_default())
+}
+
+/// A new random token and its SHA-256.
+pub fn new_token() -> Result<(String, [u8; 32]), String> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| e.to_string())?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The live sessions, by token hash.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    sessions: RwLock<HashMap<[u8; 32], (AccountNumber, TimestampMs)>>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Expired,
+}
+
+impl SessionCache {
+    pub fn insert(&self, hash: [u8; 32], account: AccountNumber, expires_at: TimestampMs) -> usize {
+        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(hash, (account, expires_at));
+        map.len()
+    }
+
+    pub fn remove(&self, hash: &[u8; 32]) -> usize {
+        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(hash);
+        map.len()
+    }
+
+    /// The account of a live token.
+    pub fn check(&self, token: &str, now: TimestampMs) -> Result<(AccountNumber, [u8; 32]), TokenRefusal> {
+        let hash = token_hash(token);
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        match map.get(&hash) {
+            None => Err(TokenRefusal::Unknown),
+            Some((_, expires)) if *expires <= now => Err(TokenRefusal::Expired),
+            Some((account, _)) => Ok((account.clone(), hash)),
+        }
+    }
+
+    /// Drops expired sessions; returns how many remain.
+    pub fn purge_expired(&self, now: TimestampMs) -> usize {
+        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, expires)| *expires > now);
+        map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_verifies_only_the_right_password() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong horse", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert!(!verify_password("decoy password", decoy_hash()) || decoy_hash().is_empty());
+    }
+
+    #[test]
+    fn tokens_are_random_and_expire() {
+        let (t1, h1) = new_token().expect("token");
+        let (t2, _) = new_token().expect("token");
+        assert_ne!(t1, t2);
+        let cache = SessionCache::default();
+        let acc = AccountNumber::from_seq(1);
+        cache.insert(h1, acc.clone(), TimestampMs(1_000));
+        assert_eq!(cache.check(&t1, TimestampMs(999)).map(|(a, _)| a), Ok(acc));
+        assert_eq!(cache.check(&t1, TimestampMs(1_000)).map(|(a, _)| a), Err(TokenRefusal::Expired));
+        assert_eq!(cache.check(&t2, TimestampMs(0)).map(|(a, _)| a), Err(TokenRefusal::Unknown));
+        assert_eq!(cache.purge_expired(TimestampMs(2_000)), 0);
+    }
+}

@@ -1,0 +1,383 @@
+//! Storage: the bank's ledger on disk, in embedded SQLite.
+//!
+//! # Shape
+//!
+//! One database file per bank (`DATA/ledger.db`) in WAL mode with `synchronous=FULL`. All
+//! mutations go through one writer thread ([`writer`]) that applies commands to the in-memory
+//! [`Ledger`](bank_core::ledger::Ledger), writes the resulting changes of a whole batch in one
+//! SQLite transaction and fsyncs once (group commit) before answering anyone. Reads (statements,
+//! account views, key lookups) use separate read-only connections ([`read`]); in WAL mode they
+//! see the last committed state and never block the writer.
+//!
+//! # Guarantees
+//!
+//! - Nothing is acknowledged before the batch holding it is durable.
+//! - The in-memory ledger is rebuilt from the tables at start ([`load_ledger`]), so a restart after
+//!   `kill -9` resumes exactly at the last committed batch.
+//! - If a commit fails (disk full, I/O error), memory may be ahead of disk, so the process aborts
+//!   rather than serve a state that is not durable; the restart rebuilds from disk.
+//!
+//! # Does not handle
+//!
+//! Replication: a bank that needs it should use a replicated backend (the seam is the writer).
+
+pub mod read;
+pub mod schema;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use bank_core::account::{Account, AccountKind, Holder};
+use bank_core::contact::{Email, Phone};
+use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
+use bank_core::ledger::{
+    Change, Decision, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, Status, Transfer,
+};
+use bank_core::money::Amount;
+use bank_core::pixkey::PixKey;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use uuid::Uuid;
+
+/// A storage failure: always an internal error for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    WrongBank(String),
+    #[error("data directory {0} is in use by another process")]
+    Locked(PathBuf),
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger.db")
+}
+
+/// Creates the data directory if missing and takes its lock, so two nodes never share one
+/// ledger (each would keep its own in-memory state and they would diverge).
+pub fn lock_data_dir(data_dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(data_dir)?;
+    let file = File::options().create(true).truncate(false).write(true).open(data_dir.join("LOCK"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(data_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Opens the writer's connection: configures, migrates and checks the database belongs to
+/// `bank_id` (a new database is stamped with it).
+pub fn open_writer(data_dir: &Path, bank_id: BankId) -> Result<Connection> {
+    let mut conn = Connection::open(database_path(data_dir))?;
+    schema::configure(&conn)?;
+    schema::migrate(&mut conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let stored: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'bank_id'", [], |r| r.get(0)).optional()?;
+    match stored {
+        None => {
+            conn.execute("INSERT INTO meta (key, value) VALUES ('bank_id', ?1)", [bank_id.0.to_string()])?;
+        }
+        Some(id) if id == bank_id.0.to_string() => {}
+        Some(id) => {
+            return Err(StorageError::WrongBank(format!(
+                "the data directory {} belongs to bank {id}, not bank {bank_id}",
+                data_dir.display()
+            )));
+        }
+    }
+    Ok(conn)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(what.to_string())
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::try_parse(text).map_err(|e| corrupt(format!("uuid {text:?}: {e}")))
+}
+
+fn status_from(text: &str) -> Result<Status> {
+    match text {
+        "pending" => Ok(Status::Pending),
+        "completed" => Ok(Status::Completed),
+        "failed" => Ok(Status::Failed),
+        _ => Err(corrupt(format!("status {text:?}"))),
+    }
+}
+
+fn kind_from(text: &str) -> Result<EntryKind> {
+    match text {
+        "deposit" => Ok(EntryKind::Deposit),
+        "withdrawal" => Ok(EntryKind::Withdrawal),
+        "transfer_out" => Ok(EntryKind::TransferOut),
+        "transfer_in" => Ok(EntryKind::TransferIn),
+        _ => Err(corrupt(format!("entry kind {text:?}"))),
+    }
+}
+
+/// Columns: id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at.
+pub(crate) const ENTRY_COLUMNS: &str =
+    "id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at";
+
+type RawEntry = (i64, String, Option<String>, String, Option<String>, i64, String, Option<String>, i64);
+
+pub(crate) fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ))
+}
+
+pub(crate) fn entry_from_raw(raw: RawEntry) -> Result<Entry> {
+    let (id, account, transfer_id, kind, method, amount, status, counterparty, created_at) = raw;
+    Ok(Entry {
+        id: EntryId(id as u64),
+        account: AccountNumber::parse(&account).map_err(corrupt)?,
+        transfer_id: transfer_id.as_deref().map(parse_uuid).transpose()?.map(TransferId),
+        kind: kind_from(&kind)?,
+        method: method.as_deref().map(DepositMethod::parse).transpose().map_err(corrupt)?,
+        amount: Amount::from_cents(amount).map_err(corrupt)?,
+        status: status_from(&status)?,
+        counterparty,
+        created_at: TimestampMs(created_at),
+    })
+}
+
+pub(crate) fn account_from_row(
+    row: &Row<'_>,
+) -> rusqlite::Result<(String, String, String, String, String, String, i64, i64, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ))
+}
+
+/// Columns for [`account_from_row`].
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents";
+
+pub(crate) fn account_from_raw(
+    raw: (String, String, String, String, String, String, i64, i64, i64),
+) -> Result<Account> {
+    let (number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents) = raw;
+    let holders: Vec<Holder> = serde_json::from_str(&holders).map_err(corrupt)?;
+    Ok(Account {
+        number: AccountNumber::parse(&number).map_err(corrupt)?,
+        kind: AccountKind::parse(&kind).map_err(corrupt)?,
+        holders,
+        email: Email::parse(&email).map_err(corrupt)?,
+        phone: Phone::parse(&phone).map_err(corrupt)?,
+        password_hash,
+        created_at: TimestampMs(created_at),
+        posted_cents,
+        held_cents,
+    })
+}
+
+/// Rebuilds the in-memory ledger from the tables.
+pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
+    let mut ledger = Ledger::new(bank_id);
+    let mut stmt = conn.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY number"))?;
+    for raw in stmt.query_map([], account_from_row)? {
+        ledger.restore_account(account_from_raw(raw?)?);
+    }
+    let mut stmt = conn.prepare("SELECT key, account FROM pix_keys ORDER BY seq")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (key, account) = row?;
+        ledger.restore_key(PixKey::parse(&key).map_err(corrupt)?, AccountNumber::parse(&account).map_err(corrupt)?);
+    }
+    let mut stmt = conn.prepare("SELECT transfer_id, body FROM holds")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (id, body) = row?;
+        let holds: HoldSet = serde_json::from_str(&body).map_err(corrupt)?;
+        ledger.restore_holds(TransferId(parse_uuid(&id)?), holds);
+    }
+    let mut stmt = conn.prepare("SELECT transfer_id, decision FROM decisions")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (id, decision) = row?;
+        let decision = match decision.as_str() {
+            "committed" => Decision::Committed,
+            _ => Decision::Aborted,
+        };
+        ledger.restore_decision(TransferId(parse_uuid(&id)?), decision);
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT i.scope, i.key, i.fingerprint, t.body, {} FROM idempotency i \
+         LEFT JOIN transfers t ON t.id = i.transfer_id LEFT JOIN entries e ON e.id = i.entry_id",
+        ENTRY_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        let scope: String = r.get(0)?;
+        let key: String = r.get(1)?;
+        let fingerprint: Vec<u8> = r.get(2)?;
+        let body: Option<String> = r.get(3)?;
+        let entry_id: Option<i64> = r.get(4)?;
+        let entry = match entry_id {
+            Some(_) => Some((
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+                r.get(12)?,
+            )),
+            None => None,
+        };
+        Ok((scope, key, fingerprint, body, entry))
+    })?;
+    for row in rows {
+        let (scope, key, fingerprint, body, entry) = row?;
+        let outcome = match (body, entry) {
+            (Some(body), _) => Outcome::Transfer(serde_json::from_str::<Transfer>(&body).map_err(corrupt)?),
+            (None, Some(raw)) => Outcome::Entry(entry_from_raw(raw)?),
+            (None, None) => return Err(corrupt(format!("idempotency record {scope}/{key} points nowhere"))),
+        };
+        let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| corrupt("fingerprint length"))?;
+        ledger.restore_idempotency(
+            AccountNumber::parse(&scope).map_err(corrupt)?,
+            IdempotencyKey(parse_uuid(&key)?),
+            IdempotencyRecord { fingerprint: Fingerprint(fingerprint), outcome },
+        );
+    }
+    let next_entry: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
+    ledger.restore_next_entry_id(next_entry as u64);
+    ledger.assert_invariants();
+    Ok(ledger)
+}
+
+/// Writes one batch's changes inside the batch's transaction. Balance changes are coalesced:
+/// only each account's last balance of the batch is written, once, by [`BatchWriter::finish`].
+pub(crate) struct BatchWriter<'t> {
+    tx: &'t Transaction<'t>,
+    balances: HashMap<AccountNumber, (i64, i64)>,
+    key_seq: i64,
+}
+
+impl<'t> BatchWriter<'t> {
+    pub fn new(tx: &'t Transaction<'t>) -> Result<Self> {
+        let key_seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM pix_keys", [], |r| r.get(0))?;
+        Ok(BatchWriter { tx, balances: HashMap::new(), key_seq })
+    }
+
+    pub fn write(&mut self, change: &Change) -> Result<()> {
+        let tx = self.tx;
+        match change {
+            Change::AccountOpened(a) => {
+                let holders = serde_json::to_string(&a.holders).map_err(corrupt)?;
+                tx.prepare_cached(&format!(
+                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ))?
+                .execute(params![
+                    a.number.as_str(),
+                    a.kind.as_str(),
+                    holders,
+                    a.email.as_str(),
+                    a.phone.as_str(),
+                    a.password_hash,
+                    a.created_at.0,
+                    a.posted_cents,
+                    a.held_cents
+                ])?;
+                for h in &a.holders {
+                    tx.prepare_cached("INSERT INTO account_holders (document, account) VALUES (?1, ?2)")?
+                        .execute(params![h.document.as_str(), a.number.as_str()])?;
+                }
+            }
+            Change::Balance { account, posted_cents, held_cents } => {
+                self.balances.insert(account.clone(), (*posted_cents, *held_cents));
+            }
+            Change::KeyRegistered { key, account } => {
+                self.key_seq += 1;
+                tx.prepare_cached("INSERT INTO pix_keys (key, type, account, seq) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![key.normalized(), key.key_type().as_str(), account.as_str(), self.key_seq])?;
+            }
+            Change::EntryAdded(e) => {
+                tx.prepare_cached(&format!(
+                    "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ))?
+                .execute(params![
+                    e.id.0 as i64,
+                    e.account.as_str(),
+                    e.transfer_id.map(|t| t.0.to_string()),
+                    e.kind.as_str(),
+                    e.method.map(DepositMethod::as_str),
+                    e.amount.cents(),
+                    e.status.as_str(),
+                    e.counterparty,
+                    e.created_at.0
+                ])?;
+            }
+            Change::TransferRecorded(t) => {
+                let body = serde_json::to_string(t.as_ref()).map_err(corrupt)?;
+                tx.prepare_cached(
+                    "INSERT INTO transfers (id, status, body, created_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
+                )?
+                .execute(params![t.id.0.to_string(), t.status.as_str(), body, t.created_at.0])?;
+            }
+            Change::IdempotencyRecorded { scope, key, record } => {
+                let (entry_id, transfer_id) = match &record.outcome {
+                    Outcome::Entry(e) => (Some(e.id.0 as i64), None),
+                    Outcome::Transfer(t) => (None, Some(t.id.0.to_string())),
+                };
+                tx.prepare_cached(
+                    "INSERT INTO idempotency (scope, key, fingerprint, entry_id, transfer_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![scope.as_str(), key.0.to_string(), &record.fingerprint.0[..], entry_id, transfer_id])?;
+            }
+            Change::HoldsPlaced { transfer, holds } => {
+                let body = serde_json::to_string(holds.as_ref()).map_err(corrupt)?;
+                tx.prepare_cached("INSERT INTO holds (transfer_id, body, placed_at) VALUES (?1, ?2, ?3)")?
+                    .execute(params![transfer.0.to_string(), body, holds.placed_at.0])?;
+            }
+            Change::Decided { transfer, decision } => {
+                tx.prepare_cached("DELETE FROM holds WHERE transfer_id = ?1")?.execute([transfer.0.to_string()])?;
+                let decision = match decision {
+                    Decision::Committed => "committed",
+                    Decision::Aborted => "aborted",
+                };
+                tx.prepare_cached("INSERT INTO decisions (transfer_id, decision) VALUES (?1, ?2)")?
+                    .execute(params![transfer.0.to_string(), decision])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the coalesced balances. Call once, after the batch's last change.
+    pub fn finish(self) -> Result<()> {
+        let mut stmt =
+            self.tx.prepare_cached("UPDATE accounts SET posted_cents = ?2, held_cents = ?3 WHERE number = ?1")?;
+        for (number, (posted, held)) in &self.balances {
+            if stmt.execute(params![number.as_str(), posted, held])? != 1 {
+                return Err(corrupt(format!("balance of missing account {number}")));
+            }
+        }
+        Ok(())
+    }
+}

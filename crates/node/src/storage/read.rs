@@ -1,0 +1,165 @@
+//! Read-only queries on committed state, over a small pool of read connections.
+//!
+//! In WAL mode a reader sees the last committed batch and never blocks the writer. Queries run on
+//! tokio's blocking pool ([`ReadPool::run`]) so a slow statement never stalls the async workers.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bank_core::account::{Account, AccountKind};
+use bank_core::ids::{AccountNumber, TimestampMs, TransferId};
+use bank_core::ledger::{Entry, Transfer};
+use bank_core::pixkey::{KeyType, PixKey};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{
+    ACCOUNT_COLUMNS, ENTRY_COLUMNS, Result, StorageError, account_from_raw, account_from_row, entry_from_raw, raw_entry,
+};
+
+/// A pool of read-only connections, created on demand up to `size_max`.
+#[derive(Debug, Clone)]
+pub struct ReadPool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    size_max: usize,
+}
+
+/// An account as its holder sees it.
+#[derive(Debug, Clone)]
+pub struct AccountView {
+    pub account: Account,
+    pub keys: Vec<(String, KeyType)>,
+}
+
+/// What a payer sees of a key's owner.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    pub key: PixKey,
+    pub account: Account,
+}
+
+impl ReadPool {
+    pub fn new(path: PathBuf, size_max: usize) -> Self {
+        ReadPool { inner: Arc::new(PoolInner { path, idle: Mutex::new(Vec::new()), size_max: size_max.max(1) }) }
+    }
+
+    fn take(&self) -> Result<Connection> {
+        if let Some(conn) =
+            self.inner.idle.lock().map_err(|_| StorageError::Corrupt("read pool poisoned".into()))?.pop()
+        {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            if idle.len() < self.inner.size_max {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Runs `f` with a read connection on the blocking pool.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("read task failed: {e}")))?
+    }
+}
+
+pub fn account(conn: &Connection, number: &AccountNumber) -> Result<Option<AccountView>> {
+    let raw = conn
+        .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE number = ?1"))?
+        .query_row([number.as_str()], account_from_row)
+        .optional()?;
+    let Some(raw) = raw else { return Ok(None) };
+    let account = account_from_raw(raw)?;
+    let mut stmt = conn.prepare_cached("SELECT key, type FROM pix_keys WHERE account = ?1 ORDER BY seq")?;
+    let keys = stmt
+        .query_map([number.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .map(|row| {
+            let (key, kind) = row?;
+            Ok((key, KeyType::parse(&kind).map_err(|e| StorageError::Corrupt(e.to_string()))?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(AccountView { account, keys }))
+}
+
+/// The account number and password hash for a sign-in e-mail.
+pub fn credentials(conn: &Connection, email: &str) -> Result<Option<(AccountNumber, String)>> {
+    let row = conn
+        .prepare_cached("SELECT number, password_hash FROM accounts WHERE email = ?1")?
+        .query_row([email], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .optional()?;
+    row.map(|(n, h)| Ok((AccountNumber::parse(&n).map_err(|e| StorageError::Corrupt(e.to_string()))?, h))).transpose()
+}
+
+pub fn key_owner(conn: &Connection, key: &PixKey) -> Result<Option<KeyView>> {
+    let number: Option<String> = conn
+        .prepare_cached("SELECT account FROM pix_keys WHERE key = ?1")?
+        .query_row([key.normalized()], |r| r.get(0))
+        .optional()?;
+    let Some(number) = number else { return Ok(None) };
+    let number = AccountNumber::parse(&number).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(account(conn, &number)?.map(|view| KeyView { key: key.clone(), account: view.account }))
+}
+
+/// Newest first, strictly before entry `before` when given.
+pub fn statement(conn: &Connection, number: &AccountNumber, before: Option<i64>, limit: usize) -> Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![number.as_str(), before.unwrap_or(i64::MAX), limit as i64], raw_entry)?;
+    rows.map(|raw| entry_from_raw(raw?)).collect()
+}
+
+pub fn transfer(conn: &Connection, id: &TransferId) -> Result<Option<Transfer>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM transfers WHERE id = ?1")?
+        .query_row([id.0.to_string()], |r| r.get(0))
+        .optional()?;
+    body.map(|b| serde_json::from_str(&b).map_err(|e| StorageError::Corrupt(e.to_string()))).transpose()
+}
+
+/// Accounts a session signed in to `actor` may spend or see (API.md "who may spend what").
+pub fn spendable(conn: &Connection, actor: &Account) -> Result<Vec<AccountNumber>> {
+    if actor.kind == AccountKind::Joint {
+        return Ok(vec![actor.number.clone()]);
+    }
+    let Some(doc) = actor.acting_document() else { return Ok(vec![actor.number.clone()]) };
+    let mut stmt = conn.prepare_cached("SELECT account FROM account_holders WHERE document = ?1 ORDER BY account")?;
+    let rows = stmt.query_map([doc.as_str()], |r| r.get::<_, String>(0))?;
+    rows.map(|n| AccountNumber::parse(&n?).map_err(|e| StorageError::Corrupt(e.to_string()))).collect()
+}
+
+/// Live sessions, for the in-memory cache at start.
+pub fn live_sessions(conn: &Connection, now: TimestampMs) -> Result<Vec<([u8; 32], AccountNumber, TimestampMs)>> {
+    let mut stmt =
+        conn.prepare("SELECT token_hash, account, expires_at FROM sessions WHERE revoked = 0 AND expires_at > ?1")?;
+    let rows =
+        stmt.query_map([now.0], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+    rows.map(|row| {
+        let (hash, account, expires) = row?;
+        let hash: [u8; 32] = hash.try_into().map_err(|_| StorageError::Corrupt("token hash length".into()))?;
+        let account = AccountNumber::parse(&account).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        Ok((hash, account, TimestampMs(expires)))
+    })
+    .collect()
+}

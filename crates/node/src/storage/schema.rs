@@ -1,0 +1,110 @@
+//! The SQLite schema and its migrations, versioned by `PRAGMA user_version`.
+//!
+//! Tables are STRICT and carry CHECK constraints that restate the ledger's invariants, so a bug
+//! that slipped past the core's assertions still cannot commit a negative balance.
+
+use rusqlite::Connection;
+
+/// Each migration moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE accounts (
+    number        TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('individual', 'company', 'joint')),
+    holders       TEXT NOT NULL,
+    email         TEXT NOT NULL UNIQUE,
+    phone         TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    posted_cents  INTEGER NOT NULL CHECK (posted_cents >= 0),
+    held_cents    INTEGER NOT NULL CHECK (held_cents >= 0 AND held_cents <= posted_cents)
+) STRICT;
+
+CREATE TABLE account_holders (
+    document TEXT NOT NULL,
+    account  TEXT NOT NULL REFERENCES accounts (number),
+    PRIMARY KEY (document, account)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE pix_keys (
+    key     TEXT PRIMARY KEY,
+    type    TEXT NOT NULL CHECK (type IN ('cpf', 'cnpj', 'email', 'phone', 'random')),
+    account TEXT NOT NULL REFERENCES accounts (number),
+    seq     INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE entries (
+    id           INTEGER PRIMARY KEY,
+    account      TEXT NOT NULL,
+    transfer_id  TEXT,
+    kind         TEXT NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'transfer_out', 'transfer_in')),
+    method       TEXT CHECK (method IN ('cash', 'boleto', 'qr')),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    status       TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+    counterparty TEXT,
+    created_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX entries_by_account ON entries (account, id);
+
+CREATE TABLE transfers (
+    id         TEXT PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE idempotency (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    entry_id    INTEGER,
+    transfer_id TEXT,
+    PRIMARY KEY (scope, key),
+    CHECK ((entry_id IS NULL) <> (transfer_id IS NULL))
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE holds (
+    transfer_id TEXT PRIMARY KEY,
+    body        TEXT NOT NULL,
+    placed_at   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE decisions (
+    transfer_id TEXT PRIMARY KEY,
+    decision    TEXT NOT NULL CHECK (decision IN ('committed', 'aborted'))
+) STRICT;
+
+CREATE TABLE sessions (
+    token_hash BLOB PRIMARY KEY,
+    account    TEXT NOT NULL REFERENCES accounts (number),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked    INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
+) STRICT;
+"#];
+
+/// Brings the database to the newest schema, each step in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Pragmas every connection uses: WAL, full fsync on commit, foreign keys, a busy timeout.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk when COMMIT returns. NORMAL can lose acknowledged commits.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}

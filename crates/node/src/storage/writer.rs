@@ -1,0 +1,329 @@
+//! The single ledger writer, with group commit.
+//!
+//! One OS thread owns the in-memory [`Ledger`] and the writer connection. It waits for a command,
+//! then takes every command already queued (up to `batch_len_max`), applies each to the ledger in
+//! order — a rejected command changes nothing and simply gets its error — writes all their
+//! changes in one SQLite transaction, commits (one fsync for the whole batch), and only then
+//! answers every waiter. Under load, batches grow, so the cost of an fsync is shared by many
+//! operations; an idle bank commits single commands at once.
+//!
+//! The queue in front of it is bounded: when it is full, [`WriterHandle`] answers
+//! [`Error::Overloaded`] at once instead of letting memory grow.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bank_core::Error;
+use bank_core::account::NewAccount;
+use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
+use bank_core::ledger::{Change, DepositMethod, KeyRequest, Ledger, Opened, Outcome, TransferRequest, Vote};
+use bank_core::money::Amount;
+use bank_core::pixkey::PixKey;
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::BatchWriter;
+use crate::metrics::Metrics;
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// A request to the writer. Each carries the channel its answer goes back on.
+#[derive(Debug)]
+pub enum Command {
+    OpenAccount {
+        new: Box<NewAccount>,
+        reply: Reply<Opened>,
+    },
+    RegisterKey {
+        account: AccountNumber,
+        request: KeyRequest,
+        reply: Reply<PixKey>,
+    },
+    Deposit {
+        account: AccountNumber,
+        amount: Amount,
+        method: DepositMethod,
+        idem: (IdempotencyKey, Fingerprint),
+        reply: Reply<Outcome>,
+    },
+    Withdraw {
+        account: AccountNumber,
+        amount: Amount,
+        idem: (IdempotencyKey, Fingerprint),
+        reply: Reply<Outcome>,
+    },
+    Transfer {
+        request: Box<TransferRequest>,
+        reply: Reply<Outcome>,
+    },
+    PlaceHolds {
+        transfer: TransferId,
+        debits: Vec<(AccountNumber, Amount)>,
+        credits: Vec<(AccountNumber, Amount)>,
+        reply: Reply<Vote>,
+    },
+    PostHolds {
+        transfer: TransferId,
+        reply: Reply<()>,
+    },
+    ReleaseHolds {
+        transfer: TransferId,
+        reply: Reply<()>,
+    },
+    CreateSession {
+        token_hash: [u8; 32],
+        account: AccountNumber,
+        expires_at: TimestampMs,
+        reply: Reply<()>,
+    },
+    RevokeSession {
+        token_hash: [u8; 32],
+        reply: Reply<()>,
+    },
+    /// Finish everything queued before it, then stop.
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The async side's handle on the writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Command>,
+    queue_len: Arc<AtomicI64>,
+}
+
+impl WriterHandle {
+    fn submit<T, F: FnOnce(Reply<T>) -> Command>(&self, make: F) -> impl Future<Output = Result<T, Error>> + use<T, F> {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.try_send(make(reply)) {
+            Ok(()) => {
+                self.queue_len.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(Error::BankUnavailable("the bank is shutting down".into())),
+        };
+        async move {
+            sent?;
+            rx.await.map_err(|_| Error::BankUnavailable("the bank is shutting down".into()))?
+        }
+    }
+
+    pub async fn open_account(&self, new: NewAccount) -> Result<Opened, Error> {
+        self.submit(|reply| Command::OpenAccount { new: Box::new(new), reply }).await
+    }
+
+    pub async fn register_key(&self, account: AccountNumber, request: KeyRequest) -> Result<PixKey, Error> {
+        self.submit(|reply| Command::RegisterKey { account, request, reply }).await
+    }
+
+    pub async fn deposit(
+        &self,
+        account: AccountNumber,
+        amount: Amount,
+        method: DepositMethod,
+        idem: (IdempotencyKey, Fingerprint),
+    ) -> Result<Outcome, Error> {
+        self.submit(|reply| Command::Deposit { account, amount, method, idem, reply }).await
+    }
+
+    pub async fn withdraw(
+        &self,
+        account: AccountNumber,
+        amount: Amount,
+        idem: (IdempotencyKey, Fingerprint),
+    ) -> Result<Outcome, Error> {
+        self.submit(|reply| Command::Withdraw { account, amount, idem, reply }).await
+    }
+
+    pub async fn transfer(&self, request: TransferRequest) -> Result<Outcome, Error> {
+        self.submit(|reply| Command::Transfer { request: Box::new(request), reply }).await
+    }
+
+    pub async fn place_holds(
+        &self,
+        transfer: TransferId,
+        debits: Vec<(AccountNumber, Amount)>,
+        credits: Vec<(AccountNumber, Amount)>,
+    ) -> Result<Vote, Error> {
+        self.submit(|reply| Command::PlaceHolds { transfer, debits, credits, reply }).await
+    }
+
+    pub async fn post_holds(&self, transfer: TransferId) -> Result<(), Error> {
+        self.submit(|reply| Command::PostHolds { transfer, reply }).await
+    }
+
+    pub async fn release_holds(&self, transfer: TransferId) -> Result<(), Error> {
+        self.submit(|reply| Command::ReleaseHolds { transfer, reply }).await
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        account: AccountNumber,
+        expires_at: TimestampMs,
+    ) -> Result<(), Error> {
+        self.submit(|reply| Command::CreateSession { token_hash, account, expires_at, reply }).await
+    }
+
+    pub async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<(), Error> {
+        self.submit(|reply| Command::RevokeSession { token_hash, reply }).await
+    }
+
+    /// Asks the writer to finish what is queued and stop; waits until it has.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone();
+        // A blocking send: shutdown must get in even when the queue is full.
+        let sent = tokio::task::spawn_blocking(move || tx.send(Command::Shutdown { reply }).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> TimestampMs {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    TimestampMs(ms)
+}
+
+/// Starts the writer thread over `conn` and `ledger`.
+pub fn spawn(
+    conn: Connection,
+    ledger: Ledger,
+    bank_id: BankId,
+    queue_len_max: usize,
+    batch_len_max: usize,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = sync_channel(queue_len_max);
+    let queue_len = Arc::new(AtomicI64::new(0));
+    let handle = WriterHandle { tx, queue_len: queue_len.clone() };
+    let thread = std::thread::Builder::new()
+        .name(format!("ledger-writer-{bank_id}"))
+        .spawn(move || run(conn, ledger, rx, batch_len_max, queue_len, metrics))?;
+    Ok((handle, thread))
+}
+
+/// A deferred answer: sent only after the batch is durable.
+type Answer = Box<dyn FnOnce() + Send>;
+
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Answer {
+    Box::new(move || {
+        // The waiter may have gone (client disconnected); the operation stands regardless.
+        let _ = reply.send(result);
+    })
+}
+
+fn run(
+    mut conn: Connection,
+    mut ledger: Ledger,
+    rx: Receiver<Command>,
+    batch_len_max: usize,
+    queue_len: Arc<AtomicI64>,
+    metrics: Arc<Metrics>,
+) {
+    let mut changes: Vec<Change> = Vec::with_capacity(64);
+    let mut answers: Vec<Answer> = Vec::with_capacity(batch_len_max);
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    while shutdown.is_none() {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = vec![first];
+        while batch.len() < batch_len_max {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        queue_len.fetch_sub(batch.len() as i64, Ordering::Relaxed);
+        let started = Instant::now();
+        let batch_len = batch.len();
+        let result = (|| -> super::Result<()> {
+            let tx = conn.transaction()?;
+            {
+                let mut writer = BatchWriter::new(&tx)?;
+                let now = now_ms();
+                for cmd in batch {
+                    changes.clear();
+                    if let Command::Shutdown { reply } = cmd {
+                        shutdown = Some(reply);
+                        continue;
+                    }
+                    let ans = apply(&mut ledger, &tx, cmd, now, &mut changes)?;
+                    for change in &changes {
+                        writer.write(change)?;
+                    }
+                    answers.push(ans);
+                }
+                writer.finish()?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Memory is now ahead of disk; serving on would acknowledge what is not durable.
+            tracing::error!(error = %e, "ledger commit failed; aborting so a restart rebuilds from disk");
+            std::process::abort();
+        }
+        metrics.observe_batch(batch_len, started.elapsed());
+        for ans in answers.drain(..) {
+            ans();
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "checkpoint at shutdown failed (the WAL is replayed at next start)");
+    }
+    tracing::info!("ledger writer stopped");
+    if let Some(reply) = shutdown {
+        let _ = reply.send(());
+    }
+}
+
+fn apply(
+    ledger: &mut Ledger,
+    tx: &rusqlite::Transaction<'_>,
+    cmd: Command,
+    now: TimestampMs,
+    changes: &mut Vec<Change>,
+) -> super::Result<Answer> {
+    Ok(match cmd {
+        Command::OpenAccount { new, reply } => answer(reply, ledger.open_account(*new, now, changes)),
+        Command::RegisterKey { account, request, reply } => {
+            answer(reply, ledger.register_key(&account, request, changes))
+        }
+        Command::Deposit { account, amount, method, idem, reply } => {
+            answer(reply, ledger.deposit(&account, amount, method, idem, now, changes))
+        }
+        Command::Withdraw { account, amount, idem, reply } => {
+            answer(reply, ledger.withdraw(&account, amount, idem, now, changes))
+        }
+        Command::Transfer { mut request, reply } => {
+            request.now = now;
+            answer(reply, ledger.transfer(*request, changes))
+        }
+        Command::PlaceHolds { transfer, debits, credits, reply } => {
+            answer(reply, Ok(ledger.place_holds(transfer, debits, credits, now, changes)))
+        }
+        Command::PostHolds { transfer, reply } => answer(reply, ledger.post_holds(transfer, changes)),
+        Command::ReleaseHolds { transfer, reply } => answer(reply, ledger.release_holds(transfer, changes)),
+        Command::CreateSession { token_hash, account, expires_at, reply } => {
+            if ledger.account(&account).is_none() {
+                answer(reply, Err(Error::Unauthorized("no such account".into())))
+            } else {
+                tx.prepare_cached(
+                    "INSERT INTO sessions (token_hash, account, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![&token_hash[..], account.as_str(), now.0, expires_at.0])?;
+                answer(reply, Ok(()))
+            }
+        }
+        Command::RevokeSession { token_hash, reply } => {
+            tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE token_hash = ?1")?.execute([&token_hash[..]])?;
+            answer(reply, Ok(()))
+        }
+        Command::Shutdown { .. } => unreachable!("handled by the loop"),
+    })
+}
