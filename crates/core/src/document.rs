@@ -72,7 +72,7 @@ impl Cpf {
     /// benchmark. Bases whose digits would all be equal are shifted by one.
     pub fn from_base(base: u64) -> Self {
         let mut base = base % 1_000_000_000;
-        if base % 111_111_111 == 0 {
+        if base.is_multiple_of(111_111_111) {
             base = (base + 1) % 1_000_000_000;
         }
         let base_text = format!("{base:09}");

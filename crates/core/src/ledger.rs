@@ -39,9 +39,14 @@ use crate::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, Ti
 use crate::money::Amount;
 use crate::pixkey::{KeyType, PixKey};
 
-/// Largest balance an account may hold (R$ 100 bilhões), far beyond any real account and far
-/// below `i64::MAX`, so sums over many accounts cannot overflow.
+/// Largest balance a deposit or an in-bank transfer may bring an account to (R$ 100 bilhões), far
+/// beyond any real account and far below `i64::MAX`, so sums over many accounts cannot overflow.
+/// A credit of a committed cross-bank transaction is posted even past it: a participant that voted
+/// yes cannot refuse the commit, and money is never cut off.
 pub const BALANCE_MAX_CENTS: i64 = 10_000_000_000_000;
+/// Hard bound asserted on every balance: the soft limit plus room for every credit that a voted
+/// transaction may still post.
+const BALANCE_HARD_MAX_CENTS: i64 = i64::MAX / 4;
 /// Most legs in one transfer (API.md).
 pub const LEGS_MAX: usize = 16;
 /// Most Pix keys per account (the Pix rule: 5 for people, 20 for companies; we use one limit).
@@ -535,7 +540,7 @@ impl Ledger {
 
     fn set_balance(&mut self, number: &AccountNumber, posted_cents: i64, held_cents: i64, changes: &mut Vec<Change>) {
         assert!(held_cents >= 0 && posted_cents - held_cents >= 0, "invariant: available >= 0 for {number}");
-        assert!(posted_cents <= BALANCE_MAX_CENTS, "invariant: balance limit for {number}");
+        assert!(posted_cents <= BALANCE_HARD_MAX_CENTS, "invariant: balance bound for {number}");
         let account = self.accounts.get_mut(number).expect("balance of an existing account");
         account.posted_cents = posted_cents;
         account.held_cents = held_cents;
@@ -845,7 +850,7 @@ impl Ledger {
         let Some(set) = self.holds.get(&transfer).cloned() else {
             return Err(Error::Conflict(format!("transaction {transfer} holds nothing here")));
         };
-        // Check credits fit before mutating.
+        // Compute every final balance before mutating. Credits are posted whole (never cut off).
         let mut finals: BTreeMap<AccountNumber, (i64, i64)> = BTreeMap::new();
         for (number, amount) in &set.debits {
             let acc = &self.accounts[number];
@@ -856,7 +861,7 @@ impl Ledger {
         for (number, amount) in &set.credits {
             let acc = &self.accounts[number];
             let e = finals.entry(number.clone()).or_insert((acc.posted_cents, acc.held_cents));
-            e.0 = e.0.saturating_add(amount.cents()).min(BALANCE_MAX_CENTS);
+            e.0 = e.0.checked_add(amount.cents()).expect("a balance stays far below i64::MAX");
         }
         for (number, (posted, held)) in finals {
             self.set_balance(&number, posted, held, changes);
@@ -904,7 +909,7 @@ impl Ledger {
         for acc in self.accounts.values() {
             assert!(acc.held_cents >= 0, "negative held on {}", acc.number);
             assert!(acc.available_cents() >= 0, "negative available on {}", acc.number);
-            assert!(acc.posted_cents <= BALANCE_MAX_CENTS, "balance over limit on {}", acc.number);
+            assert!(acc.posted_cents <= BALANCE_HARD_MAX_CENTS, "balance over bound on {}", acc.number);
             assert_eq!(
                 acc.held_cents,
                 held.get(&acc.number).copied().unwrap_or(0),

@@ -78,7 +78,7 @@ fn parse_brl_cents(text: &str) -> Result<i64, Error> {
     // The decimal separator is the last ',' or '.' followed by one or two digits at the end;
     // every other '.' must be a thousands separator between groups of three digits.
     let (int_part, frac_part) = match s.rfind([',', '.']) {
-        Some(pos) if s.len() - pos - 1 <= 2 && s.len() - pos - 1 >= 1 => (&s[..pos], &s[pos + 1..]),
+        Some(pos) if (1..=2).contains(&(s.len() - pos - 1)) => (&s[..pos], &s[pos + 1..]),
         _ => (s, ""),
     };
     if int_part.contains(',') || frac_part.chars().any(|c| !c.is_ascii_digit()) {
@@ -115,7 +115,7 @@ pub fn format_brl(cents: i64) -> String {
     let units = (abs / 100).to_string();
     let mut grouped = String::with_capacity(units.len() + units.len() / 3);
     for (i, ch) in units.chars().enumerate() {
-        if i > 0 && (units.len() - i) % 3 == 0 {
+        if i > 0 && (units.len() - i).is_multiple_of(3) {
             grouped.push('.');
         }
         grouped.push(ch);

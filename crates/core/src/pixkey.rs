@@ -77,10 +77,10 @@ impl PixKey {
         if trimmed.contains('@') {
             return Email::parse(trimmed).map(PixKey::Email);
         }
-        if trimmed.len() == 36 {
-            if let Ok(uuid) = Uuid::try_parse(trimmed) {
-                return Ok(PixKey::Random(uuid));
-            }
+        if let Ok(uuid) = Uuid::try_parse(trimmed)
+            && trimmed.len() == 36
+        {
+            return Ok(PixKey::Random(uuid));
         }
         if let Ok(cpf) = Cpf::parse(trimmed) {
             return Ok(PixKey::Cpf(cpf));
