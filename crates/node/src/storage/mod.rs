@@ -159,9 +159,10 @@ pub(crate) fn entry_from_raw(raw: RawEntry) -> Result<Entry> {
     })
 }
 
-pub(crate) fn account_from_row(
-    row: &Row<'_>,
-) -> rusqlite::Result<(String, String, String, String, String, String, i64, i64, i64)> {
+/// An `accounts` row as stored: number, kind, holders JSON, email, phone, hash, created, posted, held.
+pub(crate) type RawAccount = (String, String, String, String, String, String, i64, i64, i64);
+
+pub(crate) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<RawAccount> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -179,9 +180,7 @@ pub(crate) fn account_from_row(
 pub(crate) const ACCOUNT_COLUMNS: &str =
     "number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents";
 
-pub(crate) fn account_from_raw(
-    raw: (String, String, String, String, String, String, i64, i64, i64),
-) -> Result<Account> {
+pub(crate) fn account_from_raw(raw: RawAccount) -> Result<Account> {
     let (number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents) = raw;
     let holders: Vec<Holder> = serde_json::from_str(&holders).map_err(corrupt)?;
     Ok(Account {

@@ -63,10 +63,10 @@ impl ReadPool {
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut idle) = self.inner.idle.lock() {
-            if idle.len() < self.inner.size_max {
-                idle.push(conn);
-            }
+        if let Ok(mut idle) = self.inner.idle.lock()
+            && idle.len() < self.inner.size_max
+        {
+            idle.push(conn);
         }
     }
 
