@@ -122,3 +122,47 @@ mod tests {
         assert_eq!(cache.purge_expired(TimestampMs(2_000)), 0);
     }
 }
+
+/// A small pool of threads for password hashing.
+///
+/// Argon2id is slow and uses 19 MiB per hash on purpose. Run on tokio's blocking pool, a burst
+/// of sign-ins would hash on hundreds of threads at once — gigabytes, kept by the allocator's
+/// per-thread arenas — and starve the CPU. Here at most `threads` hashes run at once, and at most
+/// `queue_len_max` wait; beyond that the caller is told the bank is overloaded.
+#[derive(Debug, Clone)]
+pub struct HasherPool {
+    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+}
+
+impl HasherPool {
+    pub fn new(threads: usize, queue_len_max: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(queue_len_max);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new().name(format!("password-hasher-{i}")).spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })?;
+        }
+        Ok(HasherPool { jobs })
+    }
+
+    /// Runs `f` on the pool; `None` when the pool is saturated (answer 503 `overloaded`).
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.try_send(job).ok()?;
+        rx.await.ok()
+    }
+}

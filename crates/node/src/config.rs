@@ -46,6 +46,10 @@ pub struct Limits {
     pub read_connections_max: usize,
     /// Lifetime of a session token.
     pub session_ttl_s: u64,
+    /// Threads hashing passwords (Argon2id, 19 MiB each): bounds CPU and memory of sign-ins.
+    pub password_hashers: usize,
+    /// Sign-ins and sign-ups waiting for a hasher; more are shed with 503 `overloaded`.
+    pub password_queue_len_max: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +62,8 @@ impl Default for Limits {
             batch_len_max: 1024,
             read_connections_max: 8,
             session_ttl_s: 8 * 3600,
+            password_hashers: 2,
+            password_queue_len_max: 256,
         }
     }
 }

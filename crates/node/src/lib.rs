@@ -82,6 +82,7 @@ impl Node {
             writer: writer.clone(),
             reads,
             sessions,
+            hashers: auth::HasherPool::new(config.limits.password_hashers, config.limits.password_queue_len_max)?,
             metrics,
             limits: config.limits.clone(),
         });

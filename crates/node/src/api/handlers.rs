@@ -80,10 +80,9 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
     let new = NewAccount { kind, holders, email, phone, password_hash: String::new() };
     new.validate()?;
     let password = input.password;
-    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
+    let password_hash =
+        state.hashers.run(move || auth::hash_password(&password)).await.ok_or(ApiError::Core(Error::Overloaded))?;
+    let password_hash = password_hash.map_err(ApiError::Internal)?;
     let opened = state.writer.open_account(NewAccount { password_hash, ..new }).await;
     state.metrics.operation("open_account", if opened.is_ok() { "ok" } else { "rejected" });
     let opened = opened?;
@@ -103,9 +102,11 @@ pub async fn sign_in(state: State, body: ApiJson<SessionIn>) -> ApiResult<(Statu
         None => (None, auth::decoy_hash().to_string()),
     };
     let password = input.password;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+    let ok = state
+        .hashers
+        .run(move || auth::verify_password(&password, &hash))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .ok_or(ApiError::Core(Error::Overloaded))?;
     let number = match (ok, number) {
         (true, Some(number)) => number,
         _ => {

@@ -42,6 +42,7 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub reads: ReadPool,
     pub sessions: SessionCache,
+    pub hashers: crate::auth::HasherPool,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
 }
