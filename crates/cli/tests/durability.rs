@@ -38,10 +38,10 @@ fn start_node(data: &Path, port: u16) -> Child {
 async fn wait_healthy(http: &reqwest::Client, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = http.get(format!("{url}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -140,8 +140,8 @@ async fn acknowledged_operations_survive_sigkill() {
             let mut n = w;
             loop {
                 n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let from = (n >> 33) as usize % ACCOUNTS;
-                let to = (from + 1 + (n >> 40) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
+                let from = (n >> 33) % ACCOUNTS;
+                let to = (from + 1 + (n >> 40) % (ACCOUNTS - 1)) % ACCOUNTS;
                 let amount = 1 + (n >> 20) as i64 % 5_000;
                 let key = uuid::Uuid::new_v4().to_string();
                 let index = {

@@ -123,11 +123,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 invalid(format!("could not read the request body: {e}"))
             }
         })?;
+        // Parsed straight into `T` first: that refuses duplicate and unknown fields.
         let value = serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+        // The fingerprint covers the body's meaning, not its spelling: the canonical form of the
+        // parsed JSON (object keys sorted), so reordered fields are still "the same body".
+        let canonical = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .and_then(|json| serde_json::to_vec(&json))
+            .map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
         let mut hasher = Sha256::new();
         hasher.update(path.as_bytes());
         hasher.update([0]);
-        hasher.update(&bytes);
+        hasher.update(&canonical);
         Ok(ApiJson { value, digest: hasher.finalize().into() })
     }
 }
@@ -151,7 +157,9 @@ impl FromRequestParts<Arc<AppState>> for Session {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .ok_or_else(|| unauthorized("the Authorization header must be: Bearer <token>"))?;

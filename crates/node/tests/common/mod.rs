@@ -22,7 +22,18 @@ pub async fn spawn_node() -> TestNode {
 }
 
 pub async fn spawn_node_in(dir: tempfile::TempDir) -> TestNode {
-    let config = NodeConfig::new(1, "Eleven", "127.0.0.1:0".parse().expect("addr"), dir.path().join("bank-1"));
+    spawn_node_in_with(dir, |_| {}).await
+}
+
+/// A node whose configuration `tweak` adjusts first (e.g. a tiny session TTL).
+pub async fn spawn_node_with(tweak: impl FnOnce(&mut NodeConfig)) -> TestNode {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_node_in_with(dir, tweak).await
+}
+
+pub async fn spawn_node_in_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut NodeConfig)) -> TestNode {
+    let mut config = NodeConfig::new(1, "Eleven", "127.0.0.1:0".parse().expect("addr"), dir.path().join("bank-1"));
+    tweak(&mut config);
     let node = Node::start(config).await.expect("node starts");
     let addr = node.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -145,4 +156,146 @@ impl TestNode {
             b["available_cents"].as_i64().expect("available"),
         )
     }
+}
+
+/// A request body for [`TestNode::send`].
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(Value),
+    /// Raw text sent as `application/json`.
+    Raw(String),
+}
+
+/// A whole answer: status, content type and the body (JSON if it parses, else a string).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the answer is an `application/problem+json` with this status and `code`; `what`
+    /// names the case in the failure message.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(self.status, status, "{what}: status of {}", self.body);
+        assert!(
+            self.content_type.starts_with("application/problem+json"),
+            "{what}: content type {:?} of {}",
+            self.content_type,
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "{what}: code of {}", self.body);
+        assert_eq!(self.body["status"], status, "{what}: status field of {}", self.body);
+        for field in ["type", "title", "detail"] {
+            assert!(self.body[field].is_string(), "{what}: problem field {field} in {}", self.body);
+        }
+    }
+}
+
+/// What a rejected request must leave untouched: the balance and every statement line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub balance: (i64, i64, i64),
+    pub entries: Vec<Value>,
+}
+
+impl TestNode {
+    /// Any request, with any headers; returns status, content type and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self.http.request(method.parse().expect("method"), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw(text) => req.header("content-type", "application/json").body(text),
+        };
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let text = resp.text().await.expect("body");
+        Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    }
+
+    /// Every statement line of the signed-in account (or `?account=`), newest first, all pages.
+    pub async fn statement_all(&self, token: &str, account: Option<&str>) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let mut path = "/api/v1/statement?limit=200".to_string();
+            if let Some(a) = account {
+                path.push_str(&format!("&account={a}"));
+            }
+            if let Some(b) = &before {
+                path.push_str(&format!("&before={b}"));
+            }
+            let (status, page) = self.call("GET", &path, Some(token), None).await;
+            assert_eq!(status, 200, "statement: {page}");
+            entries.extend(page["entries"].as_array().expect("entries").iter().cloned());
+            match page["next"].as_str() {
+                Some(next) => before = Some(next.to_string()),
+                None => return entries,
+            }
+        }
+    }
+
+    /// Balance and statement of the signed-in account.
+    pub async fn snapshot(&self, token: &str) -> Snapshot {
+        Snapshot { balance: self.balance(token).await, entries: self.statement_all(token, None).await }
+    }
+
+    /// `POST /api/v1/accounts` with `body`.
+    pub async fn open(&self, body: Value) -> Reply {
+        self.send("POST", "/api/v1/accounts", None, Body::Json(body), &[]).await
+    }
+
+    /// Signs in and returns the whole answer (for checking refusals).
+    pub async fn try_sign_in(&self, email: &str, password: &str) -> Reply {
+        self.send("POST", "/api/v1/sessions", None, Body::Json(json!({ "email": email, "password": password })), &[])
+            .await
+    }
+}
+
+/// The valid CPF of base `n`, bare.
+pub fn cpf(n: u64) -> String {
+    bank_core::document::Cpf::from_base(n).as_str().to_string()
+}
+
+/// The valid CNPJ of root `n`, bare.
+pub fn cnpj(n: u64) -> String {
+    bank_core::document::Cnpj::from_base(n).as_str().to_string()
+}
+
+/// An account body that opens fine, to be spoiled by a test.
+pub fn individual_body(n: u64, email: &str) -> Value {
+    json!({
+        "kind": "individual",
+        "holders": [{ "name": "Test Person", "document": cpf(n) }],
+        "email": email, "phone": "+5575999990000", "password": "password123"
+    })
+}
+
+/// The account number of an account object.
+pub fn number_of(account: &Value) -> String {
+    account["number"].as_str().expect("account number").to_string()
+}
+
+/// The CPF/CNPJ key of an account object (its first key).
+pub fn key_of(account: &Value) -> String {
+    account["pix_keys"][0]["key"].as_str().expect("pix key").to_string()
 }

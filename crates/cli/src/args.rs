@@ -1,0 +1,404 @@
+//! The command line of `bank`: every command, flag and environment fallback, parsed by clap.
+//!
+//! Raw text is parsed into domain values here, once (amounts through
+//! [`bank_core::Amount::parse_brl`], addresses into `SocketAddr`), so the commands never see an
+//! unparsed amount.
+
+use bank_core::Amount;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::bench::Mode;
+
+/// Default node address for customer commands and the benchmark.
+pub const DEFAULT_TARGET: &str = "http://127.0.0.1:8081";
+
+/// A bank of the consortium: run a node, act as a customer, or load-test a node.
+#[derive(Debug, Parser)]
+#[command(name = "bank", version, about, propagate_version = true)]
+pub struct Cli {
+    /// URL of the bank node to talk to.
+    #[arg(long, global = true, env = "BANK_TARGET", default_value = DEFAULT_TARGET)]
+    pub target: String,
+
+    /// File keeping session tokens, per target (default: <config dir>/bank/sessions.json).
+    #[arg(long, global = true, env = "BANK_SESSION_FILE")]
+    pub session_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a bank node until Ctrl-C or SIGTERM.
+    Node(NodeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Sign in and keep the session token for this target.
+    Login(LoginArgs),
+    /// End the session of this target.
+    Logout,
+    /// Show the signed-in account and its balance.
+    Me,
+    /// Deposit money into the signed-in account.
+    Deposit(DepositArgs),
+    /// Withdraw money from the signed-in account.
+    Withdraw(WithdrawArgs),
+    /// Pix: send money by key, look keys up, register keys.
+    #[command(subcommand)]
+    Pix(PixCommand),
+    /// Inspect transfers.
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+    /// List the signed-in account's entries, newest first.
+    Statement(StatementArgs),
+    /// The customer's accounts in every bank of the consortium.
+    Accounts,
+    /// Load-test a node (closed loop) and check that money is conserved.
+    Bench(BenchArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// This bank's id in the consortium.
+    #[arg(long, env = "BANK_ID")]
+    pub id: u32,
+    /// This bank's display name.
+    #[arg(long, env = "BANK_NAME")]
+    pub name: String,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "BANK_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Data directory (created if missing, reused if present).
+    #[arg(long, env = "BANK_DATA")]
+    pub data: PathBuf,
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "BANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Open an account.
+    Open(OpenAccountArgs),
+}
+
+/// Kind of account to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Individual,
+    Company,
+    Joint,
+}
+
+impl From<KindArg> for bank_client::AccountKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Individual => bank_client::AccountKind::Individual,
+            KindArg::Company => bank_client::AccountKind::Company,
+            KindArg::Joint => bank_client::AccountKind::Joint,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct OpenAccountArgs {
+    #[arg(long, value_enum, default_value_t = KindArg::Individual)]
+    pub kind: KindArg,
+    /// Name of the (first) holder.
+    #[arg(long, requires = "document")]
+    pub name: Option<String>,
+    /// CPF or CNPJ of the (first) holder, with or without punctuation.
+    #[arg(long, requires = "name")]
+    pub document: Option<String>,
+    /// A further holder as `name:document` (repeat for each holder of a joint account).
+    #[arg(long = "holder", value_name = "NAME:DOCUMENT", value_parser = parse_holder)]
+    pub holders: Vec<bank_client::Holder>,
+    #[arg(long)]
+    pub email: String,
+    /// Phone number, e.g. +5575999991234.
+    #[arg(long)]
+    pub phone: String,
+    #[arg(long, env = "BANK_PASSWORD", hide_env_values = true)]
+    pub password: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(long, env = "BANK_EMAIL")]
+    pub email: String,
+    #[arg(long, env = "BANK_PASSWORD", hide_env_values = true)]
+    pub password: String,
+}
+
+/// How a deposit comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    Cash,
+    Boleto,
+    Qr,
+}
+
+impl From<MethodArg> for bank_client::DepositMethod {
+    fn from(method: MethodArg) -> Self {
+        match method {
+            MethodArg::Cash => bank_client::DepositMethod::Cash,
+            MethodArg::Boleto => bank_client::DepositMethod::Boleto,
+            MethodArg::Qr => bank_client::DepositMethod::Qr,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DepositArgs {
+    /// Amount, e.g. 1234,56 or 1234.56 or 1.234,56.
+    #[arg(value_parser = parse_amount)]
+    pub amount: Amount,
+    #[arg(long, value_enum, default_value_t = MethodArg::Cash)]
+    pub method: MethodArg,
+}
+
+#[derive(Debug, Args)]
+pub struct WithdrawArgs {
+    /// Amount, e.g. 1234,56 or 1234.56.
+    #[arg(value_parser = parse_amount)]
+    pub amount: Amount,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PixCommand {
+    /// Send money to a Pix key (shows whom it goes to first).
+    Send(PixSendArgs),
+    /// Show whom a key points to.
+    Lookup {
+        /// The key: CPF, CNPJ, email, phone or random key.
+        key: String,
+    },
+    /// Register an extra key for the signed-in account.
+    Register {
+        #[arg(long = "type", value_enum)]
+        key_type: KeyTypeArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PixSendArgs {
+    /// Destination key: CPF, CNPJ, email, phone or random key.
+    #[arg(long)]
+    pub key: String,
+    /// Amount, e.g. 1234,56 or 1234.56.
+    #[arg(value_parser = parse_amount)]
+    pub amount: Amount,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+/// Key types a customer can register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    Email,
+    Phone,
+    Random,
+}
+
+impl From<KeyTypeArg> for bank_client::NewPixKeyType {
+    fn from(t: KeyTypeArg) -> Self {
+        match t {
+            KeyTypeArg::Email => bank_client::NewPixKeyType::Email,
+            KeyTypeArg::Phone => bank_client::NewPixKeyType::Phone,
+            KeyTypeArg::Random => bank_client::NewPixKeyType::Random,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransferCommand {
+    /// Show a transfer (e.g. to follow a pending one).
+    Show {
+        /// The transfer id.
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatementArgs {
+    /// Entries per page.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub limit: u32,
+    /// Cursor from a previous page (its `next`).
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure; only `in-bank` is implemented so far.
+    #[arg(long, value_enum, default_value_t = Mode::InBank)]
+    pub mode: Mode,
+    /// Consortium file (TOML) listing the banks, for the multi-bank modes.
+    #[arg(long, env = "BANK_CONSORTIUM")]
+    pub consortium: Option<PathBuf>,
+    /// Accounts created for the run.
+    #[arg(long, default_value_t = 100)]
+    pub accounts: usize,
+    /// Transfers to execute.
+    #[arg(long, default_value_t = 20_000)]
+    pub transfers: u64,
+    /// Transfers in flight at once (closed loop: each worker waits for its answer).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Money deposited into each account at setup, in centavos.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub deposit_cents: i64,
+    /// Seed of the workload's choices (random if absent; printed either way).
+    #[arg(long, env = "BANK_BENCH_SEED")]
+    pub seed: Option<u64>,
+    /// Print one JSON object on one line instead of tables (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a customer-typed amount (`1234,56`, `1234.56`, `R$ 1.234,56`).
+pub fn parse_amount(text: &str) -> Result<Amount, String> {
+    Amount::parse_brl(text).map_err(|e| e.to_string())
+}
+
+/// Parses `name:document` (split at the last `:`, since a name may not but could contain one).
+pub fn parse_holder(text: &str) -> Result<bank_client::Holder, String> {
+    match text.rsplit_once(':') {
+        Some((name, document)) if !name.trim().is_empty() && !document.trim().is_empty() => {
+            Ok(bank_client::Holder { name: name.trim().to_owned(), document: document.trim().to_owned() })
+        }
+        _ => Err(format!("{text:?} is not NAME:DOCUMENT (e.g. \"Ana Souza:529.982.247-25\")")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bank").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_command_takes_its_settings() {
+        let cli = parse(&["node", "--id", "3", "--name", "Eleven", "--listen", "127.0.0.1:0", "--data", "/tmp/b3"])
+            .expect("parse");
+        let Command::Node(node) = cli.command else { panic!("not node") };
+        assert_eq!((node.id, node.name.as_str()), (3, "Eleven"));
+        assert_eq!(node.listen.port(), 0);
+        assert_eq!(node.log_format, LogFormat::Text);
+        let cli = parse(&["node", "--id", "1", "--name", "X", "--data", "d", "--log-format", "json"]).expect("parse");
+        assert!(matches!(cli.command, Command::Node(NodeArgs { log_format: LogFormat::Json, .. })));
+        assert!(parse(&["node", "--id", "1", "--name", "X", "--data", "d", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn amounts_accept_comma_and_dot() {
+        for (text, cents) in [("1234,56", 123_456), ("1234.56", 123_456), ("10", 1000)] {
+            let cli = parse(&["deposit", text]).expect("parse");
+            let Command::Deposit(d) = cli.command else { panic!("not deposit") };
+            assert_eq!(d.amount.cents(), cents);
+            assert_eq!(d.method, MethodArg::Cash);
+        }
+        assert!(parse(&["withdraw", "0"]).is_err());
+        assert!(parse(&["withdraw", "abc"]).is_err());
+        assert!(parse(&["deposit", "5", "--method", "boleto"]).is_ok());
+    }
+
+    #[test]
+    fn joint_account_takes_repeated_holders() {
+        let cli = parse(&[
+            "account",
+            "open",
+            "--kind",
+            "joint",
+            "--holder",
+            "Ana Souza:529.982.247-25",
+            "--holder",
+            "Bia:11144477735",
+            "--email",
+            "j@x.com",
+            "--phone",
+            "+5575999991234",
+            "--password",
+            "pw",
+        ])
+        .expect("parse");
+        let Command::Account(AccountCommand::Open(open)) = cli.command else { panic!("not open") };
+        assert_eq!(open.kind, KindArg::Joint);
+        assert_eq!(open.holders.len(), 2);
+        assert_eq!(open.holders[0].name, "Ana Souza");
+        assert_eq!(open.holders[0].document, "529.982.247-25");
+        assert!(open.name.is_none());
+    }
+
+    #[test]
+    fn name_and_document_come_together() {
+        let base = ["account", "open", "--email", "a@x.com", "--phone", "+5575999991234", "--password", "pw"];
+        let mut args = base.to_vec();
+        args.extend(["--name", "Ana"]);
+        assert!(parse(&args).is_err(), "--name without --document");
+        args.extend(["--document", "52998224725"]);
+        assert!(parse(&args).is_ok());
+        assert!(parse_holder("no-colon").is_err());
+        assert!(parse_holder(":123").is_err());
+    }
+
+    #[test]
+    fn pix_send_and_global_target() {
+        let cli =
+            parse(&["pix", "send", "--key", "a@b.com", "12,50", "--target", "http://10.0.0.1:9000"]).expect("parse");
+        assert_eq!(cli.target, "http://10.0.0.1:9000");
+        let Command::Pix(PixCommand::Send(send)) = cli.command else { panic!("not pix send") };
+        assert_eq!((send.key.as_str(), send.amount.cents()), ("a@b.com", 1250));
+    }
+
+    #[test]
+    fn bench_defaults_and_modes() {
+        let cli = parse(&["bench"]).expect("parse");
+        let Command::Bench(b) = cli.command else { panic!("not bench") };
+        assert_eq!((b.mode, b.accounts, b.transfers, b.concurrency, b.json), (Mode::InBank, 100, 20_000, 64, false));
+        let cli = parse(&[
+            "bench",
+            "--mode",
+            "cross-bank",
+            "--accounts",
+            "10",
+            "--transfers",
+            "5",
+            "--concurrency",
+            "2",
+            "--json",
+            "--seed",
+            "7",
+        ])
+        .expect("parse");
+        let Command::Bench(b) = cli.command else { panic!("not bench") };
+        assert_eq!((b.mode, b.seed, b.json), (Mode::CrossBank, Some(7), true));
+        assert!(parse(&["bench", "--mode", "sideways"]).is_err());
+    }
+
+    #[test]
+    fn statement_limit_is_bounded() {
+        assert!(parse(&["statement", "--limit", "0"]).is_err());
+        assert!(parse(&["statement", "--limit", "50"]).is_ok());
+    }
+}

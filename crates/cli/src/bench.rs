@@ -1,0 +1,878 @@
+//! `bank bench`: a closed-loop load generator that also checks that money is conserved.
+//!
+//! # What it does
+//!
+//! 1. **Setup.** Opens `accounts` fresh accounts (unique valid CPFs from a per-run random base,
+//!    unique e-mails from a per-run id, so reruns against the same data directory never collide),
+//!    signs each in, and deposits `deposit_cents` into each. The total deposited is what the
+//!    bench accounts must hold, together, at the end.
+//! 2. **Load.** `concurrency` workers share a counter of `transfers` to execute. Each worker loops:
+//!    claim one, pick a random source account `i` (acting with its session), a random
+//!    destination `j != i` addressed as `{ bank_id, number }`, a random amount in
+//!    `1..=TRANSFER_AMOUNT_MAX_CENTS`, and POST the transfer with a fresh `Idempotency-Key`,
+//!    waiting for the answer before the next one (closed loop: throughput is what the node
+//!    sustains at that concurrency, latency is what a customer sees). A 503 is retried after a
+//!    short jittered backoff with the *same* key (so at most one attempt executes), at most
+//!    `RETRIES_MAX` times.
+//! 3. **Check.** Reads every bench account's balance with its own session: the sum of posted
+//!    balances must equal the total deposited (transfers between bench accounts only move money
+//!    around), and no available balance may be negative.
+//!
+//! # How outcomes are counted
+//!
+//! - `completed` / `failed` / `pending`: the transfer executed (201) with that status. A failed
+//!   transfer (e.g. `insufficient_funds` after an account was drained) is a valid outcome, not an
+//!   error. `ops_per_s` counts completed + failed transfers over the wall time of the load phase.
+//! - `errors`: no 201 at all (transport failure, a 4xx, a 503 after every retry), by code in
+//!   `error_codes`. `retries`: extra attempts made after a 503.
+//! - Latency is per logical transfer, from its first attempt to its 201 (including any retry
+//!   backoff), for transfers that got a 201.
+//!
+//! # What it does not do (yet)
+//!
+//! Only [`Mode::InBank`] runs. [`Mode::CrossBank`] (sources and destinations in different banks of
+//! the consortium) and [`Mode::Packet`] (multi-leg transfers) need the consortium file
+//! (`--consortium`) to find every bank; the phases above are written so that those modes only add
+//! a different setup (accounts spread over banks) and a different leg generator.
+
+use anyhow::{Context, Result, bail, ensure};
+use bank_client::{AccountRef, Client, ClientOptions, DepositMethod, Destination, NewAccount, NewLeg, NewTransfer};
+use bank_client::{Holder, Status};
+use bank_core::document::Cpf;
+use bank_core::money::format_brl;
+use clap::ValueEnum;
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Most accounts one run creates (account numbers have six digits per bank).
+pub const ACCOUNTS_MAX: usize = 100_000;
+/// Most workers (each holds one connection to the node).
+pub const CONCURRENCY_MAX: usize = 4096;
+/// Most transfers one run executes.
+pub const TRANSFERS_MAX: u64 = 100_000_000;
+/// Largest random transfer amount; small against the deposit so most transfers complete.
+pub const TRANSFER_AMOUNT_MAX_CENTS: i64 = 1000;
+/// Most extra attempts of one request after 503 answers.
+pub const RETRIES_MAX: u32 = 8;
+/// Backoff before the first retry; doubles each time up to [`RETRY_BACKOFF_MAX_MS`].
+pub const RETRY_BACKOFF_BASE_MS: u64 = 5;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+/// Accounts set up at once (opening hashes a password: CPU-heavy on the node).
+pub const SETUP_CONCURRENCY_MAX: usize = 16;
+/// Longest a single bench request may take.
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Distinct error codes kept in the summary; the rest are counted as `other`.
+const ERROR_CODES_MAX: usize = 32;
+/// Latencies are recorded in microseconds, up to an hour, with 3 significant digits.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+/// Exit code of `bank bench` when the conservation check fails (other errors exit with 1).
+pub const EXIT_NOT_CONSERVED: u8 = 3;
+
+/// What the benchmark exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Transfers between accounts of one bank (the `--target` node).
+    InBank,
+    /// Transfers between accounts of different banks (needs `--consortium`; not yet written).
+    CrossBank,
+    /// Multi-leg transfers across banks (needs `--consortium`; not yet written).
+    Packet,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::InBank => "in-bank",
+            Mode::CrossBank => "cross-bank",
+            Mode::Packet => "packet",
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The node that is loaded (and whose accounts are created).
+    pub target: String,
+    pub mode: Mode,
+    /// Consortium file for the multi-bank modes.
+    pub consortium: Option<PathBuf>,
+    pub accounts: usize,
+    pub transfers: u64,
+    pub concurrency: usize,
+    /// Deposited into each account at setup.
+    pub deposit_cents: i64,
+    /// Seed of the workload's choices; random when absent (the summary reports it).
+    pub seed: Option<u64>,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+}
+
+impl Options {
+    /// Options with the defaults of `bank bench`.
+    pub fn new(target: impl Into<String>) -> Self {
+        Options {
+            target: target.into(),
+            mode: Mode::InBank,
+            consortium: None,
+            accounts: 100,
+            transfers: 20_000,
+            concurrency: 64,
+            deposit_cents: 1_000_000,
+            seed: None,
+            progress: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!((2..=ACCOUNTS_MAX).contains(&self.accounts), "--accounts must be in 2..={ACCOUNTS_MAX}");
+        ensure!((1..=TRANSFERS_MAX).contains(&self.transfers), "--transfers must be in 1..={TRANSFERS_MAX}");
+        ensure!((1..=CONCURRENCY_MAX).contains(&self.concurrency), "--concurrency must be in 1..={CONCURRENCY_MAX}");
+        ensure!(
+            (1..=bank_core::Amount::MAX_CENTS).contains(&self.deposit_cents),
+            "--deposit-cents must be in 1..={}",
+            bank_core::Amount::MAX_CENTS
+        );
+        Ok(())
+    }
+}
+
+/// Latency percentiles of the transfers that executed, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyMs {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl LatencyMs {
+    /// Percentiles of a histogram of microseconds (all zero when it is empty).
+    pub fn from_histogram_us(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return LatencyMs { p50: 0.0, p90: 0.0, p99: 0.0, max: 0.0, mean: 0.0 };
+        }
+        let ms = |us: u64| round3(us as f64 / 1000.0);
+        LatencyMs {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+            mean: round3(histogram.mean() / 1000.0),
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Operations per second (0 when no time elapsed).
+pub fn ops_per_s(ops: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds <= 0.0 { 0.0 } else { (ops as f64 / seconds * 100.0).round() / 100.0 }
+}
+
+/// The result of a run; `--json` prints it as one line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub mode: Mode,
+    pub target: String,
+    pub accounts: usize,
+    pub transfers: u64,
+    pub concurrency: usize,
+    pub seed: u64,
+    /// Completed + failed transfers per second of the load phase.
+    pub ops_per_s: f64,
+    pub latency_ms: LatencyMs,
+    pub completed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub errors: u64,
+    pub retries: u64,
+    /// Errors by code (`overloaded`, `transport`, `http_502`, ...).
+    pub error_codes: BTreeMap<String, u64>,
+    /// Sum of posted balances equals the deposits, and no available balance is negative.
+    pub conserved: bool,
+    pub deposited_cents: i64,
+    pub posted_cents: i64,
+    pub held_cents: i64,
+    pub negative_available_accounts: u64,
+    /// Accounts whose balance could not be read (the check then fails).
+    pub balance_read_errors: u64,
+    pub setup_retries: u64,
+    pub setup_s: f64,
+    /// Wall time of the load phase.
+    pub elapsed_s: f64,
+}
+
+impl Summary {
+    /// One sentence on the conservation check.
+    pub fn verdict(&self) -> String {
+        if self.conserved {
+            format!(
+                "conserved: the {} bench accounts hold {} in total, exactly what was deposited, and none is negative",
+                self.accounts,
+                format_brl(self.posted_cents)
+            )
+        } else if self.balance_read_errors > 0 {
+            format!("NOT VERIFIED: {} of {} balances could not be read", self.balance_read_errors, self.accounts)
+        } else {
+            format!(
+                "NOT CONSERVED: deposited {}, accounts hold {} (difference {}); {} accounts with a negative available balance",
+                format_brl(self.deposited_cents),
+                format_brl(self.posted_cents),
+                format_brl(self.posted_cents - self.deposited_cents),
+                self.negative_available_accounts
+            )
+        }
+    }
+
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        let rows: Vec<(&str, String)> = vec![
+            ("mode", self.mode.as_str().to_owned()),
+            ("target", self.target.clone()),
+            ("accounts / concurrency", format!("{} / {}", self.accounts, self.concurrency)),
+            ("seed", self.seed.to_string()),
+            ("transfers", self.transfers.to_string()),
+            ("completed / failed / pending", format!("{} / {} / {}", self.completed, self.failed, self.pending)),
+            ("errors / retries", format!("{} / {}", self.errors, self.retries)),
+            ("throughput", format!("{:.1} transfers/s", self.ops_per_s)),
+            (
+                "latency p50 / p90 / p99",
+                format!("{} / {} / {} ms", self.latency_ms.p50, self.latency_ms.p90, self.latency_ms.p99),
+            ),
+            ("latency max / mean", format!("{} / {} ms", self.latency_ms.max, self.latency_ms.mean)),
+            ("setup / load time", format!("{:.2} s / {:.2} s", self.setup_s, self.elapsed_s)),
+        ];
+        for (name, value) in rows {
+            table.add_row(vec![Cell::new(name), Cell::new(value).set_alignment(CellAlignment::Right)]);
+        }
+        let mut out = format!("{table}\n");
+        if !self.error_codes.is_empty() {
+            let codes: Vec<String> = self.error_codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+            let _ = writeln!(out, "errors by code: {}", codes.join(", "));
+        }
+        let _ = writeln!(out, "{}", self.verdict());
+        out
+    }
+}
+
+/// Runs the benchmark against a live node.
+pub async fn run(options: &Options) -> Result<Summary> {
+    options.validate()?;
+    match options.mode {
+        Mode::InBank => {}
+        Mode::CrossBank | Mode::Packet => bail!(
+            "--mode {} is not implemented yet: it will spread accounts over the banks listed in \
+             --consortium FILE; only --mode in-bank runs for now",
+            options.mode.as_str()
+        ),
+    }
+    let seed = options.seed.unwrap_or_else(rand::random);
+    let client_options = ClientOptions {
+        request_timeout_ms: REQUEST_TIMEOUT_MS,
+        pool_idle_per_host_max: options.concurrency.max(SETUP_CONCURRENCY_MAX),
+        ..ClientOptions::default()
+    };
+    let client = Client::with_options(&options.target, &client_options)
+        .with_context(|| format!("cannot use --target {:?}", options.target))?;
+    let bank = client.bank().await.with_context(|| format!("no bank answers at {}", options.target))?;
+
+    let setup_started = Instant::now();
+    let setup = setup_accounts(&client, options).await.context("setup failed")?;
+    let setup_s = setup_started.elapsed().as_secs_f64();
+    if let Some(other) = setup.accounts.iter().find(|a| a.address.bank_id != bank.id) {
+        bail!(
+            "{} says it is bank {}, but opened account {} in bank {}",
+            options.target,
+            bank.id,
+            other.address.number,
+            other.address.bank_id
+        );
+    }
+
+    let accounts = Arc::new(setup.accounts);
+    let (tally, elapsed) = load(accounts.clone(), options, seed).await?;
+    let check = check_conservation(&accounts).await;
+
+    Ok(Summary {
+        mode: options.mode,
+        target: options.target.clone(),
+        accounts: options.accounts,
+        transfers: options.transfers,
+        concurrency: options.concurrency,
+        seed,
+        ops_per_s: ops_per_s(tally.completed + tally.failed, elapsed),
+        latency_ms: LatencyMs::from_histogram_us(&tally.latency_us),
+        completed: tally.completed,
+        failed: tally.failed,
+        pending: tally.pending,
+        errors: tally.errors,
+        retries: tally.retries,
+        error_codes: tally.error_codes,
+        conserved: check.conserved(setup.deposited_cents),
+        deposited_cents: setup.deposited_cents,
+        posted_cents: check.posted_cents,
+        held_cents: check.held_cents,
+        negative_available_accounts: check.negative_available_accounts,
+        balance_read_errors: check.read_errors,
+        setup_retries: setup.retries,
+        setup_s: round3(setup_s),
+        elapsed_s: round3(elapsed.as_secs_f64()),
+    })
+}
+
+// ---- setup ---------------------------------------------------------------------------------
+
+/// A bench account: its address and a client acting for its session.
+#[derive(Debug, Clone)]
+struct BenchAccount {
+    address: AccountRef,
+    client: Client,
+}
+
+#[derive(Debug)]
+struct Setup {
+    accounts: Vec<BenchAccount>,
+    deposited_cents: i64,
+    retries: u64,
+}
+
+/// Identity of one run: makes every document and e-mail of the run new to the bank.
+#[derive(Debug, Clone)]
+struct RunIdentity {
+    tag: String,
+    cpf_bases: Vec<u64>,
+}
+
+impl RunIdentity {
+    fn random(accounts: usize) -> Self {
+        let tag = format!("{:08x}", rand::random::<u32>());
+        // Leave room after the start for `accounts` bases plus the few skipped ones.
+        let room = 1_000_000_000 - 2 * accounts as u64 - 16;
+        let start = rand::rng().random_range(1..room);
+        RunIdentity { tag, cpf_bases: cpf_bases(start, accounts) }
+    }
+
+    fn new_account(&self, index: usize) -> NewAccount {
+        let cpf = Cpf::from_base(self.cpf_bases[index]);
+        NewAccount {
+            kind: bank_client::AccountKind::Individual,
+            holders: vec![Holder { name: format!("Bench {} {index}", self.tag), document: cpf.as_str().to_owned() }],
+            email: self.email(index),
+            phone: format!("+55759{:08}", index % 100_000_000),
+            password: self.password(),
+        }
+    }
+
+    fn email(&self, index: usize) -> String {
+        format!("bench-{}-{index}@bench.example", self.tag)
+    }
+
+    fn password(&self) -> String {
+        format!("Bench-{}-pw-0", self.tag)
+    }
+}
+
+/// `count` distinct CPF bases from `start` on, skipping the bases whose CPF would be all one
+/// digit ([`Cpf::from_base`] shifts those by one, which would collide with the next base).
+pub fn cpf_bases(start: u64, count: usize) -> Vec<u64> {
+    let mut bases = Vec::with_capacity(count);
+    let mut base = start;
+    while bases.len() < count {
+        if !base.is_multiple_of(111_111_111) {
+            bases.push(base % 1_000_000_000);
+        }
+        base += 1;
+    }
+    bases
+}
+
+async fn setup_accounts(client: &Client, options: &Options) -> Result<Setup> {
+    let identity = RunIdentity::random(options.accounts);
+    let progress = progress_bar(options.progress, options.accounts as u64, "setup");
+    let concurrency = options.concurrency.clamp(1, SETUP_CONCURRENCY_MAX);
+    let results: Vec<Result<(usize, BenchAccount, u64)>> = futures::stream::iter(0..options.accounts)
+        .map(|index| {
+            let identity = &identity;
+            let progress = &progress;
+            async move {
+                let made = setup_one(client, identity, index, options.deposit_cents).await;
+                progress.inc(1);
+                made.with_context(|| format!("bench account {index} ({})", identity.email(index)))
+                    .map(|(account, retries)| (index, account, retries))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    progress.finish_and_clear();
+    let mut made = Vec::with_capacity(results.len());
+    for result in results {
+        made.push(result?);
+    }
+    made.sort_by_key(|(index, _, _)| *index);
+    let retries = made.iter().map(|(_, _, r)| r).sum();
+    let deposited_cents = options.deposit_cents * made.len() as i64;
+    Ok(Setup { accounts: made.into_iter().map(|(_, a, _)| a).collect(), deposited_cents, retries })
+}
+
+/// Opens, signs in and funds one account; returns it with the retries it took.
+async fn setup_one(
+    client: &Client,
+    identity: &RunIdentity,
+    index: usize,
+    deposit_cents: i64,
+) -> Result<(BenchAccount, u64)> {
+    let request = identity.new_account(index);
+    let (opened, r1) = retry_overloaded(|| client.open_account(&request)).await;
+    let opened = opened.context("opening")?;
+    let (session, r2) = retry_overloaded(|| client.login(&request.email, &request.password)).await;
+    let session = session.context("signing in")?;
+    let signed_in = client.with_token(session.token);
+    let key = Uuid::new_v4();
+    let (entry, r3) = retry_overloaded(|| signed_in.deposit_with_key(deposit_cents, DepositMethod::Cash, key)).await;
+    let entry = entry.context("depositing")?;
+    ensure!(entry.status == Status::Completed, "deposit {} is {}, not completed", entry.id, entry.status);
+    ensure!(
+        entry.amount_cents == deposit_cents,
+        "deposit {} is of {} centavos, not {deposit_cents}",
+        entry.id,
+        entry.amount_cents
+    );
+    Ok((BenchAccount { address: opened.address(), client: signed_in }, u64::from(r1 + r2 + r3)))
+}
+
+// ---- load ----------------------------------------------------------------------------------
+
+/// What the workers counted.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub latency_us: Histogram<u64>,
+    pub completed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub error_codes: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    pub fn new() -> Result<Self> {
+        Ok(Tally {
+            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).context("latency histogram")?,
+            completed: 0,
+            failed: 0,
+            pending: 0,
+            errors: 0,
+            retries: 0,
+            error_codes: BTreeMap::new(),
+        })
+    }
+
+    /// Counts a transfer that executed (201), with its latency.
+    pub fn record_executed(&mut self, status: Status, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.latency_us.saturating_record(us);
+        match status {
+            Status::Completed => self.completed += 1,
+            Status::Failed => self.failed += 1,
+            Status::Pending => self.pending += 1,
+        }
+    }
+
+    /// Counts a transfer that got no 201.
+    pub fn record_error(&mut self, code: &str) {
+        self.errors += 1;
+        let known = self.error_codes.contains_key(code);
+        let key = if known || self.error_codes.len() < ERROR_CODES_MAX { code } else { "other" };
+        *self.error_codes.entry(key.to_owned()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Tally) -> Result<()> {
+        self.latency_us.add(&other.latency_us).map_err(|e| anyhow::anyhow!("merging latencies: {e:?}"))?;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.pending += other.pending;
+        self.errors += other.errors;
+        self.retries += other.retries;
+        for (code, n) in &other.error_codes {
+            *self.error_codes.entry(code.clone()).or_default() += n;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the load phase; returns the merged tally and its wall time.
+async fn load(accounts: Arc<Vec<BenchAccount>>, options: &Options, seed: u64) -> Result<(Tally, Duration)> {
+    let progress = progress_bar(options.progress, options.transfers, "transfers");
+    let claimed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..options.concurrency {
+        let accounts = accounts.clone();
+        let claimed = claimed.clone();
+        let progress = progress.clone();
+        let transfers = options.transfers;
+        let rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
+        workers.spawn(async move { work(&accounts, &claimed, transfers, rng, &progress).await });
+    }
+    let mut total = Tally::new()?;
+    while let Some(joined) = workers.join_next().await {
+        let tally = joined.context("a bench worker panicked")??;
+        total.merge(&tally)?;
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    Ok((total, elapsed))
+}
+
+/// One worker: claims transfers until all are claimed, one at a time (closed loop).
+async fn work(
+    accounts: &[BenchAccount],
+    claimed: &AtomicU64,
+    transfers: u64,
+    mut rng: StdRng,
+    progress: &ProgressBar,
+) -> Result<Tally> {
+    let mut tally = Tally::new()?;
+    while claimed.fetch_add(1, Ordering::Relaxed) < transfers {
+        let (from, to) = pick_pair(&mut rng, accounts.len());
+        let amount_cents = rng.random_range(1..=TRANSFER_AMOUNT_MAX_CENTS);
+        let request = NewTransfer {
+            legs: vec![NewLeg { from: None, to: Destination::Account(accounts[to].address.clone()), amount_cents }],
+            description: None,
+        };
+        // A fresh random key, never derived from the seed: rerunning with the same seed against
+        // the same node must not replay (or mismatch) an earlier run's keys.
+        let key = Uuid::new_v4();
+        let client = &accounts[from].client;
+        let started = Instant::now();
+        let (result, retries) = retry_overloaded(|| client.transfer_with_key(&request, key)).await;
+        tally.retries += u64::from(retries);
+        match result {
+            Ok(transfer) => tally.record_executed(transfer.status, started.elapsed()),
+            Err(e) => tally.record_error(e.code()),
+        }
+        progress.inc(1);
+    }
+    Ok(tally)
+}
+
+/// A random source and a different random destination among `len >= 2` accounts.
+pub fn pick_pair(rng: &mut impl Rng, len: usize) -> (usize, usize) {
+    assert!(len >= 2, "a transfer needs two accounts");
+    let from = rng.random_range(0..len);
+    let mut to = rng.random_range(0..len - 1);
+    if to >= from {
+        to += 1;
+    }
+    (from, to)
+}
+
+/// Repeats `attempt` while the node answers 503, with jittered exponential backoff, at most
+/// [`RETRIES_MAX`] times; returns the last result and the number of retries. The closure must
+/// resend the *same* request (same idempotency key) each time.
+async fn retry_overloaded<T, F, Fut>(mut attempt: F) -> (Result<T, bank_client::Error>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, bank_client::Error>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(e) if e.status() == Some(503) && retries < RETRIES_MAX => {
+                retries += 1;
+                let jitter = rand::rng().random_range(0.5..1.0);
+                tokio::time::sleep(backoff(retries, jitter)).await;
+            }
+            result => return (result, retries),
+        }
+    }
+}
+
+/// Backoff before retry number `retry` (from 1), scaled by `jitter` in `0.5..1.0`.
+pub fn backoff(retry: u32, jitter: f64) -> Duration {
+    let exp = RETRY_BACKOFF_BASE_MS.saturating_mul(1u64 << retry.saturating_sub(1).min(16));
+    Duration::from_secs_f64(exp.min(RETRY_BACKOFF_MAX_MS) as f64 * jitter / 1000.0)
+}
+
+fn progress_bar(visible: bool, len: u64, label: &'static str) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style =
+        ProgressStyle::with_template("{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(label);
+    bar
+}
+
+// ---- check ---------------------------------------------------------------------------------
+
+/// Balances read back after the load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Check {
+    pub posted_cents: i64,
+    pub held_cents: i64,
+    pub negative_available_accounts: u64,
+    pub read_errors: u64,
+}
+
+impl Check {
+    pub fn add(&mut self, balance: &bank_client::Balance) {
+        self.posted_cents += balance.posted_cents;
+        self.held_cents += balance.held_cents;
+        if balance.available_cents < 0 {
+            self.negative_available_accounts += 1;
+        }
+    }
+
+    /// Money is conserved: every balance was read, they sum to the deposits, none is negative.
+    pub fn conserved(&self, deposited_cents: i64) -> bool {
+        self.read_errors == 0 && self.negative_available_accounts == 0 && self.posted_cents == deposited_cents
+    }
+}
+
+async fn check_conservation(accounts: &[BenchAccount]) -> Check {
+    let balances: Vec<Result<bank_client::Account, bank_client::Error>> = futures::stream::iter(accounts)
+        .map(|account| async move { retry_overloaded(|| account.client.me()).await.0 })
+        .buffer_unordered(SETUP_CONCURRENCY_MAX)
+        .collect()
+        .await;
+    let mut check = Check::default();
+    for balance in balances {
+        match balance {
+            Ok(account) => check.add(&account.balance),
+            Err(_) => check.read_errors += 1,
+        }
+    }
+    check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_latencies() {
+        let mut tally = Tally::new().expect("tally");
+        for ms in 1..=100u64 {
+            tally.record_executed(Status::Completed, Duration::from_millis(ms));
+        }
+        let latency = LatencyMs::from_histogram_us(&tally.latency_us);
+        // Three significant digits: values are exact to within 0.1%.
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
+        assert!(close(latency.p50, 50.0), "{latency:?}");
+        assert!(close(latency.p90, 90.0), "{latency:?}");
+        assert!(close(latency.p99, 99.0), "{latency:?}");
+        assert!(close(latency.max, 100.0), "{latency:?}");
+        assert!(close(latency.mean, 50.5), "{latency:?}");
+        assert_eq!(tally.completed, 100);
+    }
+
+    #[test]
+    fn empty_histogram_gives_zeros() {
+        let tally = Tally::new().expect("tally");
+        assert_eq!(LatencyMs::from_histogram_us(&tally.latency_us).max, 0.0);
+    }
+
+    #[test]
+    fn throughput_is_ops_over_seconds() {
+        assert_eq!(ops_per_s(1000, Duration::from_secs(4)), 250.0);
+        assert_eq!(ops_per_s(1, Duration::from_millis(3)), 333.33);
+        assert_eq!(ops_per_s(5, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn tallies_merge_counts_codes_and_latencies() {
+        let mut a = Tally::new().expect("tally");
+        a.record_executed(Status::Completed, Duration::from_millis(2));
+        a.record_error("overloaded");
+        let mut b = Tally::new().expect("tally");
+        b.record_executed(Status::Failed, Duration::from_millis(8));
+        b.record_executed(Status::Pending, Duration::from_millis(8));
+        b.record_error("overloaded");
+        b.record_error("transport");
+        b.retries = 3;
+        a.merge(&b).expect("merge");
+        assert_eq!((a.completed, a.failed, a.pending, a.errors, a.retries), (1, 1, 1, 3, 3));
+        assert_eq!(a.error_codes.get("overloaded"), Some(&2));
+        assert_eq!(a.latency_us.len(), 3);
+    }
+
+    #[test]
+    fn error_codes_are_bounded() {
+        let mut tally = Tally::new().expect("tally");
+        for i in 0..(ERROR_CODES_MAX + 10) {
+            tally.record_error(&format!("code_{i}"));
+        }
+        assert_eq!(tally.error_codes.len(), ERROR_CODES_MAX + 1);
+        assert_eq!(tally.error_codes.get("other"), Some(&10));
+    }
+
+    #[test]
+    fn pairs_never_send_to_self_and_cover_everyone() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut seen_from = [false; 5];
+        let mut seen_to = [false; 5];
+        for _ in 0..2000 {
+            let (from, to) = pick_pair(&mut rng, 5);
+            assert_ne!(from, to);
+            seen_from[from] = true;
+            seen_to[to] = true;
+        }
+        assert!(seen_from.iter().all(|&s| s) && seen_to.iter().all(|&s| s));
+        let (from, to) = pick_pair(&mut rng, 2);
+        assert_eq!(from + to, 1);
+    }
+
+    #[test]
+    fn cpf_bases_give_distinct_valid_cpfs() {
+        // A range crossing 222_222_222, whose CPF would be all twos.
+        let bases = cpf_bases(222_222_200, 50);
+        assert_eq!(bases.len(), 50);
+        assert!(!bases.contains(&222_222_222));
+        let cpfs: std::collections::BTreeSet<String> =
+            bases.iter().map(|&b| Cpf::from_base(b).as_str().to_owned()).collect();
+        assert_eq!(cpfs.len(), 50, "distinct");
+        for cpf in &cpfs {
+            assert!(Cpf::parse(cpf).is_ok(), "{cpf} valid");
+        }
+        let identity = RunIdentity::random(ACCOUNTS_MAX);
+        assert!(identity.cpf_bases.iter().all(|&b| b < 1_000_000_000));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1, 1.0), Duration::from_millis(RETRY_BACKOFF_BASE_MS));
+        assert_eq!(backoff(2, 1.0), Duration::from_millis(2 * RETRY_BACKOFF_BASE_MS));
+        assert_eq!(backoff(30, 1.0), Duration::from_millis(RETRY_BACKOFF_MAX_MS));
+        assert!(backoff(3, 0.5) < backoff(3, 1.0));
+    }
+
+    #[test]
+    fn conservation_needs_every_balance_and_no_negative() {
+        let balance = |posted, available| bank_client::Balance {
+            posted_cents: posted,
+            held_cents: 0,
+            available_cents: available,
+        };
+        let mut check = Check::default();
+        check.add(&balance(700, 700));
+        check.add(&balance(300, 300));
+        assert!(check.conserved(1000));
+        assert!(!check.conserved(999));
+        let mut negative = check.clone();
+        negative.add(&balance(0, -1));
+        assert!(!negative.conserved(1000));
+        let mut unread = check.clone();
+        unread.read_errors = 1;
+        assert!(!unread.conserved(1000));
+    }
+
+    fn summary() -> Summary {
+        Summary {
+            mode: Mode::InBank,
+            target: "http://127.0.0.1:8081".into(),
+            accounts: 2,
+            transfers: 10,
+            concurrency: 2,
+            seed: 1,
+            ops_per_s: 100.0,
+            latency_ms: LatencyMs { p50: 1.0, p90: 2.0, p99: 3.0, max: 4.0, mean: 1.5 },
+            completed: 9,
+            failed: 1,
+            pending: 0,
+            errors: 0,
+            retries: 0,
+            error_codes: BTreeMap::new(),
+            conserved: true,
+            deposited_cents: 2000,
+            posted_cents: 2000,
+            held_cents: 0,
+            negative_available_accounts: 0,
+            balance_read_errors: 0,
+            setup_retries: 0,
+            setup_s: 0.5,
+            elapsed_s: 0.1,
+        }
+    }
+
+    /// The `--json` line has every field scripts rely on.
+    #[test]
+    fn json_summary_has_the_documented_fields() {
+        let line = serde_json::to_string(&summary()).expect("json");
+        assert!(!line.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).expect("parse");
+        for field in [
+            "mode",
+            "accounts",
+            "transfers",
+            "concurrency",
+            "ops_per_s",
+            "latency_ms",
+            "completed",
+            "failed",
+            "errors",
+            "retries",
+            "conserved",
+            "elapsed_s",
+        ] {
+            assert!(value.get(field).is_some(), "missing {field}");
+        }
+        for field in ["p50", "p90", "p99", "max"] {
+            assert!(value["latency_ms"].get(field).is_some(), "missing latency_ms.{field}");
+        }
+        assert_eq!(value["mode"], "in-bank");
+        assert_eq!(value["conserved"], true);
+    }
+
+    #[test]
+    fn verdicts_say_what_went_wrong() {
+        let ok = summary();
+        assert!(ok.verdict().starts_with("conserved"));
+        assert!(ok.render().contains("R$ 20,00"));
+        let mut lost = summary();
+        lost.conserved = false;
+        lost.posted_cents = 1990;
+        assert!(lost.verdict().contains("difference -R$ 0,10"), "{}", lost.verdict());
+        let mut unread = summary();
+        unread.conserved = false;
+        unread.balance_read_errors = 1;
+        assert!(unread.verdict().starts_with("NOT VERIFIED"));
+    }
+
+    #[tokio::test]
+    async fn unimplemented_modes_are_refused_before_any_request() {
+        let mut options = Options::new("http://127.0.0.1:1");
+        options.mode = Mode::CrossBank;
+        let err = run(&options).await.expect_err("not implemented");
+        assert!(err.to_string().contains("not implemented yet"), "{err}");
+        options.mode = Mode::InBank;
+        options.accounts = 1;
+        assert!(run(&options).await.expect_err("too few").to_string().contains("--accounts"));
+    }
+}

@@ -1,0 +1,79 @@
+//! The `bank` command: run a bank node, act as a customer over the public API, or load-test a
+//! node. `main.rs` only parses the command line and calls [`run`]; everything else lives here so
+//! tests can call it.
+//!
+//! - [`args`]: the command line (clap).
+//! - [`node`]: `bank node`.
+//! - [`commands`]: customer commands over [`bank_client`].
+//! - [`session`]: the per-user file of session tokens.
+//! - [`render`]: what customers read.
+//! - [`bench`]: `bank bench`, the closed-loop load generator with its conservation check.
+
+pub mod args;
+pub mod bench;
+pub mod commands;
+pub mod node;
+pub mod render;
+pub mod session;
+
+use anyhow::Result;
+use std::process::ExitCode;
+
+use args::{BenchArgs, Cli, Command};
+use commands::Customer;
+use session::SessionStore;
+
+/// Runs one parsed command; the exit code says how it ended when it did not fail outright.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let store = || SessionStore::from_option(cli.session_file.as_deref());
+    let context = || -> Result<Customer> { Customer::new(&cli.target, store()?) };
+    match cli.command {
+        Command::Node(args) => node::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => run_bench(&cli.target, args).await,
+        Command::Account(command) => commands::account(&context()?, command).await,
+        Command::Login(args) => commands::login(&context()?, args).await,
+        Command::Logout => commands::logout(&context()?).await,
+        Command::Me => commands::me(&context()?).await,
+        Command::Deposit(args) => commands::deposit(&context()?, args).await,
+        Command::Withdraw(args) => commands::withdraw(&context()?, args).await,
+        Command::Pix(command) => commands::pix(&context()?, command).await,
+        Command::Transfer(command) => commands::transfer(&context()?, command).await,
+        Command::Statement(args) => commands::statement(&context()?, args).await,
+        Command::Accounts => commands::accounts(&context()?).await,
+    }
+}
+
+async fn run_bench(target: &str, args: BenchArgs) -> Result<ExitCode> {
+    let options = bench::Options {
+        target: target.to_owned(),
+        mode: args.mode,
+        consortium: args.consortium,
+        accounts: args.accounts,
+        transfers: args.transfers,
+        concurrency: args.concurrency,
+        deposit_cents: args.deposit_cents,
+        seed: args.seed,
+        progress: !args.json,
+    };
+    let summary = bench::run(&options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    Ok(if summary.conserved { ExitCode::SUCCESS } else { ExitCode::from(bench::EXIT_NOT_CONSERVED) })
+}
+
+/// Prints an error for a person: the problem's detail and code first, then the context chain,
+/// and a hint when the session is the likely cause.
+pub fn report_error(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+    let api = error.chain().find_map(|e| e.downcast_ref::<bank_client::Error>());
+    if let Some(e) = api {
+        match e.code() {
+            "unauthorized" => eprintln!("hint: the session may have expired; run `bank login` again"),
+            "transport" => eprintln!("hint: is a bank node running at --target (or BANK_TARGET)?"),
+            _ => {}
+        }
+    }
+}
