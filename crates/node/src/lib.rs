@@ -49,14 +49,16 @@ impl Node {
         let lock = storage::lock_data_dir(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
-        let (conn, ledger) = tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
+        let (conn, ledger, entry_index) = tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
             let conn = storage::open_writer(&data_dir, bank_id)?;
             let ledger = storage::load_ledger(&conn, bank_id)?;
-            Ok((conn, ledger))
+            let entry_index = storage::EntryIndex::load(&conn)?;
+            Ok((conn, ledger, entry_index))
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
         let accounts = ledger.accounts().count();
+        let entry_index = Arc::new(entry_index);
         let metrics = Arc::new(metrics::Metrics::new());
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
@@ -64,6 +66,7 @@ impl Node {
             bank_id,
             config.limits.writer_queue_len_max,
             config.limits.batch_len_max,
+            entry_index.clone(),
             metrics.clone(),
         )?;
         let reads = ReadPool::new(storage::database_path(&config.data_dir), config.limits.read_connections_max);
@@ -81,6 +84,7 @@ impl Node {
             public_url: format!("http://{addr}"),
             writer: writer.clone(),
             reads,
+            entry_index,
             sessions,
             hashers: auth::HasherPool::new(config.limits.password_hashers, config.limits.password_queue_len_max)?,
             metrics,

@@ -22,6 +22,7 @@ pub struct Metrics {
     batches: Counter,
     batch_commands: Histogram,
     commit_seconds: Histogram,
+    fsync_seconds: Histogram,
     operations: Family<OperationLabels, Counter>,
     sessions: Gauge,
 }
@@ -39,11 +40,21 @@ impl Metrics {
         );
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register("writer_batch_seconds", "Time to apply and durably commit one batch", commit_seconds.clone());
+        let fsync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "writer_commit_seconds",
+            "Time of the COMMIT alone (the durable write: fsync of the WAL)",
+            fsync_seconds.clone(),
+        );
         let operations = Family::<OperationLabels, Counter>::default();
         registry.register("operations", "Customer operations by kind and outcome", operations.clone());
         let sessions = Gauge::default();
         registry.register("sessions", "Live sessions in the cache", sessions.clone());
-        Metrics { registry, batches, batch_commands, commit_seconds, operations, sessions }
+        Metrics { registry, batches, batch_commands, commit_seconds, fsync_seconds, operations, sessions }
+    }
+
+    pub fn observe_commit(&self, elapsed: Duration) {
+        self.fsync_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub fn observe_batch(&self, commands: usize, elapsed: Duration) {

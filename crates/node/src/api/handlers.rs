@@ -318,7 +318,8 @@ pub async fn statement(state: State, session: Session, RawQuery(raw): RawQuery) 
             wanted
         }
     };
-    let entries = state.reads.run(move |c| read::statement(c, &account, before, limit)).await?;
+    let ids = state.entry_index.page(&account, before.map(|b| b as u64), limit);
+    let entries = state.reads.run(move |c| read::entries(c, &ids)).await?;
     let next = if entries.len() == limit { entries.last().map(|e| e.id.0.to_string()) } else { None };
     Ok(Json(StatementOut { entries: entries.iter().map(EntryOut::from).collect(), next }))
 }

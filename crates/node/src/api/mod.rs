@@ -41,6 +41,7 @@ pub struct AppState {
     pub public_url: String,
     pub writer: WriterHandle,
     pub reads: ReadPool,
+    pub entry_index: Arc<crate::storage::EntryIndex>,
     pub sessions: SessionCache,
     pub hashers: crate::auth::HasherPool,
     pub metrics: Arc<Metrics>,

@@ -80,6 +80,7 @@ pub fn open_writer(data_dir: &Path, bank_id: BankId) -> Result<Connection> {
     schema::configure(&conn)?;
     schema::migrate(&mut conn)?;
     conn.set_prepared_statement_cache_capacity(64);
+
     let stored: Option<String> =
         conn.query_row("SELECT value FROM meta WHERE key = 'bank_id'", [], |r| r.get(0)).optional()?;
     match stored {
@@ -196,6 +197,47 @@ pub(crate) fn account_from_raw(raw: RawAccount) -> Result<Account> {
     })
 }
 
+/// The per-account index of ledger lines, in memory: account → its entry ids, ascending.
+///
+/// The writer appends to it after a batch is durable and before answering, so a reader never
+/// sees an entry id whose row is not committed. 8 bytes per line; rebuilt from `entries` at start.
+#[derive(Debug, Default)]
+pub struct EntryIndex {
+    by_account: std::sync::RwLock<HashMap<AccountNumber, Vec<u64>>>,
+}
+
+impl EntryIndex {
+    pub fn load(conn: &Connection) -> Result<Self> {
+        let mut by_account: HashMap<AccountNumber, Vec<u64>> = HashMap::new();
+        let mut stmt = conn.prepare("SELECT id, account FROM entries ORDER BY id")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, account) = row?;
+            by_account.entry(AccountNumber::parse(&account).map_err(corrupt)?).or_default().push(id as u64);
+        }
+        Ok(EntryIndex { by_account: std::sync::RwLock::new(by_account) })
+    }
+
+    pub(crate) fn append(&self, entries: &[(AccountNumber, u64)]) {
+        let mut map = self.by_account.write().unwrap_or_else(|p| p.into_inner());
+        for (account, id) in entries {
+            let ids = map.entry(account.clone()).or_default();
+            debug_assert!(ids.last().is_none_or(|last| last < id), "entry ids ascend");
+            ids.push(*id);
+        }
+    }
+
+    /// Up to `limit` entry ids of `account`, newest first, strictly before `before` when given.
+    pub fn page(&self, account: &AccountNumber, before: Option<u64>, limit: usize) -> Vec<u64> {
+        let map = self.by_account.read().unwrap_or_else(|p| p.into_inner());
+        let Some(ids) = map.get(account) else { return Vec::new() };
+        let end = match before {
+            Some(b) => ids.partition_point(|&id| id < b),
+            None => ids.len(),
+        };
+        ids[..end].iter().rev().take(limit).copied().collect()
+    }
+}
+
 /// Rebuilds the in-memory ledger from the tables.
 pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
     let mut ledger = Ledger::new(bank_id);
@@ -225,7 +267,8 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
     }
     let mut stmt = conn.prepare(&format!(
         "SELECT i.scope, i.key, i.fingerprint, t.body, {} FROM idempotency i \
-         LEFT JOIN transfers t ON t.id = i.transfer_id LEFT JOIN entries e ON e.id = i.entry_id",
+         LEFT JOIN transfers t ON t.id = i.transfer_id \
+         LEFT JOIN entries e ON e.id = i.entry_id ORDER BY i.seq",
         ENTRY_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
     ))?;
     let rows = stmt.query_map([], |r| {
@@ -275,13 +318,13 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
 pub(crate) struct BatchWriter<'t> {
     tx: &'t Transaction<'t>,
     balances: HashMap<AccountNumber, (i64, i64)>,
-    key_seq: i64,
+    /// Entries written in this batch, for the in-memory index once the batch is durable.
+    pub new_entries: Vec<(AccountNumber, u64)>,
 }
 
 impl<'t> BatchWriter<'t> {
-    pub fn new(tx: &'t Transaction<'t>) -> Result<Self> {
-        let key_seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM pix_keys", [], |r| r.get(0))?;
-        Ok(BatchWriter { tx, balances: HashMap::new(), key_seq })
+    pub fn new(tx: &'t Transaction<'t>) -> Self {
+        BatchWriter { tx, balances: HashMap::new(), new_entries: Vec::new() }
     }
 
     pub fn write(&mut self, change: &Change) -> Result<()> {
@@ -312,9 +355,8 @@ impl<'t> BatchWriter<'t> {
                 self.balances.insert(account.clone(), (*posted_cents, *held_cents));
             }
             Change::KeyRegistered { key, account } => {
-                self.key_seq += 1;
-                tx.prepare_cached("INSERT INTO pix_keys (key, type, account, seq) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![key.normalized(), key.key_type().as_str(), account.as_str(), self.key_seq])?;
+                tx.prepare_cached("INSERT INTO pix_keys (key, type, account) VALUES (?1, ?2, ?3)")?
+                    .execute(params![key.normalized(), key.key_type().as_str(), account.as_str()])?;
             }
             Change::EntryAdded(e) => {
                 tx.prepare_cached(&format!(
@@ -331,6 +373,7 @@ impl<'t> BatchWriter<'t> {
                     e.counterparty,
                     e.created_at.0
                 ])?;
+                self.new_entries.push((e.account.clone(), e.id.0));
             }
             Change::TransferRecorded(t) => {
                 let body = serde_json::to_string(t.as_ref()).map_err(corrupt)?;
@@ -369,7 +412,7 @@ impl<'t> BatchWriter<'t> {
     }
 
     /// Writes the coalesced balances. Call once, after the batch's last change.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(&mut self) -> Result<()> {
         let mut stmt =
             self.tx.prepare_cached("UPDATE accounts SET posted_cents = ?2, held_cents = ?3 WHERE number = ?1")?;
         for (number, (posted, held)) in &self.balances {

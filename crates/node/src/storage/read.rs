@@ -10,7 +10,7 @@ use bank_core::account::{Account, AccountKind};
 use bank_core::ids::{AccountNumber, TimestampMs, TransferId};
 use bank_core::ledger::{Entry, Transfer};
 use bank_core::pixkey::{KeyType, PixKey};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{
     ACCOUNT_COLUMNS, ENTRY_COLUMNS, Result, StorageError, account_from_raw, account_from_row, entry_from_raw, raw_entry,
@@ -121,13 +121,18 @@ pub fn key_owner(conn: &Connection, key: &PixKey) -> Result<Option<KeyView>> {
     Ok(account(conn, &number)?.map(|view| KeyView { key: key.clone(), account: view.account }))
 }
 
-/// Newest first, strictly before entry `before` when given.
-pub fn statement(conn: &Connection, number: &AccountNumber, before: Option<i64>, limit: usize) -> Result<Vec<Entry>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM entries WHERE account = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
-    ))?;
-    let rows = stmt.query_map(params![number.as_str(), before.unwrap_or(i64::MAX), limit as i64], raw_entry)?;
-    rows.map(|raw| entry_from_raw(raw?)).collect()
+/// The entries with these ids, in the order given (ids come from the in-memory index).
+pub fn entries(conn: &Connection, ids: &[u64]) -> Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let raw = stmt
+            .query_row([*id as i64], raw_entry)
+            .optional()?
+            .ok_or_else(|| StorageError::Corrupt(format!("entry {id} is indexed but not stored")))?;
+        out.push(entry_from_raw(raw)?);
+    }
+    Ok(out)
 }
 
 pub fn transfer(conn: &Connection, id: &TransferId) -> Result<Option<Transfer>> {

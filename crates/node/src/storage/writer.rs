@@ -24,7 +24,7 @@ use bank_core::pixkey::PixKey;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::BatchWriter;
+use super::{BatchWriter, EntryIndex};
 use crate::metrics::Metrics;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -197,6 +197,7 @@ pub fn spawn(
     bank_id: BankId,
     queue_len_max: usize,
     batch_len_max: usize,
+    entry_index: Arc<EntryIndex>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = sync_channel(queue_len_max);
@@ -204,7 +205,7 @@ pub fn spawn(
     let handle = WriterHandle { tx, queue_len: queue_len.clone() };
     let thread = std::thread::Builder::new()
         .name(format!("ledger-writer-{bank_id}"))
-        .spawn(move || run(conn, ledger, rx, batch_len_max, queue_len, metrics))?;
+        .spawn(move || run(conn, ledger, rx, batch_len_max, queue_len, entry_index, metrics))?;
     Ok((handle, thread))
 }
 
@@ -224,6 +225,7 @@ fn run(
     rx: Receiver<Command>,
     batch_len_max: usize,
     queue_len: Arc<AtomicI64>,
+    entry_index: Arc<EntryIndex>,
     metrics: Arc<Metrics>,
 ) {
     let mut changes: Vec<Change> = Vec::with_capacity(64);
@@ -241,10 +243,10 @@ fn run(
         queue_len.fetch_sub(batch.len() as i64, Ordering::Relaxed);
         let started = Instant::now();
         let batch_len = batch.len();
-        let result = (|| -> super::Result<()> {
+        let result = (|| -> super::Result<Vec<(AccountNumber, u64)>> {
             let tx = conn.transaction()?;
-            {
-                let mut writer = BatchWriter::new(&tx)?;
+            let new_entries = {
+                let mut writer = BatchWriter::new(&tx);
                 let now = now_ms();
                 for cmd in batch {
                     changes.clear();
@@ -259,14 +261,21 @@ fn run(
                     answers.push(ans);
                 }
                 writer.finish()?;
-            }
+                std::mem::take(&mut writer.new_entries)
+            };
+            let commit_started = Instant::now();
             tx.commit()?;
-            Ok(())
+            metrics.observe_commit(commit_started.elapsed());
+            Ok(new_entries)
         })();
-        if let Err(e) = result {
-            // Memory is now ahead of disk; serving on would acknowledge what is not durable.
-            tracing::error!(error = %e, "ledger commit failed; aborting so a restart rebuilds from disk");
-            std::process::abort();
+        match result {
+            // Durable: now readers may see the batch's lines.
+            Ok(new_entries) => entry_index.append(&new_entries),
+            Err(e) => {
+                // Memory is now ahead of disk; serving on would acknowledge what is not durable.
+                tracing::error!(error = %e, "ledger commit failed; aborting so a restart rebuilds from disk");
+                std::process::abort();
+            }
         }
         metrics.observe_batch(batch_len, started.elapsed());
         for ans in answers.drain(..) {
