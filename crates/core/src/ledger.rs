@@ -208,17 +208,38 @@ pub struct Entry {
     pub created_at: TimestampMs,
 }
 
-/// The first outcome of an idempotent request, returned again on a repeat.
+/// What an idempotent request did. A repeat answers [`Outcome::Replayed`], naming the first
+/// outcome, which the driver reads back from storage: the ledger keeps only the reference, so
+/// remembering a request costs tens of bytes of memory, not a copy of the transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Entry(Entry),
     Transfer(Transfer),
+    Replayed(OutcomeRef),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the first outcome of an idempotent request is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutcomeRef {
+    Entry(EntryId),
+    Transfer(TransferId),
+}
+
+impl Outcome {
+    /// The reference a repeat of this outcome answers with.
+    pub fn reference(&self) -> OutcomeRef {
+        match self {
+            Outcome::Entry(e) => OutcomeRef::Entry(e.id),
+            Outcome::Transfer(t) => OutcomeRef::Transfer(t.id),
+            Outcome::Replayed(r) => *r,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub fingerprint: Fingerprint,
-    pub outcome: Outcome,
+    pub outcome: OutcomeRef,
 }
 
 /// A participant's vote on placing a transaction's holds.
@@ -519,7 +540,7 @@ impl Ledger {
         fingerprint: Fingerprint,
     ) -> Result<Option<Outcome>, Error> {
         match self.idempotency.get(&(scope.clone(), key)) {
-            Some(record) if record.fingerprint == fingerprint => Ok(Some(record.outcome.clone())),
+            Some(record) if record.fingerprint == fingerprint => Ok(Some(Outcome::Replayed(record.outcome))),
             Some(_) => Err(Error::IdempotencyMismatch),
             None => Ok(None),
         }
@@ -533,8 +554,8 @@ impl Ledger {
         outcome: &Outcome,
         changes: &mut Vec<Change>,
     ) {
-        let record = IdempotencyRecord { fingerprint, outcome: outcome.clone() };
-        changes.push(Change::IdempotencyRecorded { scope: scope.clone(), key, record: Box::new(record.clone()) });
+        let record = IdempotencyRecord { fingerprint, outcome: outcome.reference() };
+        changes.push(Change::IdempotencyRecorded { scope: scope.clone(), key, record: Box::new(record) });
         self.idempotency.insert((scope.clone(), key), record);
     }
 

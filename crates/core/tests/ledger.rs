@@ -16,7 +16,7 @@ use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey
 use bank_core::ledger::{
     AccountRef, BALANCE_MAX_CENTS, Change, DESCRIPTION_LEN_MAX, Decision, DepositMethod, Destination, Entry, EntryKind,
     Failure, HoldSet, IdempotencyRecord, KEYS_PER_ACCOUNT_MAX, KeyRequest, LEGS_MAX, Ledger, LegEnd, LegRequest,
-    Outcome, Status, Transfer, TransferLeg, TransferRequest, Vote,
+    Outcome, OutcomeRef, Status, Transfer, TransferLeg, TransferRequest, Vote,
 };
 use bank_core::pixkey::PixKey;
 use bank_core::{Amount, Error};
@@ -528,7 +528,7 @@ fn a_deposit_credits_posted_and_emits_balance_entry_and_idempotency_record() {
             Change::IdempotencyRecorded {
                 scope: w.alice.clone(),
                 key: key(1),
-                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: Outcome::Entry(entry) }),
+                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: OutcomeRef::Entry(entry.id) }),
             },
         ]
     );
@@ -578,7 +578,7 @@ fn a_withdrawal_debits_posted_and_emits_balance_entry_and_idempotency_record() {
             Change::IdempotencyRecorded {
                 scope: w.alice.clone(),
                 key: key(2),
-                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: Outcome::Entry(entry) }),
+                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: OutcomeRef::Entry(entry.id) }),
             },
         ]
     );
@@ -661,14 +661,14 @@ fn a_repeated_deposit_returns_the_first_outcome_and_changes_nothing() {
     let again = unchanged(&mut w.ledger, |l, ch| {
         l.deposit(&alice, cents(500), DepositMethod::Cash, (key(1), FP), TimestampMs(NOW.0 + 1), ch)
     });
-    assert_eq!(again, Ok(first.clone()));
+    assert_eq!(again, Ok(Outcome::Replayed(first.reference())));
     // Also after the balance changed in between.
     deposit(&mut w.ledger, &alice, 10);
     let mut changes = Vec::new();
     w.ledger.withdraw(&alice, cents(510), (fresh_key(), FP), NOW, &mut changes).expect("empties the account");
     let again =
         unchanged(&mut w.ledger, |l, ch| l.deposit(&alice, cents(500), DepositMethod::Cash, (key(1), FP), NOW, ch));
-    assert_eq!(again, Ok(first));
+    assert_eq!(again, Ok(Outcome::Replayed(first.reference())));
     assert_eq!(balance(&w.ledger, &alice), (0, 0));
 }
 
@@ -680,7 +680,7 @@ fn a_repeated_withdrawal_returns_the_first_outcome_even_when_it_would_now_fail()
     let first = w.ledger.withdraw(&w.alice, cents(500), (key(3), FP), NOW, &mut changes).expect("applies");
     let alice = w.alice.clone();
     let again = unchanged(&mut w.ledger, |l, ch| l.withdraw(&alice, cents(500), (key(3), FP), NOW, ch));
-    assert_eq!(again, Ok(first));
+    assert_eq!(again, Ok(Outcome::Replayed(first.reference())));
     assert_eq!(balance(&w.ledger, &alice), (0, 0));
 }
 
@@ -726,12 +726,12 @@ fn a_repeated_transfer_returns_the_first_outcome_and_moves_nothing() {
     let mut repeat = req.clone();
     repeat.transfer_id = TransferId(Uuid::from_u128(2));
     let again = unchanged(&mut w.ledger, |l, ch| l.transfer(repeat, ch));
-    assert_eq!(again, Ok(Outcome::Transfer(first.clone())));
+    assert_eq!(again, Ok(Outcome::Replayed(OutcomeRef::Transfer(first.id))));
     // Also after the balances changed in between.
     let mut changes = Vec::new();
     w.ledger.withdraw(&w.alice, cents(700), (fresh_key(), FP), NOW, &mut changes).expect("applies");
     let again = unchanged(&mut w.ledger, |l, ch| l.transfer(req, ch));
-    assert_eq!(again, Ok(Outcome::Transfer(first)));
+    assert_eq!(again, Ok(Outcome::Replayed(OutcomeRef::Transfer(first.id))));
     assert_eq!(balance(&w.ledger, &w.alice), (0, 0));
     assert_eq!(balance(&w.ledger, &w.bob), (300, 0));
 }
@@ -807,7 +807,7 @@ fn a_transfer_by_key_moves_money_and_emits_every_change_in_order() {
             Change::IdempotencyRecorded {
                 scope: w.alice.clone(),
                 key: key(1),
-                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: Outcome::Transfer(transfer) }),
+                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: OutcomeRef::Transfer(transfer.id) }),
             },
         ]
     );
@@ -1121,14 +1121,14 @@ fn a_transfer_lacking_funds_executes_fails_and_is_remembered() {
             Change::IdempotencyRecorded {
                 scope: w.alice.clone(),
                 key: key(1),
-                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: Outcome::Transfer(t.clone()) }),
+                record: Box::new(IdempotencyRecord { fingerprint: FP, outcome: OutcomeRef::Transfer(t.id) }),
             },
         ]
     );
     // Remembered: after Alice gets the money, the repeat still answers the failed transfer.
     deposit(&mut w.ledger, &w.alice, 1_000);
     let again = unchanged(&mut w.ledger, |l, ch| l.transfer(req, ch));
-    assert_eq!(again, Ok(Outcome::Transfer(t)));
+    assert_eq!(again, Ok(Outcome::Replayed(OutcomeRef::Transfer(t.id))));
     assert_eq!(balance(&w.ledger, &w.bob), (0, 0));
     w.ledger.assert_invariants();
 }
@@ -1825,7 +1825,11 @@ fn step(ledger: &mut Ledger, model: &mut Model, op: &Op, step_no: usize) {
             } else {
                 match model.replay(*account, *key, *fp) {
                     Some(Ok(first)) => {
-                        assert_eq!(result.as_ref().ok(), Some(&first), "a repeat returns the first outcome");
+                        assert_eq!(
+                            result.as_ref().ok(),
+                            Some(&Outcome::Replayed(first.reference())),
+                            "a repeat names the first outcome"
+                        );
                         Expect::Unchanged
                     }
                     Some(Err(code)) => Expect::Rejected(code),
@@ -1850,7 +1854,11 @@ fn step(ledger: &mut Ledger, model: &mut Model, op: &Op, step_no: usize) {
             } else {
                 match model.replay(*account, *key, *fp) {
                     Some(Ok(first)) => {
-                        assert_eq!(result.as_ref().ok(), Some(&first), "a repeat returns the first outcome");
+                        assert_eq!(
+                            result.as_ref().ok(),
+                            Some(&Outcome::Replayed(first.reference())),
+                            "a repeat names the first outcome"
+                        );
                         Expect::Unchanged
                     }
                     Some(Err(code)) => Expect::Rejected(code),
@@ -2054,7 +2062,11 @@ fn model_transfer(
     }
     match model.replay(actor, key, fp) {
         Some(Ok(first)) => {
-            assert_eq!(result.as_ref().ok(), Some(&first), "a repeat returns the first outcome");
+            assert_eq!(
+                result.as_ref().ok(),
+                Some(&Outcome::Replayed(first.reference())),
+                "a repeat names the first outcome"
+            );
             return Expect::Unchanged;
         }
         Some(Err(code)) => return Expect::Rejected(code),

@@ -139,6 +139,8 @@ fn outcome_response(outcome: Outcome) -> Response {
     match outcome {
         Outcome::Entry(e) => (StatusCode::CREATED, Json(EntryOut::from(&e))).into_response(),
         Outcome::Transfer(t) => (StatusCode::CREATED, Json(TransferOut::from(&t))).into_response(),
+        // The writer reads replays back before answering; one reaching here is a bug.
+        Outcome::Replayed(r) => ApiError::Internal(format!("unresolved replay {r:?}")).into_response(),
     }
 }
 
@@ -146,6 +148,7 @@ fn record(state: &State, operation: &'static str, result: &Result<Outcome, Error
     let outcome = match result {
         Ok(Outcome::Transfer(t)) => t.status.as_str(),
         Ok(Outcome::Entry(_)) => "completed",
+        Ok(Outcome::Replayed(_)) => "replayed",
         Err(_) => "rejected",
     };
     state.metrics.operation(operation, outcome);

@@ -33,7 +33,7 @@ use bank_core::account::{Account, AccountKind, Holder};
 use bank_core::contact::{Email, Phone};
 use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    Change, Decision, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, Status, Transfer,
+    Change, Decision, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, OutcomeRef, Status,
 };
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
@@ -238,6 +238,20 @@ impl EntryIndex {
     }
 }
 
+/// Reads back the first outcome of a repeated request (inside the writer's transaction, which also
+/// sees the rows of its own batch).
+pub fn resolve(conn: &Connection, reference: OutcomeRef) -> Result<Outcome> {
+    match reference {
+        OutcomeRef::Entry(id) => read::entries(conn, &[id.0])?
+            .pop()
+            .map(Outcome::Entry)
+            .ok_or_else(|| corrupt(format!("entry {} missing", id.0))),
+        OutcomeRef::Transfer(id) => {
+            read::transfer(conn, &id)?.map(Outcome::Transfer).ok_or_else(|| corrupt(format!("transfer {id} missing")))
+        }
+    }
+}
+
 /// Rebuilds the in-memory ledger from the tables.
 pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
     let mut ledger = Ledger::new(bank_id);
@@ -265,40 +279,23 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
         };
         ledger.restore_decision(TransferId(parse_uuid(&id)?), decision);
     }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT i.scope, i.key, i.fingerprint, t.body, {} FROM idempotency i \
-         LEFT JOIN transfers t ON t.id = i.transfer_id \
-         LEFT JOIN entries e ON e.id = i.entry_id ORDER BY i.seq",
-        ENTRY_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
-    ))?;
+    let mut stmt =
+        conn.prepare("SELECT scope, key, fingerprint, entry_id, transfer_id FROM idempotency ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
-        let scope: String = r.get(0)?;
-        let key: String = r.get(1)?;
-        let fingerprint: Vec<u8> = r.get(2)?;
-        let body: Option<String> = r.get(3)?;
-        let entry_id: Option<i64> = r.get(4)?;
-        let entry = match entry_id {
-            Some(_) => Some((
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-                r.get(11)?,
-                r.get(12)?,
-            )),
-            None => None,
-        };
-        Ok((scope, key, fingerprint, body, entry))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
     })?;
     for row in rows {
-        let (scope, key, fingerprint, body, entry) = row?;
-        let outcome = match (body, entry) {
-            (Some(body), _) => Outcome::Transfer(serde_json::from_str::<Transfer>(&body).map_err(corrupt)?),
-            (None, Some(raw)) => Outcome::Entry(entry_from_raw(raw)?),
-            (None, None) => return Err(corrupt(format!("idempotency record {scope}/{key} points nowhere"))),
+        let (scope, key, fingerprint, entry_id, transfer_id) = row?;
+        let outcome = match (entry_id, transfer_id) {
+            (Some(id), None) => OutcomeRef::Entry(EntryId(id as u64)),
+            (None, Some(id)) => OutcomeRef::Transfer(TransferId(parse_uuid(&id)?)),
+            _ => return Err(corrupt(format!("idempotency record {scope}/{key} points nowhere"))),
         };
         let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| corrupt("fingerprint length"))?;
         ledger.restore_idempotency(
@@ -384,9 +381,9 @@ impl<'t> BatchWriter<'t> {
                 .execute(params![t.id.0.to_string(), t.status.as_str(), body, t.created_at.0])?;
             }
             Change::IdempotencyRecorded { scope, key, record } => {
-                let (entry_id, transfer_id) = match &record.outcome {
-                    Outcome::Entry(e) => (Some(e.id.0 as i64), None),
-                    Outcome::Transfer(t) => (None, Some(t.id.0.to_string())),
+                let (entry_id, transfer_id) = match record.outcome {
+                    OutcomeRef::Entry(id) => (Some(id.0 as i64), None),
+                    OutcomeRef::Transfer(id) => (None, Some(id.0.to_string())),
                 };
                 tx.prepare_cached(
                     "INSERT INTO idempotency (scope, key, fingerprint, entry_id, transfer_id) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -291,6 +291,14 @@ fn run(
     }
 }
 
+/// Turns a replay into the first outcome, read back from storage.
+fn resolve(tx: &rusqlite::Transaction<'_>, result: Result<Outcome, Error>) -> super::Result<Result<Outcome, Error>> {
+    match result {
+        Ok(Outcome::Replayed(reference)) => super::resolve(tx, reference).map(Ok),
+        other => Ok(other),
+    }
+}
+
 fn apply(
     ledger: &mut Ledger,
     tx: &rusqlite::Transaction<'_>,
@@ -304,14 +312,14 @@ fn apply(
             answer(reply, ledger.register_key(&account, request, changes))
         }
         Command::Deposit { account, amount, method, idem, reply } => {
-            answer(reply, ledger.deposit(&account, amount, method, idem, now, changes))
+            answer(reply, resolve(tx, ledger.deposit(&account, amount, method, idem, now, changes))?)
         }
         Command::Withdraw { account, amount, idem, reply } => {
-            answer(reply, ledger.withdraw(&account, amount, idem, now, changes))
+            answer(reply, resolve(tx, ledger.withdraw(&account, amount, idem, now, changes))?)
         }
         Command::Transfer { mut request, reply } => {
             request.now = now;
-            answer(reply, ledger.transfer(*request, changes))
+            answer(reply, resolve(tx, ledger.transfer(*request, changes))?)
         }
         Command::PlaceHolds { transfer, debits, credits, reply } => {
             answer(reply, Ok(ledger.place_holds(transfer, debits, credits, now, changes)))
