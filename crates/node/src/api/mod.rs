@@ -53,7 +53,7 @@ pub type State = axum::extract::State<Arc<AppState>>;
 /// The whole HTTP application of a node.
 pub fn router(state: Arc<AppState>) -> Router {
     let limits = state.limits.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/api/v1/bank", get(handlers::bank))
@@ -73,7 +73,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(limits.body_bytes_max))
+        .layer(DefaultBodyLimit::max(limits.body_bytes_max));
+    // `Router::layer` wraps every route separately (each would get its own concurrency limit),
+    // so the whole router goes behind the shared limits as one service.
+    Router::new()
+        .fallback_service(routes)
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(|_| {
