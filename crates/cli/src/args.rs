@@ -34,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a bank node until Ctrl-C or SIGTERM.
     Node(NodeArgs),
+    /// Run a local consortium: every bank its own `bank node` process, until Ctrl-C.
+    Up(UpArgs),
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -68,21 +70,49 @@ pub enum LogFormat {
     Json,
 }
 
+/// `bank node`. With `--config`, the consortium file's `[node]` table and this bank's member
+/// entry fill in what the flags and environment leave out (see [`crate::node::resolve`]).
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// This bank's id in the consortium.
+    /// This bank's id in the consortium (default: `[node] id` of the consortium file).
     #[arg(long, env = "BANK_ID")]
-    pub id: u32,
-    /// This bank's display name.
+    pub id: Option<u32>,
+    /// This bank's display name (default: its name in the consortium file).
     #[arg(long, env = "BANK_NAME")]
-    pub name: String,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "BANK_LISTEN", default_value = "127.0.0.1:8081")]
-    pub listen: SocketAddr,
-    /// Data directory (created if missing, reused if present).
+    pub name: Option<String>,
+    /// Address to listen on; port 0 picks a free port (default: the port of this bank's URL in
+    /// the consortium file, else 127.0.0.1:8081).
+    #[arg(long, env = "BANK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory, created if missing, reused if present (default: ./data/bank-<id>).
     #[arg(long, env = "BANK_DATA")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// Consortium file (TOML): members, their URLs and public keys, the operator's key.
+    /// Without it the bank runs alone and refuses inter-bank requests.
+    #[arg(long, env = "BANK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This bank's secret Ed25519 key file (base64, mode 0600); needed with --config.
+    #[arg(long, env = "BANK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "BANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `bank up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Number of banks (1 to 9). Default: 5 for a new consortium; an existing one keeps its own.
+    #[arg(long, env = "BANK_UP_BANKS", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub banks: Option<u32>,
+    /// Directory of the consortium: keys, consortium.toml and one data directory per bank.
+    #[arg(long, env = "BANK_UP_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// Port of bank 1; bank N listens on P+N-1. Default: 8081 for a new consortium; an existing
+    /// one keeps its own.
+    #[arg(long, env = "BANK_UP_BASE_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub base_port: Option<u16>,
+    /// Log format of the banks (their logs go to DATA/bank-N/node.log).
     #[arg(long, env = "BANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -302,12 +332,34 @@ mod tests {
         let cli = parse(&["node", "--id", "3", "--name", "Eleven", "--listen", "127.0.0.1:0", "--data", "/tmp/b3"])
             .expect("parse");
         let Command::Node(node) = cli.command else { panic!("not node") };
-        assert_eq!((node.id, node.name.as_str()), (3, "Eleven"));
-        assert_eq!(node.listen.port(), 0);
+        assert_eq!((node.id, node.name.as_deref()), (Some(3), Some("Eleven")));
+        assert_eq!(node.listen.map(|l| l.port()), Some(0));
         assert_eq!(node.log_format, LogFormat::Text);
         let cli = parse(&["node", "--id", "1", "--name", "X", "--data", "d", "--log-format", "json"]).expect("parse");
         assert!(matches!(cli.command, Command::Node(NodeArgs { log_format: LogFormat::Json, .. })));
         assert!(parse(&["node", "--id", "1", "--name", "X", "--data", "d", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn node_takes_a_consortium_file_and_key() {
+        let cli = parse(&["node", "--id", "2", "--config", "c.toml", "--signing-key", "k"]).expect("parse");
+        let Command::Node(node) = cli.command else { panic!("not node") };
+        assert_eq!(node.config.as_deref(), Some(std::path::Path::new("c.toml")));
+        assert_eq!(node.signing_key.as_deref(), Some(std::path::Path::new("k")));
+        assert!(node.name.is_none() && node.listen.is_none() && node.data.is_none());
+    }
+
+    #[test]
+    fn up_bounds_its_options() {
+        let cli = parse(&["up"]).expect("parse");
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert_eq!((up.banks, up.data.as_path(), up.base_port), (None, std::path::Path::new("data"), None));
+        let cli = parse(&["up", "--banks", "3", "--data", "/tmp/x", "--base-port", "9000"]).expect("parse");
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert_eq!((up.banks, up.base_port), (Some(3), Some(9000)));
+        assert!(parse(&["up", "--banks", "0"]).is_err());
+        assert!(parse(&["up", "--banks", "10"]).is_err());
+        assert!(parse(&["up", "--base-port", "0"]).is_err());
     }
 
     #[test]

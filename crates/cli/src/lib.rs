@@ -4,6 +4,7 @@
 //!
 //! - [`args`]: the command line (clap).
 //! - [`node`]: `bank node`.
+//! - [`up`]: `bank up`, a local consortium of `bank node` processes.
 //! - [`commands`]: customer commands over [`bank_client`].
 //! - [`session`]: the per-user file of session tokens.
 //! - [`render`]: what customers read.
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod node;
 pub mod render;
 pub mod session;
+pub mod up;
 
 use anyhow::Result;
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let context = || -> Result<Customer> { Customer::new(&cli.target, store()?) };
     match cli.command {
         Command::Node(args) => node::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Up(args) => up::run(args).await,
         Command::Bench(args) => run_bench(&cli.target, args).await,
         Command::Account(command) => commands::account(&context()?, command).await,
         Command::Login(args) => commands::login(&context()?, args).await,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use bank_core::ids::BankId;
 
+use crate::consortium::Consortium;
+
 /// Settings of one bank node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -15,6 +17,9 @@ pub struct NodeConfig {
     /// Directory holding the ledger database; created if missing, reused if present.
     pub data_dir: PathBuf,
     pub limits: Limits,
+    /// The consortium this bank belongs to; `None` runs it alone (a consortium of one) that
+    /// refuses every inter-bank request.
+    pub consortium: Option<Consortium>,
 }
 
 impl NodeConfig {
@@ -25,6 +30,7 @@ impl NodeConfig {
             listen,
             data_dir: data_dir.into(),
             limits: Limits::default(),
+            consortium: None,
         }
     }
 }
@@ -50,6 +56,14 @@ pub struct Limits {
     pub password_hashers: usize,
     /// Sign-ins and sign-ups waiting for a hasher; more are shed with 503 `overloaded`.
     pub password_queue_len_max: usize,
+    /// Time to open a connection to a peer bank.
+    pub peer_connect_timeout_ms: u64,
+    /// Whole inter-bank request, sending to last byte of the answer.
+    pub peer_request_timeout_ms: u64,
+    /// Allowed difference between a signed request's timestamp and this bank's clock.
+    pub clock_skew_ms: u64,
+    /// Recent nonces remembered per peer (replay check); beyond it the peer gets 503.
+    pub nonces_per_bank_max: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +78,10 @@ impl Default for Limits {
             session_ttl_s: 8 * 3600,
             password_hashers: 2,
             password_queue_len_max: 256,
+            peer_connect_timeout_ms: 1_000,
+            peer_request_timeout_ms: 2_000,
+            clock_skew_ms: crate::interbank::sign::CLOCK_SKEW_MS_DEFAULT,
+            nonces_per_bank_max: crate::interbank::sign::NONCES_PER_BANK_MAX_DEFAULT,
         }
     }
 }

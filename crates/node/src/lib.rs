@@ -8,6 +8,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod consortium;
+pub mod interbank;
 pub mod metrics;
 pub mod storage;
 
@@ -30,6 +32,8 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("storage: {0}")]
     Storage(#[from] storage::StorageError),
+    #[error("inter-bank: {0}")]
+    Interbank(#[from] interbank::client::PeerError),
 }
 
 /// A running bank node.
@@ -46,6 +50,11 @@ pub struct Node {
 impl Node {
     /// Opens (or creates) the data directory, rebuilds state from disk and binds the port.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        // Checked before touching the data directory: a misconfigured bank changes nothing.
+        let interbank = match &config.consortium {
+            Some(consortium) => Some(Arc::new(interbank::Interbank::new(config.bank_id, consortium, &config.limits)?)),
+            None => None,
+        };
         let lock = storage::lock_data_dir(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
@@ -89,6 +98,7 @@ impl Node {
             hashers: auth::HasherPool::new(config.limits.password_hashers, config.limits.password_queue_len_max)?,
             metrics,
             limits: config.limits.clone(),
+            interbank,
         });
         Ok(Node { addr, listener, state, writer, writer_thread, _lock: lock })
     }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub hashers: crate::auth::HasherPool,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// The consortium link (verifier and peer client); `None` for a bank running alone.
+    pub interbank: Option<Arc<crate::interbank::Interbank>>,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -70,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/statement", get(handlers::statement))
         .route("/api/v1/consortium/accounts", get(handlers::consortium_accounts))
         .route("/api/v1/consortium/status", get(handlers::consortium_status))
+        .merge(crate::interbank::routes())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
