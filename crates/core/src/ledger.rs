@@ -258,11 +258,19 @@ pub enum Decision {
 }
 
 /// The holds one transaction placed here: debits reserve money, credits wait to be posted.
+///
+/// It also names who decides the transaction and until when it may stay undecided, so that a
+/// participant holding it can ask the right bank for the outcome once `expires_at` has passed
+/// (see [`crate::twopc`]), also after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldSet {
     pub debits: Vec<(AccountNumber, Amount)>,
     pub credits: Vec<(AccountNumber, Amount)>,
     pub placed_at: TimestampMs,
+    /// The bank coordinating the transaction: the one to ask for its outcome.
+    pub coordinator: BankId,
+    /// The coordinator decides by then at the latest; a hold still here after it is in doubt.
+    pub expires_at: TimestampMs,
 }
 
 /// What storage must write, in order, for an applied operation.
@@ -385,6 +393,11 @@ impl Ledger {
 
     pub fn holds(&self, transfer: &TransferId) -> Option<&HoldSet> {
         self.holds.get(transfer)
+    }
+
+    /// Every transaction holding something here, sorted by id.
+    pub fn holds_iter(&self) -> impl Iterator<Item = (&TransferId, &HoldSet)> {
+        self.holds.iter()
     }
 
     pub fn decision(&self, transfer: &TransferId) -> Option<Decision> {
@@ -806,15 +819,9 @@ impl Ledger {
     /// Votes yes only when every debit fits the available money; votes no otherwise, changing
     /// nothing but remembering the transaction as aborted, so a repeated prepare gets the same
     /// answer. A repeat after a yes answers yes again without placing anything twice; a prepare
-    /// for a transaction already decided answers no.
-    pub fn place_holds(
-        &mut self,
-        transfer: TransferId,
-        debits: Vec<(AccountNumber, Amount)>,
-        credits: Vec<(AccountNumber, Amount)>,
-        now: TimestampMs,
-        changes: &mut Vec<Change>,
-    ) -> Vote {
+    /// for a transaction already decided answers no. The set is stored as given (`placed_at` is
+    /// the caller's `now`).
+    pub fn place_holds(&mut self, transfer: TransferId, set: HoldSet, changes: &mut Vec<Change>) -> Vote {
         if self.holds.contains_key(&transfer) {
             return Vote::Yes;
         }
@@ -830,10 +837,10 @@ impl Ledger {
             Vote::No { code: code.into(), detail }
         };
         let mut sums: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
-        for (number, amount) in &debits {
+        for (number, amount) in &set.debits {
             *sums.entry(number).or_default() += amount.cents();
         }
-        for (number, _) in debits.iter().chain(&credits) {
+        for (number, _) in set.debits.iter().chain(&set.credits) {
             if !self.accounts.contains_key(number) {
                 return refuse(self, changes, "not_found", format!("account {number} does not exist"));
             }
@@ -854,7 +861,6 @@ impl Ledger {
             let (posted, held) = (acc.posted_cents, acc.held_cents + sum);
             self.set_balance(&(*number).clone(), posted, held, changes);
         }
-        let set = HoldSet { debits, credits, placed_at: now };
         changes.push(Change::HoldsPlaced { transfer, holds: Box::new(set.clone()) });
         self.holds.insert(transfer, set);
         Vote::Yes

@@ -9,6 +9,8 @@
 //! - [`ids`]: identifier newtypes.
 //! - [`account`]: account kinds, holders, who may spend what.
 //! - [`ledger`]: the ledger state machine (accounts, balances, holds, idempotency).
+//! - [`twopc`]: two-phase commit across banks, the coordinator and the participant as state
+//!   machines over the ledger's holds.
 
 pub mod account;
 pub mod contact;
@@ -18,6 +20,7 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod pixkey;
+pub mod twopc;
 
 pub use error::Error;
 pub use money::Amount;

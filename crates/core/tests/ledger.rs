@@ -114,6 +114,15 @@ fn deposit(ledger: &mut Ledger, account: &AccountNumber, amount_cents: i64) {
     ledger.assert_invariants();
 }
 
+/// The hold set of a transaction coordinated by another bank, placed at `placed_at`.
+fn holding(
+    debits: Vec<(AccountNumber, Amount)>,
+    credits: Vec<(AccountNumber, Amount)>,
+    placed_at: TimestampMs,
+) -> HoldSet {
+    HoldSet { debits, credits, placed_at, coordinator: OTHER_BANK, expires_at: TimestampMs(placed_at.0 + 5_000) }
+}
+
 /// (posted, held) of an account.
 fn balance(ledger: &Ledger, account: &AccountNumber) -> (i64, i64) {
     let acc = ledger.account(account).expect("account exists");
@@ -615,7 +624,7 @@ fn a_withdrawal_cannot_take_held_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), vec![(w.alice.clone(), cents(700))], vec![], NOW, &mut changes);
+    let vote = w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(700))], vec![], NOW), &mut changes);
     assert_eq!(vote, Vote::Yes);
     let alice = w.alice.clone();
     let error = rejected(&mut w.ledger, |l, ch| l.withdraw(&alice, cents(301), (fresh_key(), FP), NOW, ch));
@@ -1173,7 +1182,10 @@ fn a_transfer_cannot_spend_held_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(w.ledger.place_holds(tx(1), vec![(w.alice.clone(), cents(600))], vec![], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
+        Vote::Yes
+    );
     let t = run_transfer(&mut w.ledger, request(&w.alice, vec![leg(None, to_account(&w.bob), 401)], key(1), 1));
     assert_eq!(t.status, Status::Failed);
     let t = run_transfer(&mut w.ledger, request(&w.alice, vec![leg(None, to_account(&w.bob), 400)], key(2), 2));
@@ -1191,9 +1203,9 @@ fn placing_holds_reserves_debits_and_emits_balance_and_holds_placed() {
     let debits = vec![(w.alice.clone(), cents(200)), (w.alice.clone(), cents(100))];
     let credits = vec![(w.bob.clone(), cents(300))];
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), debits.clone(), credits.clone(), TimestampMs(9), &mut changes);
+    let vote = w.ledger.place_holds(tx(1), holding(debits.clone(), credits.clone(), TimestampMs(9)), &mut changes);
     assert_eq!(vote, Vote::Yes);
-    let set = HoldSet { debits, credits, placed_at: TimestampMs(9) };
+    let set = holding(debits, credits, TimestampMs(9));
     assert_eq!(
         changes,
         vec![
@@ -1216,8 +1228,8 @@ fn a_repeated_place_votes_yes_again_and_changes_nothing() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300))];
-    assert_eq!(w.ledger.place_holds(tx(1), debits.clone(), vec![], NOW, &mut changes), Vote::Yes);
-    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), debits, vec![], NOW, ch));
+    assert_eq!(w.ledger.place_holds(tx(1), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
+    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
     assert_eq!(vote, Vote::Yes);
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 300));
 }
@@ -1230,7 +1242,8 @@ fn placing_without_the_funds_votes_no_holds_nothing_and_is_remembered_as_aborted
     // Two debits that fit alone but not together.
     let debits = vec![(w.alice.clone(), cents(600)), (w.alice.clone(), cents(401))];
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), debits.clone(), vec![(w.bob.clone(), cents(1_001))], NOW, &mut changes);
+    let vote =
+        w.ledger.place_holds(tx(1), holding(debits.clone(), vec![(w.bob.clone(), cents(1_001))], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if code == "insufficient_funds"), "{vote:?}");
     assert_eq!(changes, vec![Change::Decided { transfer: tx(1), decision: Decision::Aborted }]);
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 0));
@@ -1242,7 +1255,7 @@ fn placing_without_the_funds_votes_no_holds_nothing_and_is_remembered_as_aborted
     assert_eq!(w.ledger, expected);
     // A later place (even one that would now fit) votes no and places nothing.
     deposit(&mut w.ledger, &w.alice, 1_000);
-    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), debits, vec![], NOW, ch));
+    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     assert_eq!(balance(&w.ledger, &w.alice), (2_000, 0));
 }
@@ -1253,10 +1266,13 @@ fn placing_on_an_unknown_account_votes_no() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let ghost = AccountNumber::from_seq(50);
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), vec![(ghost.clone(), cents(1))], vec![], NOW, &mut changes);
+    let vote = w.ledger.place_holds(tx(1), holding(vec![(ghost.clone(), cents(1))], vec![], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if code == "not_found"), "{vote:?}");
-    let vote =
-        w.ledger.place_holds(tx(2), vec![(w.alice.clone(), cents(1))], vec![(ghost, cents(1))], NOW, &mut changes);
+    let vote = w.ledger.place_holds(
+        tx(2),
+        holding(vec![(w.alice.clone(), cents(1))], vec![(ghost, cents(1))], NOW),
+        &mut changes,
+    );
     assert!(matches!(&vote, Vote::No { code, .. } if code == "not_found"), "{vote:?}");
     assert_eq!(
         changes,
@@ -1274,10 +1290,16 @@ fn holds_of_two_transactions_add_up_against_the_available_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(w.ledger.place_holds(tx(1), vec![(w.alice.clone(), cents(600))], vec![], NOW, &mut changes), Vote::Yes);
-    let vote = w.ledger.place_holds(tx(2), vec![(w.alice.clone(), cents(401))], vec![], NOW, &mut changes);
+    assert_eq!(
+        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
+        Vote::Yes
+    );
+    let vote = w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(401))], vec![], NOW), &mut changes);
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
-    assert_eq!(w.ledger.place_holds(tx(3), vec![(w.alice.clone(), cents(400))], vec![], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        w.ledger.place_holds(tx(3), holding(vec![(w.alice.clone(), cents(400))], vec![], NOW), &mut changes),
+        Vote::Yes
+    );
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 1_000));
     assert_eq!(available(&w.ledger, &w.alice), 0);
     w.ledger.assert_invariants();
@@ -1290,12 +1312,12 @@ fn pending_credits_cannot_be_spent_until_posted() {
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(500))];
     let credits = vec![(w.bob.clone(), cents(500))];
-    assert_eq!(w.ledger.place_holds(tx(1), debits, credits, NOW, &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.place_holds(tx(1), holding(debits, credits, NOW), &mut changes), Vote::Yes);
     let bob = w.bob.clone();
     let error = rejected(&mut w.ledger, |l, ch| l.withdraw(&bob, cents(1), (fresh_key(), FP), NOW, ch));
     assert_eq!(error.code(), "insufficient_funds");
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(2), vec![(bob.clone(), cents(1))], vec![], NOW, &mut changes);
+    let vote = w.ledger.place_holds(tx(2), holding(vec![(bob.clone(), cents(1))], vec![], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if code == "insufficient_funds"), "{vote:?}");
     let mut changes = Vec::new();
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
@@ -1311,7 +1333,7 @@ fn posting_holds_moves_the_money_and_emits_balances_then_decided() {
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300)), (w.alice.clone(), cents(100))];
     let credits = vec![(w.bob.clone(), cents(250)), (w.carla.clone(), cents(150))];
-    assert_eq!(w.ledger.place_holds(tx(1), debits, credits, NOW, &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.place_holds(tx(1), holding(debits, credits, NOW), &mut changes), Vote::Yes);
     let total_before = w.ledger.total_posted_cents();
 
     let mut changes = Vec::new();
@@ -1338,7 +1360,8 @@ fn posting_holds_moves_the_money_and_emits_balances_then_decided() {
     assert_eq!(again, Ok(()));
     // A late place after the commit votes no and holds nothing.
     let alice = w.alice.clone();
-    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), vec![(alice, cents(1))], vec![], NOW, ch));
+    let vote =
+        unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(vec![(alice, cents(1))], vec![], NOW), ch));
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
 }
 
@@ -1348,8 +1371,14 @@ fn posting_one_sided_hold_sets_changes_the_bank_total_by_credits_minus_debits() 
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     // A remote payer's money arrives here (credit only) and a local payer's leaves (debit only).
-    assert_eq!(w.ledger.place_holds(tx(1), vec![], vec![(w.bob.clone(), cents(70))], NOW, &mut changes), Vote::Yes);
-    assert_eq!(w.ledger.place_holds(tx(2), vec![(w.alice.clone(), cents(30))], vec![], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        w.ledger.place_holds(tx(1), holding(vec![], vec![(w.bob.clone(), cents(70))], NOW), &mut changes),
+        Vote::Yes
+    );
+    assert_eq!(
+        w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(30))], vec![], NOW), &mut changes),
+        Vote::Yes
+    );
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     w.ledger.post_holds(tx(2), &mut changes).expect("posts");
     assert_eq!(w.ledger.total_posted_cents(), 1_000 + 70 - 30);
@@ -1364,7 +1393,10 @@ fn releasing_holds_frees_the_money_and_emits_balance_then_decided() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300)), (w.alice.clone(), cents(100))];
-    assert_eq!(w.ledger.place_holds(tx(1), debits, vec![(w.bob.clone(), cents(400))], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        w.ledger.place_holds(tx(1), holding(debits, vec![(w.bob.clone(), cents(400))], NOW), &mut changes),
+        Vote::Yes
+    );
     let mut changes = Vec::new();
     w.ledger.release_holds(tx(1), &mut changes).expect("releases");
     assert_eq!(
@@ -1392,8 +1424,9 @@ fn releasing_an_unknown_transaction_makes_a_late_place_vote_no() {
     assert_eq!(changes, vec![Change::Decided { transfer: tx(7), decision: Decision::Aborted }]);
     assert_eq!(w.ledger.decision(&tx(7)), Some(Decision::Aborted));
     let alice = w.alice.clone();
-    let vote =
-        unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(7), vec![(alice.clone(), cents(10))], vec![], NOW, ch));
+    let vote = unchanged(&mut w.ledger, |l, ch| {
+        l.place_holds(tx(7), holding(vec![(alice.clone(), cents(10))], vec![], NOW), ch)
+    });
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     assert_eq!(balance(&w.ledger, &alice), (1_000, 0));
     assert_eq!(w.ledger.holds(&tx(7)), None);
@@ -1404,12 +1437,15 @@ fn posting_after_a_release_is_a_conflict() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(w.ledger.place_holds(tx(1), vec![(w.alice.clone(), cents(10))], vec![], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes),
+        Vote::Yes
+    );
     w.ledger.release_holds(tx(1), &mut changes).expect("releases");
     let error = rejected(&mut w.ledger, |l, ch| l.post_holds(tx(1), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
     // Also for a transaction refused at place time.
-    let vote = w.ledger.place_holds(tx(2), vec![(w.alice.clone(), cents(5_000))], vec![], NOW, &mut changes);
+    let vote = w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(5_000))], vec![], NOW), &mut changes);
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     let error = rejected(&mut w.ledger, |l, ch| l.post_holds(tx(2), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
@@ -1420,7 +1456,10 @@ fn releasing_after_a_post_is_a_conflict() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(w.ledger.place_holds(tx(1), vec![(w.alice.clone(), cents(10))], vec![], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes),
+        Vote::Yes
+    );
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     let error = rejected(&mut w.ledger, |l, ch| l.release_holds(tx(1), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
@@ -1447,9 +1486,7 @@ fn committing_a_hold_credit_at_the_balance_limit_never_destroys_money() {
     let mut changes = Vec::new();
     let vote = ledger.place_holds(
         tx(1),
-        vec![(payer.clone(), cents(100))],
-        vec![(rich.clone(), cents(100))],
-        NOW,
+        holding(vec![(payer.clone(), cents(100))], vec![(rich.clone(), cents(100))], NOW),
         &mut changes,
     );
     if vote == Vote::Yes {
@@ -1476,7 +1513,10 @@ fn a_deposit_between_place_and_post_cannot_make_a_placed_credit_destroy_money() 
     let (mut ledger, rich) = ledger_with_rich_account(BALANCE_MAX_CENTS - 100);
     let mut changes = Vec::new();
     // A credit from a remote payer: it fits under the limit when placed.
-    assert_eq!(ledger.place_holds(tx(1), vec![], vec![(rich.clone(), cents(100))], NOW, &mut changes), Vote::Yes);
+    assert_eq!(
+        ledger.place_holds(tx(1), holding(vec![], vec![(rich.clone(), cents(100))], NOW), &mut changes),
+        Vote::Yes
+    );
     let mut external = ledger.total_posted_cents();
     if ledger.deposit(&rich, cents(50), DepositMethod::Cash, (key(1), FP), NOW, &mut changes).is_ok() {
         external += 50;
@@ -1912,7 +1952,7 @@ fn step(ledger: &mut Ledger, model: &mut Model, op: &Op, step_no: usize) {
         }
         Op::Place { tx, debits, credits } => {
             let as_legs = |v: &[(usize, i64)]| v.iter().map(|(s, a)| (slot(*s), cents(*a))).collect::<Vec<_>>();
-            let vote = ledger.place_holds(ptx(*tx), as_legs(debits), as_legs(credits), now, &mut changes);
+            let vote = ledger.place_holds(ptx(*tx), holding(as_legs(debits), as_legs(credits), now), &mut changes);
             let no = |code: &str| matches!(&vote, Vote::No { code: c, .. } if c == code);
             if model.holds.contains_key(tx) {
                 assert_eq!(vote, Vote::Yes, "a repeated place votes yes again");

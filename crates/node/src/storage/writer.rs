@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bank_core::Error;
 use bank_core::account::NewAccount;
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Change, DepositMethod, KeyRequest, Ledger, Opened, Outcome, TransferRequest, Vote};
+use bank_core::ledger::{Change, DepositMethod, HoldSet, KeyRequest, Ledger, Opened, Outcome, TransferRequest, Vote};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 use rusqlite::{Connection, params};
@@ -60,6 +60,8 @@ pub enum Command {
     },
     PlaceHolds {
         transfer: TransferId,
+        coordinator: BankId,
+        expires_at: TimestampMs,
         debits: Vec<(AccountNumber, Amount)>,
         credits: Vec<(AccountNumber, Amount)>,
         reply: Reply<Vote>,
@@ -146,10 +148,12 @@ impl WriterHandle {
     pub async fn place_holds(
         &self,
         transfer: TransferId,
+        coordinator: BankId,
+        expires_at: TimestampMs,
         debits: Vec<(AccountNumber, Amount)>,
         credits: Vec<(AccountNumber, Amount)>,
     ) -> Result<Vote, Error> {
-        self.submit(|reply| Command::PlaceHolds { transfer, debits, credits, reply }).await
+        self.submit(|reply| Command::PlaceHolds { transfer, coordinator, expires_at, debits, credits, reply }).await
     }
 
     pub async fn post_holds(&self, transfer: TransferId) -> Result<(), Error> {
@@ -321,8 +325,9 @@ fn apply(
             request.now = now;
             answer(reply, resolve(tx, ledger.transfer(*request, changes))?)
         }
-        Command::PlaceHolds { transfer, debits, credits, reply } => {
-            answer(reply, Ok(ledger.place_holds(transfer, debits, credits, now, changes)))
+        Command::PlaceHolds { transfer, coordinator, expires_at, debits, credits, reply } => {
+            let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at };
+            answer(reply, Ok(ledger.place_holds(transfer, set, changes)))
         }
         Command::PostHolds { transfer, reply } => answer(reply, ledger.post_holds(transfer, changes)),
         Command::ReleaseHolds { transfer, reply } => answer(reply, ledger.release_holds(transfer, changes)),
