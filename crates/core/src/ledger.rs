@@ -208,6 +208,38 @@ pub struct Entry {
     pub created_at: TimestampMs,
 }
 
+/// A transfer's description, trimmed and checked; empty means none.
+fn clean_description(text: Option<&str>) -> Result<Option<String>, Error> {
+    match text.map(str::trim) {
+        Some(d) if d.chars().count() > DESCRIPTION_LEN_MAX => {
+            Err(Error::invalid(format!("description must be at most {DESCRIPTION_LEN_MAX} characters")))
+        }
+        Some(d) if d.chars().any(char::is_control) => {
+            Err(Error::invalid("description must not contain control characters"))
+        }
+        Some("") | None => Ok(None),
+        Some(d) => Ok(Some(d.to_string())),
+    }
+}
+
+/// What [`Ledger::plan_transfer`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Run here (or a repeat): this is the outcome.
+    Done(Outcome),
+    /// Recorded as pending; the coordinator must run these legs at these banks.
+    CrossBank { transfer: Transfer, legs: crate::twopc::LegsByBank },
+}
+
+/// A key of an account at another bank, as the consortium directory has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteKey {
+    pub bank_id: BankId,
+    pub account: AccountNumber,
+    pub holder_name: String,
+    pub masked_document: String,
+}
+
 /// What an idempotent request did. A repeat answers [`Outcome::Replayed`], naming the first
 /// outcome, which the driver reads back from storage: the ledger keeps only the reference, so
 /// remembering a request costs tens of bytes of memory, not a copy of the transfer.
@@ -332,6 +364,8 @@ pub struct Ledger {
     /// Every account of which a document is a holder (joint ones included).
     holder_accounts: HashMap<Document, BTreeSet<AccountNumber>>,
     keys: HashMap<PixKey, AccountNumber>,
+    /// The consortium directory's keys of accounts at other banks.
+    remote_keys: HashMap<PixKey, RemoteKey>,
     keys_of: HashMap<AccountNumber, Vec<PixKey>>,
     idempotency: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
     holds: BTreeMap<TransferId, HoldSet>,
@@ -349,6 +383,7 @@ impl Ledger {
             own_account: HashMap::new(),
             holder_accounts: HashMap::new(),
             keys: HashMap::new(),
+            remote_keys: HashMap::new(),
             keys_of: HashMap::new(),
             idempotency: HashMap::new(),
             holds: BTreeMap::new(),
@@ -659,6 +694,134 @@ impl Ledger {
         Ok(outcome)
     }
 
+    /// Plans a transfer whose legs may touch other banks (`members` lists the consortium). A
+    /// transfer whose legs all touch this bank runs at once, exactly as [`Ledger::transfer`].
+    /// Otherwise it is validated here — as far as this bank can: its own sources and destinations,
+    /// that the other banks are members, that a joint account's session spends nothing elsewhere
+    /// — then recorded as `pending` (and remembered under its idempotency key), and returned with
+    /// its legs per bank for the coordinator. The other banks check their own accounts when
+    /// they vote.
+    pub fn plan_transfer(
+        &mut self,
+        request: TransferRequest,
+        members: &BTreeSet<BankId>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Plan, Error> {
+        let actor = self
+            .accounts
+            .get(&request.actor)
+            .ok_or_else(|| Error::Unauthorized("the signed-in account no longer exists".into()))?;
+        if let Some(outcome) = self.replay(&request.actor, request.idempotency_key, request.fingerprint)? {
+            return Ok(Plan::Done(outcome));
+        }
+        let here = self.bank_id;
+        let local = request.legs.iter().all(|leg| {
+            leg.from.as_ref().is_none_or(|r| r.bank_id == here)
+                && match &leg.to {
+                    Destination::Key(key) => self.keys.contains_key(key) || !self.remote_keys.contains_key(key),
+                    Destination::Account(r) => r.bank_id == here,
+                }
+        });
+        if local {
+            return self.transfer(request, changes).map(Plan::Done);
+        }
+        if request.legs.is_empty() || request.legs.len() > LEGS_MAX {
+            return Err(Error::invalid(format!("a transfer has between 1 and {LEGS_MAX} legs")));
+        }
+        let description = clean_description(request.description.as_deref())?;
+        let customer = actor.acting_document().cloned();
+        let mut legs = Vec::with_capacity(request.legs.len());
+        let mut per_bank: crate::twopc::LegsByBank = BTreeMap::new();
+        for (i, leg) in request.legs.iter().enumerate() {
+            let n = i + 1;
+            let from = match &leg.from {
+                None => AccountRef { bank_id: here, number: actor.number.clone() },
+                Some(r) => r.clone(),
+            };
+            let from_name = if from.bank_id == here {
+                match self.accounts.get(&from.number) {
+                    Some(source) if actor.may_spend(source) => source.display_name(),
+                    _ => {
+                        return Err(Error::Forbidden(format!(
+                            "leg {n}: you may not spend from account {}",
+                            from.number
+                        )));
+                    }
+                }
+            } else if !members.contains(&from.bank_id) {
+                return Err(Error::NotFound(format!(
+                    "leg {n}: bank {} is not a member of this consortium",
+                    from.bank_id
+                )));
+            } else if customer.is_none() {
+                return Err(Error::Forbidden(format!(
+                    "leg {n}: a joint account's session spends only that account, not accounts at bank {}",
+                    from.bank_id
+                )));
+            } else {
+                actor.display_name()
+            };
+            let to = match &leg.to {
+                Destination::Key(key) => match (self.keys.get(key), self.remote_keys.get(key)) {
+                    (Some(owner), _) => LegEnd {
+                        bank_id: here,
+                        number: owner.clone(),
+                        key: Some(key.clone()),
+                        holder_name: self.accounts[owner].display_name(),
+                    },
+                    (None, Some(remote)) => LegEnd {
+                        bank_id: remote.bank_id,
+                        number: remote.account.clone(),
+                        key: Some(key.clone()),
+                        holder_name: remote.holder_name.clone(),
+                    },
+                    (None, None) => return Err(Error::UnknownKey(key.normalized())),
+                },
+                Destination::Account(r) if r.bank_id == here => match self.accounts.get(&r.number) {
+                    Some(receiver) => LegEnd {
+                        bank_id: here,
+                        number: r.number.clone(),
+                        key: None,
+                        holder_name: receiver.display_name(),
+                    },
+                    None => return Err(Error::NotFound(format!("leg {n}: account {} does not exist", r.number))),
+                },
+                Destination::Account(r) if !members.contains(&r.bank_id) => {
+                    return Err(Error::NotFound(format!(
+                        "leg {n}: bank {} is not a member of this consortium",
+                        r.bank_id
+                    )));
+                }
+                Destination::Account(r) => {
+                    LegEnd { bank_id: r.bank_id, number: r.number.clone(), key: None, holder_name: String::new() }
+                }
+            };
+            if to.bank_id == from.bank_id && to.number == from.number {
+                return Err(Error::invalid(format!("leg {n}: the destination is the source account itself")));
+            }
+            let debited = per_bank.entry(from.bank_id).or_default();
+            debited.debits.push((from.number.clone(), leg.amount));
+            // Whose money: the signed-in customer's document. A joint account's session (no
+            // document of its own) spends only that account, here, already checked above.
+            debited.on_behalf_of = customer.clone().or_else(|| actor.holders.first().map(|h| h.document.clone()));
+            per_bank.entry(to.bank_id).or_default().credits.push((to.number.clone(), leg.amount));
+            legs.push(TransferLeg { from, from_name, to, amount: leg.amount, status: Status::Pending });
+        }
+        let transfer = Transfer {
+            id: request.transfer_id,
+            status: Status::Pending,
+            legs,
+            failure: None,
+            description,
+            actor: request.actor.clone(),
+            created_at: request.now,
+        };
+        changes.push(Change::TransferRecorded(Box::new(transfer.clone())));
+        let outcome = Outcome::Transfer(transfer.clone());
+        self.remember(&request.actor, request.idempotency_key, request.fingerprint, &outcome, changes);
+        Ok(Plan::CrossBank { transfer, legs: per_bank })
+    }
+
     /// Runs a transfer whose legs all touch this bank. Invalid requests are rejected; a valid one
     /// executes: every leg is posted, or — when a source lacks the money — it is recorded as
     /// failed with `insufficient_funds` and nothing moves.
@@ -673,16 +836,7 @@ impl Ledger {
         if request.legs.is_empty() || request.legs.len() > LEGS_MAX {
             return Err(Error::invalid(format!("a transfer has between 1 and {LEGS_MAX} legs")));
         }
-        let description = match request.description.as_deref().map(str::trim) {
-            Some(d) if d.chars().count() > DESCRIPTION_LEN_MAX => {
-                return Err(Error::invalid(format!("description must be at most {DESCRIPTION_LEN_MAX} characters")));
-            }
-            Some(d) if d.chars().any(char::is_control) => {
-                return Err(Error::invalid("description must not contain control characters"));
-            }
-            Some("") | None => None,
-            Some(d) => Some(d.to_string()),
-        };
+        let description = clean_description(request.description.as_deref())?;
 
         // Resolve and check every leg before touching anything.
         let mut legs = Vec::with_capacity(request.legs.len());
@@ -892,6 +1046,18 @@ impl Ledger {
         }
         for (number, (posted, held)) in finals {
             self.set_balance(&number, posted, held, changes);
+        }
+        // The statement's lines of this bank's legs, now that they are posted.
+        let lines = set
+            .debits
+            .iter()
+            .map(|d| (d, EntryKind::TransferOut))
+            .chain(set.credits.iter().map(|c| (c, EntryKind::TransferIn)));
+        for ((number, amount), kind) in lines {
+            let mut entry = self.new_entry(number, kind, *amount, set.placed_at);
+            entry.transfer_id = Some(transfer);
+            entry.counterparty = Some(format!("Pix {} (coordinated by bank {})", transfer, set.coordinator));
+            changes.push(Change::EntryAdded(Box::new(entry)));
         }
         self.holds.remove(&transfer);
         self.decided.insert(transfer, Decision::Committed);

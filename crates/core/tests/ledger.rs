@@ -1339,14 +1339,34 @@ fn posting_holds_moves_the_money_and_emits_balances_then_decided() {
     let mut changes = Vec::new();
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     assert_eq!(
-        changes,
-        vec![
+        changes[..3],
+        [
             Change::Balance { account: w.alice.clone(), posted_cents: 600, held_cents: 0 },
             Change::Balance { account: w.bob.clone(), posted_cents: 300, held_cents: 0 },
             Change::Balance { account: w.carla.clone(), posted_cents: 150, held_cents: 0 },
-            Change::Decided { transfer: tx(1), decision: Decision::Committed },
         ]
     );
+    // Then one statement line per leg (debits out, credits in), then the decision.
+    let lines: Vec<(AccountNumber, EntryKind, i64)> = changes[3..changes.len() - 1]
+        .iter()
+        .map(|c| match c {
+            Change::EntryAdded(e) => {
+                assert_eq!(e.transfer_id, Some(tx(1)));
+                (e.account.clone(), e.kind, e.amount.cents())
+            }
+            other => panic!("expected a ledger line, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (w.alice.clone(), EntryKind::TransferOut, 300),
+            (w.alice.clone(), EntryKind::TransferOut, 100),
+            (w.bob.clone(), EntryKind::TransferIn, 250),
+            (w.carla.clone(), EntryKind::TransferIn, 150),
+        ]
+    );
+    assert_eq!(changes.last(), Some(&Change::Decided { transfer: tx(1), decision: Decision::Committed }));
     assert_eq!(balance(&w.ledger, &w.alice), (600, 0));
     assert_eq!(balance(&w.ledger, &w.bob), (300, 0));
     assert_eq!(balance(&w.ledger, &w.carla), (150, 0));

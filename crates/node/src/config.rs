@@ -50,6 +50,11 @@ pub struct Limits {
     pub batch_len_max: usize,
     /// Read-only SQLite connections kept for statements and lookups.
     pub read_connections_max: usize,
+    /// How long a coordinator waits for the votes of a cross-bank transaction before aborting.
+    pub prepare_expiry_ms: i64,
+    /// How long a customer's transfer request waits for the outcome; past it the answer is
+    /// `pending` (API.md: 5 s).
+    pub transfer_deadline_ms: u64,
     /// Lifetime of a session token.
     pub session_ttl_s: u64,
     /// Threads hashing passwords (Argon2id, 19 MiB each): bounds CPU and memory of sign-ins.
@@ -75,6 +80,8 @@ impl Default for Limits {
             writer_queue_len_max: 8192,
             batch_len_max: 1024,
             read_connections_max: 8,
+            prepare_expiry_ms: 2_000,
+            transfer_deadline_ms: 5_000,
             session_ttl_s: 8 * 3600,
             password_hashers: 2,
             password_queue_len_max: 256,

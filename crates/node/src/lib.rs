@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod consortium;
+pub mod coordination;
 pub mod interbank;
 pub mod metrics;
 pub mod storage;
@@ -58,26 +59,42 @@ impl Node {
         let lock = storage::lock_data_dir(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
-        let (conn, ledger, entry_index) = tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
-            let conn = storage::open_writer(&data_dir, bank_id)?;
-            let ledger = storage::load_ledger(&conn, bank_id)?;
-            let entry_index = storage::EntryIndex::load(&conn)?;
-            Ok((conn, ledger, entry_index))
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let (conn, ledger, entry_index, records) =
+            tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
+                let conn = storage::open_writer(&data_dir, bank_id)?;
+                let ledger = storage::load_ledger(&conn, bank_id)?;
+                let entry_index = storage::EntryIndex::load(&conn)?;
+                let records = storage::load_coordinator_records(&conn)?;
+                Ok((conn, ledger, entry_index, records))
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
         let accounts = ledger.accounts().count();
         let entry_index = Arc::new(entry_index);
         let metrics = Arc::new(metrics::Metrics::new());
+        let members: std::collections::BTreeSet<_> = match &interbank {
+            Some(ib) => ib.members.keys().copied().collect(),
+            None => [bank_id].into_iter().collect(),
+        };
+        let in_flight = records.len();
+        let machines =
+            storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms);
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
-            ledger,
+            machines,
             bank_id,
             config.limits.writer_queue_len_max,
             config.limits.batch_len_max,
             entry_index.clone(),
             metrics.clone(),
         )?;
+        let coordination = coordination::Coordination::start(
+            bank_id,
+            writer.clone(),
+            interbank.as_ref().map(|ib| ib.peers.clone()),
+            members.into_iter().collect(),
+        );
+        tracing::debug!(coordinator_records = in_flight, "two-phase commit recovered");
         let reads = ReadPool::new(storage::database_path(&config.data_dir), config.limits.read_connections_max);
         let sessions = SessionCache::default();
         let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
@@ -99,6 +116,7 @@ impl Node {
             metrics,
             limits: config.limits.clone(),
             interbank,
+            coordination,
         });
         Ok(Node { addr, listener, state, writer, writer_thread, _lock: lock })
     }

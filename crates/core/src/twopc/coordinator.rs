@@ -365,7 +365,14 @@ impl Coordinator {
 }
 
 fn prepare_message(coordinator: BankId, tx: TransferId, expires_at: TimestampMs, legs: &Legs) -> Message {
-    Message::Prepare { tx, coordinator, expires_at, debits: legs.debits.clone(), credits: legs.credits.clone() }
+    Message::Prepare {
+        tx,
+        coordinator,
+        expires_at,
+        debits: legs.debits.clone(),
+        credits: legs.credits.clone(),
+        on_behalf_of: legs.on_behalf_of.clone(),
+    }
 }
 
 fn decision_of(record: &CoordinatorRecord) -> Option<Decision> {
@@ -402,8 +409,8 @@ mod tests {
         let amount = Amount::from_cents(500).expect("valid");
         let account = AccountNumber::from_seq(1);
         let mut legs = LegsByBank::new();
-        legs.insert(B2, Legs { debits: vec![(account.clone(), amount)], credits: vec![] });
-        legs.insert(B3, Legs { debits: vec![], credits: vec![(account, amount)] });
+        legs.insert(B2, Legs { debits: vec![(account.clone(), amount)], credits: vec![], on_behalf_of: None });
+        legs.insert(B3, Legs { debits: vec![], credits: vec![(account, amount)], on_behalf_of: None });
         legs
     }
 

@@ -103,6 +103,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::document::Document;
 use crate::ids::{AccountNumber, BankId, TimestampMs, TransferId};
 use crate::ledger::{Decision, Vote};
 use crate::money::Amount;
@@ -115,6 +116,11 @@ pub use participant::{Participant, ParticipantOutput, QUERIES_PER_TICK_MAX};
 pub struct Legs {
     pub debits: Vec<(AccountNumber, Amount)>,
     pub credits: Vec<(AccountNumber, Amount)>,
+    /// The customer the coordinator authenticated, by document: the participant debits only
+    /// accounts this document holds (the coordinator's signed assertion, DESIGN.md §4.1). `None`
+    /// when the bank has no debits to authorise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<Document>,
 }
 
 impl Legs {
@@ -144,6 +150,9 @@ pub enum Message {
         expires_at: TimestampMs,
         debits: Vec<(AccountNumber, Amount)>,
         credits: Vec<(AccountNumber, Amount)>,
+        /// Whose money the debits are: every debited account must have this holder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_behalf_of: Option<Document>,
     },
     /// Participant → coordinator: the answer to a prepare (the same on every repeat).
     Vote { tx: TransferId, from: BankId, vote: Vote },
@@ -288,6 +297,7 @@ mod tests {
                 expires_at: TimestampMs(99),
                 debits: vec![(AccountNumber::from_seq(1), amount)],
                 credits: vec![(AccountNumber::from_seq(2), amount)],
+                on_behalf_of: None,
             },
             Message::Vote { tx, from: BankId(2), vote: Vote::Yes },
             Message::Vote { tx, from: BankId(2), vote: Vote::No { code: "x".into(), detail: "y".into() } },

@@ -12,6 +12,25 @@ use crate::ledger::{Change, Decision, HoldSet, Ledger, Vote};
 /// those just asked back off, so every hold gets its turn.
 pub const QUERIES_PER_TICK_MAX: usize = 256;
 
+/// The first debited account that `customer` does not hold (an unknown account is left to
+/// `place_holds`, which answers `not_found`). Debits without a customer are refused too: a
+/// coordinator must always say whose money it moves.
+fn unauthorised_debit(
+    ledger: &Ledger,
+    debits: &[(crate::ids::AccountNumber, crate::money::Amount)],
+    customer: Option<&crate::document::Document>,
+) -> Option<crate::ids::AccountNumber> {
+    debits
+        .iter()
+        .map(|(number, _)| number)
+        .find(|number| match (ledger.account(number), customer) {
+            (None, _) => false,
+            (Some(account), Some(doc)) => !account.has_holder(doc),
+            (Some(_), None) => true,
+        })
+        .cloned()
+}
+
 /// What the driver must do for the participant, in order — after the ledger changes the same
 /// call appended are durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +93,7 @@ impl Participant {
         changes: &mut Vec<Change>,
     ) -> Vec<ParticipantOutput> {
         match msg {
-            Message::Prepare { tx, coordinator, expires_at, debits, credits } => {
+            Message::Prepare { tx, coordinator, expires_at, debits, credits, on_behalf_of } => {
                 if coordinator != from {
                     return refused(from, tx, format!("a prepare naming bank {coordinator} as coordinator"));
                 }
@@ -85,6 +104,13 @@ impl Participant {
                     // Too late: the coordinator has given up (or will). Remember the abort.
                     ledger.release_holds(tx, changes).expect("an undecided transaction can be aborted");
                     Vote::No { code: "expired".into(), detail: format!("the prepare of {tx} arrived after its expiry") }
+                } else if let Some(number) = unauthorised_debit(ledger, &debits, on_behalf_of.as_ref()) {
+                    // Not the customer's money: refuse, and remember the abort.
+                    ledger.release_holds(tx, changes).expect("an undecided transaction can be aborted");
+                    Vote::No {
+                        code: "forbidden".into(),
+                        detail: format!("the customer is not a holder of account {number} at bank {}", self.bank),
+                    }
                 } else {
                     let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at };
                     ledger.place_holds(tx, set, changes)
@@ -223,7 +249,31 @@ mod tests {
             expires_at: EXPIRY,
             debits: vec![(debit.clone(), cents(amount_cents))],
             credits: vec![(credit.clone(), cents(amount_cents))],
+            on_behalf_of: Some(Document::Cpf(Cpf::from_base(1))),
         }
+    }
+
+    #[test]
+    fn a_prepare_debiting_another_customers_account_is_refused_and_remembered() {
+        let (mut ledger, a, b) = ledger();
+        let before = ledger.clone();
+        let mut msg = prepare(&a, 100, &b);
+        if let Message::Prepare { on_behalf_of, .. } = &mut msg {
+            *on_behalf_of = Some(Document::Cpf(Cpf::from_base(2)));
+        }
+        let mut p = Participant::new(ME, RetryPolicy::DEFAULT);
+        let mut changes = Vec::new();
+        let out = p.step(&mut ledger, COORDINATOR, msg.clone(), T0, &mut changes);
+        assert!(
+            matches!(&out[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if code == "forbidden")
+        );
+        assert_eq!(ledger.account(&a), before.account(&a), "nothing held");
+        assert_eq!(ledger.decision(&tx()), Some(Decision::Aborted), "remembered: a repeat places nothing");
+        if let Message::Prepare { on_behalf_of, .. } = &mut msg {
+            *on_behalf_of = None;
+        }
+        let out = p.step(&mut ledger, COORDINATOR, msg, T0, &mut changes);
+        assert!(matches!(&out[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { .. }, .. }, .. }]));
     }
 
     fn vote(vote: Vote) -> Vec<ParticipantOutput> {

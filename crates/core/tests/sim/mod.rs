@@ -332,12 +332,13 @@ impl World {
             for a in 0..knobs.accounts_per_bank {
                 let mut changes = Vec::new();
                 let base = (b * 100 + a + 1) as u64;
+                // Joint with the simulation's one paying customer, who may spend every account.
                 let new = NewAccount {
-                    kind: AccountKind::Individual,
-                    holders: vec![Holder {
-                        name: format!("Cliente {base}"),
-                        document: Document::Cpf(Cpf::from_base(base)),
-                    }],
+                    kind: AccountKind::Joint,
+                    holders: vec![
+                        Holder { name: format!("Cliente {base}"), document: Document::Cpf(Cpf::from_base(base)) },
+                        Holder { name: "Pagador".into(), document: payer() },
+                    ],
                     email: Email::parse(&format!("c{base}@example.com")).expect("valid e-mail"),
                     phone: Phone::parse("+5575999991234").expect("valid phone"),
                     password_hash: "x".into(),
@@ -407,14 +408,17 @@ impl World {
 
     // ----- the workload -------------------------------------------------------------------------
 
-    /// Starts a transfer at `coordinator` with the given legs, expiring `expiry_ms` from now.
+    /// Starts a transfer at `coordinator` with the given legs (paid by [`payer`]), expiring
+    /// `expiry_ms` from now.
     pub fn begin(&mut self, coordinator: BankId, legs: Vec<PlannedLeg>, expiry_ms: i64) -> TransferId {
         self.next_tx += 1;
         let tx = TransferId(Uuid::from_u128((u128::from(self.seed) << 64) | u128::from(self.next_tx)));
         let mut by_bank = LegsByBank::new();
         for (from_bank, from, to_bank, to, cents) in &legs {
             let amount = Amount::from_cents(*cents).expect("valid amount");
-            by_bank.entry(*from_bank).or_default().debits.push((from.clone(), amount));
+            let debited = by_bank.entry(*from_bank).or_default();
+            debited.debits.push((from.clone(), amount));
+            debited.on_behalf_of = Some(payer());
             by_bank.entry(*to_bank).or_default().credits.push((to.clone(), amount));
         }
         self.planned.insert(tx, legs);
@@ -825,4 +829,9 @@ pub fn kind(packet: &Packet) -> &'static str {
         Message::QueryOutcome { .. } => "query_outcome",
         Message::Outcome { .. } => "outcome",
     }
+}
+
+/// The customer every simulated transfer is paid by: a holder of every account.
+pub fn payer() -> Document {
+    Document::Cpf(Cpf::from_base(999_999_999))
 }

@@ -1,5 +1,6 @@
 //! Route handlers: parse, delegate to the core (through the writer or a read), shape the answer.
 
+use crate::coordination::Progress;
 use axum::Json;
 use axum::extract::{Path, Query, RawQuery};
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use bank_core::account::{AccountKind, Holder, NewAccount, check_password, parse_
 use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
 use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
+use bank_core::ledger::Decision;
 use bank_core::ledger::{
     AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest, Outcome, TransferRequest,
 };
@@ -253,12 +255,53 @@ pub async fn transfer(
         transfer_id: TransferId(uuid::Uuid::now_v7()),
         now: TimestampMs(0),
     };
+    let deadline = std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
+    let started = tokio::time::Instant::now();
     let result = state.writer.transfer(request).await;
-    record(&state, "transfer", &result);
-    if let Ok(Outcome::Transfer(t)) = &result {
-        tracing::debug!(transfer_id = %t.id, status = t.status.as_str(), legs = t.legs.len(), "transfer executed");
+    let (outcome, outputs) = match result {
+        Ok((outcome, outputs)) => (outcome, outputs),
+        Err(e) => {
+            state.metrics.operation("transfer", "rejected");
+            return Err(e.into());
+        }
+    };
+    let Outcome::Transfer(pending) = &outcome else {
+        record(&state, "transfer", &Ok(outcome.clone()));
+        return Ok(outcome_response(outcome));
+    };
+    if pending.status != bank_core::ledger::Status::Pending || outputs.is_empty() {
+        // Ran here at once, or a repeat: the answer is what is recorded.
+        record(&state, "transfer", &Ok(outcome.clone()));
+        return Ok(outcome_response(outcome));
     }
-    Ok(outcome_response(result?))
+    // Cross-bank: wait for the decision and its delivery, up to the response deadline.
+    let id = pending.id;
+    let mut progress = state.coordination.watch(id);
+    state.coordination.dispatch(outputs).await;
+    let last = loop {
+        let now = *progress.borrow_and_update();
+        if matches!(now, Progress::Finished(_) | Progress::Decided(Decision::Aborted)) {
+            break now;
+        }
+        match tokio::time::timeout_at(started + deadline, progress.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break now,
+        }
+    };
+    state.coordination.unwatch(id);
+    let stored = state.reads.run(move |c| read::transfer(c, &id)).await?;
+    let transfer = stored.ok_or_else(|| ApiError::Internal(format!("transfer {id} vanished")))?;
+    let mut out = TransferOut::from(&transfer);
+    if transfer.status == bank_core::ledger::Status::Pending {
+        out.decision = match last {
+            Progress::Decided(Decision::Committed) | Progress::Finished(Decision::Committed) => Some("commit"),
+            Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => Some("abort"),
+            Progress::Preparing => None,
+        };
+    }
+    state.metrics.operation("transfer", transfer.status.as_str());
+    tracing::info!(transfer_id = %id, status = transfer.status.as_str(), "cross-bank transfer answered");
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 /// Loads the signed-in account and the accounts it may see.

@@ -48,6 +48,7 @@ pub struct AppState {
     pub limits: Limits,
     /// The consortium link (verifier and peer client); `None` for a bank running alone.
     pub interbank: Option<Arc<crate::interbank::Interbank>>,
+    pub coordination: Arc<crate::coordination::Coordination>,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -73,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/consortium/accounts", get(handlers::consortium_accounts))
         .route("/api/v1/consortium/status", get(handlers::consortium_status))
         .merge(crate::interbank::routes())
+        .merge(crate::coordination::routes())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)

@@ -252,6 +252,30 @@ pub fn resolve(conn: &Connection, reference: OutcomeRef) -> Result<Outcome> {
     }
 }
 
+/// Writes (or replaces) the newest record of a coordinated transaction.
+pub fn write_coordinator_record(conn: &Connection, record: &bank_core::twopc::CoordinatorRecord) -> Result<()> {
+    use bank_core::twopc::CoordinatorRecord as R;
+    let state = match record {
+        R::Preparing { .. } => "preparing",
+        R::Decided { .. } => "decided",
+        R::Finished { .. } => "finished",
+    };
+    let body = serde_json::to_string(record).map_err(corrupt)?;
+    conn.prepare_cached(
+        "INSERT INTO coordinator_records (tx, state, body) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (tx) DO UPDATE SET state = excluded.state, body = excluded.body",
+    )?
+    .execute(params![record.tx().0.to_string(), state, body])?;
+    Ok(())
+}
+
+/// Every coordinator record, for [`bank_core::twopc::Coordinator::recover`].
+pub fn load_coordinator_records(conn: &Connection) -> Result<Vec<bank_core::twopc::CoordinatorRecord>> {
+    let mut stmt = conn.prepare("SELECT body FROM coordinator_records")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|body| serde_json::from_str(&body?).map_err(corrupt)).collect()
+}
+
 /// Rebuilds the in-memory ledger from the tables.
 pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
     let mut ledger = Ledger::new(bank_id);

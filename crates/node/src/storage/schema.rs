@@ -6,7 +6,8 @@
 use rusqlite::Connection;
 
 /// Each migration moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -90,7 +91,16 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL,
     revoked    INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
 ) STRICT;
-"#];
+"#,
+    // Two-phase commit: the coordinator's newest record of each transaction it runs.
+    r#"
+CREATE TABLE coordinator_records (
+    tx    TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('preparing', 'decided', 'finished')),
+    body  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
+];
 
 /// Brings the database to the newest schema, each step in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

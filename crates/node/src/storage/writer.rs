@@ -18,16 +18,75 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bank_core::Error;
 use bank_core::account::NewAccount;
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Change, DepositMethod, HoldSet, KeyRequest, Ledger, Opened, Outcome, TransferRequest, Vote};
+use bank_core::ledger::{
+    Change, Decision, DepositMethod, KeyRequest, Ledger, Opened, Outcome, Plan, Status, TransferRequest, Vote,
+};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
+use bank_core::twopc::{
+    Coordinator, CoordinatorOutput, CoordinatorRecord, Message, Participant, ParticipantOutput, RetryPolicy, Role,
+};
 use rusqlite::{Connection, params};
+use std::collections::{BTreeSet, HashMap};
 use tokio::sync::oneshot;
 
 use super::{BatchWriter, EntryIndex};
 use crate::metrics::Metrics;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What the protocol machines ask the driver to do, once their state is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolOutput {
+    Send {
+        to: BankId,
+        msg: Message,
+    },
+    /// A transaction this bank coordinates is decided (its transfer record says so).
+    Decided {
+        tx: TransferId,
+        decision: Decision,
+    },
+    /// Every participant applied the decision.
+    Finished {
+        tx: TransferId,
+        decision: Decision,
+    },
+}
+
+/// Everything the writer thread owns besides the connection: the ledger and the two-phase
+/// commit's machines, so one group commit makes money and protocol state durable together.
+#[derive(Debug)]
+pub struct Machines {
+    pub ledger: Ledger,
+    pub coordinator: Coordinator,
+    pub participant: Participant,
+    /// The consortium's members (this bank alone when it has no consortium).
+    pub members: BTreeSet<BankId>,
+    /// How long a coordinator waits for votes.
+    pub prepare_expiry_ms: i64,
+    /// Why a transaction was refused, from its first no vote, for the customer's answer.
+    refusals: HashMap<TransferId, (String, String)>,
+}
+
+impl Machines {
+    pub fn new(
+        ledger: Ledger,
+        records: Vec<CoordinatorRecord>,
+        members: BTreeSet<BankId>,
+        prepare_expiry_ms: i64,
+    ) -> Self {
+        let bank = ledger.bank_id();
+        Machines {
+            coordinator: Coordinator::recover(bank, RetryPolicy::DEFAULT, records),
+            participant: Participant::new(bank, RetryPolicy::DEFAULT),
+            ledger,
+            members,
+            prepare_expiry_ms,
+            refusals: HashMap::new(),
+        }
+    }
+}
 
 /// A request to the writer. Each carries the channel its answer goes back on.
 #[derive(Debug)]
@@ -56,23 +115,17 @@ pub enum Command {
     },
     Transfer {
         request: Box<TransferRequest>,
-        reply: Reply<Outcome>,
+        reply: Reply<(Outcome, Vec<ProtocolOutput>)>,
     },
-    PlaceHolds {
-        transfer: TransferId,
-        coordinator: BankId,
-        expires_at: TimestampMs,
-        debits: Vec<(AccountNumber, Amount)>,
-        credits: Vec<(AccountNumber, Amount)>,
-        reply: Reply<Vote>,
+    /// Messages from bank `from` for this bank's protocol machines.
+    ProtocolDeliver {
+        from: BankId,
+        messages: Vec<Message>,
+        reply: Reply<Vec<ProtocolOutput>>,
     },
-    PostHolds {
-        transfer: TransferId,
-        reply: Reply<()>,
-    },
-    ReleaseHolds {
-        transfer: TransferId,
-        reply: Reply<()>,
+    /// Runs the protocol machines' timers.
+    ProtocolTick {
+        reply: Reply<Vec<ProtocolOutput>>,
     },
     CreateSession {
         token_hash: [u8; 32],
@@ -141,27 +194,18 @@ impl WriterHandle {
         self.submit(|reply| Command::Withdraw { account, amount, idem, reply }).await
     }
 
-    pub async fn transfer(&self, request: TransferRequest) -> Result<Outcome, Error> {
+    /// Runs or begins a transfer. A cross-bank one comes back `pending`, with the protocol's
+    /// first outputs (the prepares) for the driver to carry out.
+    pub async fn transfer(&self, request: TransferRequest) -> Result<(Outcome, Vec<ProtocolOutput>), Error> {
         self.submit(|reply| Command::Transfer { request: Box::new(request), reply }).await
     }
 
-    pub async fn place_holds(
-        &self,
-        transfer: TransferId,
-        coordinator: BankId,
-        expires_at: TimestampMs,
-        debits: Vec<(AccountNumber, Amount)>,
-        credits: Vec<(AccountNumber, Amount)>,
-    ) -> Result<Vote, Error> {
-        self.submit(|reply| Command::PlaceHolds { transfer, coordinator, expires_at, debits, credits, reply }).await
+    pub async fn protocol_deliver(&self, from: BankId, messages: Vec<Message>) -> Result<Vec<ProtocolOutput>, Error> {
+        self.submit(|reply| Command::ProtocolDeliver { from, messages, reply }).await
     }
 
-    pub async fn post_holds(&self, transfer: TransferId) -> Result<(), Error> {
-        self.submit(|reply| Command::PostHolds { transfer, reply }).await
-    }
-
-    pub async fn release_holds(&self, transfer: TransferId) -> Result<(), Error> {
-        self.submit(|reply| Command::ReleaseHolds { transfer, reply }).await
+    pub async fn protocol_tick(&self) -> Result<Vec<ProtocolOutput>, Error> {
+        self.submit(|reply| Command::ProtocolTick { reply }).await
     }
 
     pub async fn create_session(
@@ -197,7 +241,7 @@ pub(crate) fn now_ms() -> TimestampMs {
 /// Starts the writer thread over `conn` and `ledger`.
 pub fn spawn(
     conn: Connection,
-    ledger: Ledger,
+    machines: Machines,
     bank_id: BankId,
     queue_len_max: usize,
     batch_len_max: usize,
@@ -209,7 +253,7 @@ pub fn spawn(
     let handle = WriterHandle { tx, queue_len: queue_len.clone() };
     let thread = std::thread::Builder::new()
         .name(format!("ledger-writer-{bank_id}"))
-        .spawn(move || run(conn, ledger, rx, batch_len_max, queue_len, entry_index, metrics))?;
+        .spawn(move || run(conn, machines, rx, batch_len_max, queue_len, entry_index, metrics))?;
     Ok((handle, thread))
 }
 
@@ -225,7 +269,7 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Answe
 
 fn run(
     mut conn: Connection,
-    mut ledger: Ledger,
+    mut machines: Machines,
     rx: Receiver<Command>,
     batch_len_max: usize,
     queue_len: Arc<AtomicI64>,
@@ -258,10 +302,7 @@ fn run(
                         shutdown = Some(reply);
                         continue;
                     }
-                    let ans = apply(&mut ledger, &tx, cmd, now, &mut changes)?;
-                    for change in &changes {
-                        writer.write(change)?;
-                    }
+                    let ans = apply(&mut machines, &tx, &mut writer, cmd, now, &mut changes)?;
                     answers.push(ans);
                 }
                 writer.finish()?;
@@ -303,14 +344,24 @@ fn resolve(tx: &rusqlite::Transaction<'_>, result: Result<Outcome, Error>) -> su
     }
 }
 
+/// Writes the changes one command made, in order, and clears them.
+fn flush(writer: &mut BatchWriter<'_>, changes: &mut Vec<Change>) -> super::Result<()> {
+    for change in changes.drain(..) {
+        writer.write(&change)?;
+    }
+    Ok(())
+}
+
 fn apply(
-    ledger: &mut Ledger,
+    m: &mut Machines,
     tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
     cmd: Command,
     now: TimestampMs,
     changes: &mut Vec<Change>,
 ) -> super::Result<Answer> {
-    Ok(match cmd {
+    let ledger = &mut m.ledger;
+    let answer = match cmd {
         Command::OpenAccount { new, reply } => answer(reply, ledger.open_account(*new, now, changes)),
         Command::RegisterKey { account, request, reply } => {
             answer(reply, ledger.register_key(&account, request, changes))
@@ -323,14 +374,48 @@ fn apply(
         }
         Command::Transfer { mut request, reply } => {
             request.now = now;
-            answer(reply, resolve(tx, ledger.transfer(*request, changes))?)
+            match ledger.plan_transfer(*request, &m.members, changes) {
+                Err(e) => answer(reply, Err(e)),
+                Ok(Plan::Done(outcome)) => {
+                    let outcome = resolve(tx, Ok(outcome))?;
+                    answer(reply, outcome.map(|o| (o, Vec::new())))
+                }
+                Ok(Plan::CrossBank { transfer, legs }) => {
+                    flush(writer, changes)?;
+                    let expires_at = TimestampMs(now.0 + m.prepare_expiry_ms);
+                    let outputs = m.coordinator.begin(transfer.id, legs, expires_at, now);
+                    let outputs = carry_out_coordinator(m, tx, writer, outputs)?;
+                    tracing::debug!(transfer_id = %transfer.id, "cross-bank transfer begun");
+                    answer(reply, Ok((Outcome::Transfer(transfer), outputs)))
+                }
+            }
         }
-        Command::PlaceHolds { transfer, coordinator, expires_at, debits, credits, reply } => {
-            let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at };
-            answer(reply, Ok(ledger.place_holds(transfer, set, changes)))
+        Command::ProtocolDeliver { from, messages, reply } => {
+            let mut outputs = Vec::new();
+            for msg in messages {
+                match msg.addressee() {
+                    Role::Coordinator => {
+                        if let Message::Vote { tx: id, vote: Vote::No { code, detail }, .. } = &msg {
+                            m.refusals.entry(*id).or_insert_with(|| (code.clone(), detail.clone()));
+                        }
+                        let out = m.coordinator.step(from, msg, now);
+                        outputs.extend(carry_out_coordinator(m, tx, writer, out)?);
+                    }
+                    Role::Participant => {
+                        let out = m.participant.step(&mut m.ledger, from, msg, now, changes);
+                        flush(writer, changes)?;
+                        outputs.extend(participant_outputs(out));
+                    }
+                }
+            }
+            answer(reply, Ok(outputs))
         }
-        Command::PostHolds { transfer, reply } => answer(reply, ledger.post_holds(transfer, changes)),
-        Command::ReleaseHolds { transfer, reply } => answer(reply, ledger.release_holds(transfer, changes)),
+        Command::ProtocolTick { reply } => {
+            let out = m.coordinator.tick(now);
+            let mut outputs = carry_out_coordinator(m, tx, writer, out)?;
+            outputs.extend(participant_outputs(m.participant.tick(&m.ledger, now)));
+            answer(reply, Ok(outputs))
+        }
         Command::CreateSession { token_hash, account, expires_at, reply } => {
             if ledger.account(&account).is_none() {
                 answer(reply, Err(Error::Unauthorized("no such account".into())))
@@ -347,5 +432,77 @@ fn apply(
             answer(reply, Ok(()))
         }
         Command::Shutdown { .. } => unreachable!("handled by the loop"),
-    })
+    };
+    flush(writer, changes)?;
+    Ok(answer)
+}
+
+fn participant_outputs(outputs: Vec<ParticipantOutput>) -> Vec<ProtocolOutput> {
+    outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            ParticipantOutput::Send { to, msg } => Some(ProtocolOutput::Send { to, msg }),
+            ParticipantOutput::Refused { from, tx, reason } => {
+                tracing::error!(bank = %from, transfer_id = %tx, %reason, "protocol message refused: a peer or this bank is broken");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Carries out a coordinator's outputs inside the batch: records are written (durable with the
+/// batch, before any output leaves), the transfer record follows the decision, and what must be
+/// sent or told is returned.
+fn carry_out_coordinator(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    outputs: Vec<CoordinatorOutput>,
+) -> super::Result<Vec<ProtocolOutput>> {
+    let mut out = Vec::new();
+    for output in outputs {
+        match output {
+            CoordinatorOutput::Persist(record) => super::write_coordinator_record(tx, &record)?,
+            CoordinatorOutput::Send { to, msg } => out.push(ProtocolOutput::Send { to, msg }),
+            CoordinatorOutput::Decided { tx: id, decision } => {
+                let refusal = m.refusals.remove(&id);
+                if decision == Decision::Aborted {
+                    let (code, detail) = refusal.unwrap_or_else(|| {
+                        ("bank_unavailable".into(), "a bank did not answer before the deadline".into())
+                    });
+                    settle(tx, writer, id, Status::Failed, Some((code, detail)))?;
+                }
+                tracing::debug!(transfer_id = %id, ?decision, "decided");
+                out.push(ProtocolOutput::Decided { tx: id, decision });
+            }
+            CoordinatorOutput::Finished { tx: id } => {
+                let decision = match m.coordinator.phase(&id) {
+                    Some(bank_core::twopc::TxPhase::Finished(d)) => d,
+                    other => unreachable!("finished transaction {id} in phase {other:?}"),
+                };
+                if decision == Decision::Committed {
+                    settle(tx, writer, id, Status::Completed, None)?;
+                }
+                out.push(ProtocolOutput::Finished { tx: id, decision });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Updates a coordinated transfer's record to its final status (if it is a customer transfer).
+fn settle(
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    id: TransferId,
+    status: Status,
+    failure: Option<(String, String)>,
+) -> super::Result<()> {
+    let Some(mut transfer) = super::read::transfer(tx, &id)? else { return Ok(()) };
+    transfer.status = status;
+    for leg in &mut transfer.legs {
+        leg.status = status;
+    }
+    transfer.failure = failure.map(|(code, detail)| bank_core::ledger::Failure { code, detail });
+    writer.write(&Change::TransferRecorded(Box::new(transfer)))
 }

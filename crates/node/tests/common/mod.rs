@@ -299,3 +299,52 @@ pub fn number_of(account: &Value) -> String {
 pub fn key_of(account: &Value) -> String {
     account["pix_keys"][0]["key"].as_str().expect("pix key").to_string()
 }
+
+/// A consortium of `n` banks (ids 1..=n), each a node on its own port, with fresh keys.
+pub struct Cluster {
+    pub nodes: Vec<TestNode>,
+    pub config: bank_node::consortium::ConsortiumConfig,
+    pub keys: Vec<bank_node::consortium::SigningKey>,
+}
+
+pub async fn cluster(n: u32) -> Cluster {
+    use bank_core::ids::BankId;
+    use bank_node::consortium::{Consortium, ConsortiumConfig, Member, NodeSettings, generate_signing_key};
+    let keys: Vec<_> = (1..=n).map(|_| generate_signing_key().expect("key")).collect();
+    let members = (1..=n)
+        .map(|id| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            let member = Member {
+                id: BankId(id),
+                name: format!("Bank {id}"),
+                url: format!("http://127.0.0.1:{port}"),
+                public_key: keys[id as usize - 1].verifying_key(),
+            };
+            (BankId(id), member)
+        })
+        .collect();
+    let operator_key = generate_signing_key().expect("key").verifying_key();
+    let config = ConsortiumConfig { operator_key, members, node: NodeSettings::default() };
+    let mut nodes = Vec::new();
+    for id in 1..=n {
+        let consortium = Consortium::new(&config, BankId(id), keys[id as usize - 1].clone()).expect("member");
+        let listen = config.default_listen(BankId(id)).expect("listen");
+        nodes.push(
+            spawn_node_with(|c| {
+                c.bank_id = BankId(id);
+                c.name = format!("Bank {id}");
+                c.listen = listen;
+                c.consortium = Some(consortium);
+            })
+            .await,
+        );
+    }
+    Cluster { nodes, config, keys }
+}
+
+impl Cluster {
+    /// The node of bank `id`.
+    pub fn bank(&self, id: u32) -> &TestNode {
+        &self.nodes[id as usize - 1]
+    }
+}

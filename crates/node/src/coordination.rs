@@ -1,0 +1,252 @@
+//! The driver of cross-bank transactions: carries the two-phase commit's messages between this
+//! bank's protocol machines and its peers.
+//!
+//! The machines themselves ([`bank_core::twopc::Coordinator`] and
+//! [`bank_core::twopc::Participant`]) live in the ledger writer thread beside the ledger, so
+//! every state change they make is committed by the same group commit as the money, and every
+//! output is carried out only after that commit (write-ahead: a vote never leaves before its
+//! holds are durable, a decision never before it is recorded). This module does the I/O:
+//!
+//! - **Outboxes**: one task per peer, fed by a bounded queue. It sends everything queued for that
+//!   peer in one signed `POST /interbank/v1/messages` (up to [`BATCH_MESSAGES_MAX`]), and feeds the
+//!   answers the peer carried back (votes, acks, outcomes) to the machines. A full queue or an
+//!   unreachable peer drops messages: the protocol re-sends them (the coordinator re-sends
+//!   prepares and decisions, participants re-ask), so losing one is safe.
+//! - **Fail fast**: a `Prepare` that cannot reach its bank is answered, locally, by a no vote
+//!   (`bank_unavailable`) in that bank's name. Aborting is always safe before a decision, so the
+//!   customer learns at once instead of at the expiry.
+//! - **Inbound**: messages from a peer are fed to the machines; outputs addressed to that peer go
+//!   back in the same HTTP answer, the rest through the outboxes.
+//! - **Ticks**: every [`TICK_MS`] the machines' timers run (re-sends, expiries, outcome queries).
+//! - **Waiters**: a customer's request waits for its transaction's decision and delivery, up to
+//!   the response deadline; past it the answer is `pending`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bank_core::ids::{BankId, TransferId};
+use bank_core::ledger::{Decision, Vote};
+use bank_core::twopc::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::interbank::client::PeerClient;
+use crate::storage::writer::{ProtocolOutput, WriterHandle};
+
+/// Most messages in one inter-bank request.
+pub const BATCH_MESSAGES_MAX: usize = 512;
+/// Messages waiting for one peer; more are dropped (and re-sent by the protocol).
+pub const OUTBOX_LEN_MAX: usize = 16_384;
+/// Period of the protocol timers.
+pub const TICK_MS: u64 = 100;
+/// Path of the message exchange.
+pub const MESSAGES_PATH: &str = "/interbank/v1/messages";
+
+/// The body of a message exchange, both ways.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub messages: Vec<Message>,
+}
+
+/// Where a transaction stands, as its waiters see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Preparing,
+    Decided(Decision),
+    Finished(Decision),
+}
+
+/// The driver. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Coordination {
+    self_id: BankId,
+    writer: WriterHandle,
+    outboxes: HashMap<BankId, mpsc::Sender<Message>>,
+    waiters: Mutex<HashMap<TransferId, watch::Sender<Progress>>>,
+}
+
+impl Coordination {
+    /// Starts the outbox of every peer and the tick loop.
+    pub fn start(self_id: BankId, writer: WriterHandle, peers: Option<PeerClient>, members: Vec<BankId>) -> Arc<Self> {
+        let mut receivers = Vec::new();
+        let mut outboxes = HashMap::new();
+        for peer in members.into_iter().filter(|&m| m != self_id) {
+            let (tx, rx) = mpsc::channel(OUTBOX_LEN_MAX);
+            outboxes.insert(peer, tx);
+            receivers.push((peer, rx));
+        }
+        let this = Arc::new(Coordination { self_id, writer, outboxes, waiters: Mutex::new(HashMap::new()) });
+        if let Some(client) = peers {
+            for (peer, rx) in receivers {
+                tokio::spawn(outbox(this.clone(), client.clone(), peer, rx));
+            }
+        }
+        let ticker = Arc::downgrade(&this);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(TICK_MS));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let Some(this) = ticker.upgrade() else { return };
+                match this.writer.protocol_tick().await {
+                    Ok(outputs) => this.dispatch(outputs).await,
+                    Err(e) => tracing::debug!(error = %e, "protocol tick skipped"),
+                }
+            }
+        });
+        this
+    }
+
+    /// Registers interest in `tx` before it begins, so no progress is missed.
+    pub fn watch(&self, tx: TransferId) -> watch::Receiver<Progress> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.entry(tx).or_insert_with(|| watch::channel(Progress::Preparing).0).subscribe()
+    }
+
+    fn notify(&self, tx: TransferId, progress: Progress) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = waiters.get(&tx) {
+            let _ = sender.send(progress);
+            if matches!(progress, Progress::Finished(_)) || sender.receiver_count() == 0 {
+                waiters.remove(&tx);
+            }
+        }
+    }
+
+    /// Forgets the waiter of `tx` (its customer stopped waiting).
+    pub fn unwatch(&self, tx: TransferId) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if waiters.get(&tx).is_some_and(|s| s.receiver_count() <= 1) {
+            waiters.remove(&tx);
+        }
+    }
+
+    /// Carries out the machines' outputs: local messages go back to the machines, the rest to
+    /// the outboxes; decisions wake waiters. Returns nothing: every send is best effort.
+    pub async fn dispatch(self: &Arc<Self>, outputs: Vec<ProtocolOutput>) {
+        let mut local = Vec::new();
+        for output in outputs {
+            match output {
+                ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
+                ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
+                ProtocolOutput::Decided { tx, decision } => self.notify(tx, Progress::Decided(decision)),
+                ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
+            }
+        }
+        // Local delivery loops until the machines are quiet (a begin's local prepare yields a
+        // vote, which may yield a decision, which yields a local commit, ...).
+        while !local.is_empty() {
+            let msgs = std::mem::take(&mut local);
+            match self.writer.protocol_deliver(self.self_id, msgs).await {
+                Ok(outputs) => {
+                    for output in outputs {
+                        match output {
+                            ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
+                            ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
+                            ProtocolOutput::Decided { tx, decision } => self.notify(tx, Progress::Decided(decision)),
+                            ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
+                        }
+                    }
+                }
+                // Overloaded or shutting down: the timers re-send what was lost.
+                Err(e) => tracing::debug!(error = %e, "local protocol delivery dropped"),
+            }
+        }
+    }
+
+    async fn enqueue(self: &Arc<Self>, to: BankId, msg: Message) {
+        let Some(outbox) = self.outboxes.get(&to) else {
+            tracing::warn!(bank = %to, "message for a bank that is not a member dropped");
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(msg)) = outbox.try_send(msg) {
+            tracing::debug!(bank = %to, tx = %msg.tx(), "outbox full; message dropped (the protocol re-sends it)");
+        }
+    }
+
+    /// Handles messages that peer `from` sent: feeds them to the machines and returns the
+    /// outputs addressed to `from` (carried back in the HTTP answer); the others are dispatched.
+    pub async fn receive(
+        self: &Arc<Self>,
+        from: BankId,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Message>, bank_core::Error> {
+        let outputs = self.writer.protocol_deliver(from, messages).await?;
+        let mut back = Vec::new();
+        let mut rest = Vec::new();
+        for output in outputs {
+            match output {
+                ProtocolOutput::Send { to, msg } if to == from => back.push(msg),
+                other => rest.push(other),
+            }
+        }
+        if !rest.is_empty() {
+            let this = self.clone();
+            tokio::spawn(async move { this.dispatch(rest).await });
+        }
+        Ok(back)
+    }
+}
+
+/// The outbox of one peer: batches what is queued into one request, feeds the answers back.
+async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut rx: mpsc::Receiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH_MESSAGES_MAX);
+    while rx.recv_many(&mut batch, BATCH_MESSAGES_MAX).await > 0 {
+        let envelope = Envelope { messages: std::mem::take(&mut batch) };
+        match client.post_json::<Envelope, Envelope>(peer, MESSAGES_PATH, &envelope).await {
+            Ok(answer) => {
+                if !answer.messages.is_empty() {
+                    match this.writer.protocol_deliver(peer, answer.messages).await {
+                        Ok(outputs) => this.dispatch(outputs).await,
+                        Err(e) => tracing::debug!(error = %e, "answers from bank {peer} dropped"),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(bank = %peer, error = %e, messages = envelope.messages.len(), "peer unreachable");
+                // Fail fast: every prepare that could not be delivered is a no vote of that bank.
+                let refusals: Vec<Message> = envelope
+                    .messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        Message::Prepare { tx, .. } => Some(Message::Vote {
+                            tx: *tx,
+                            from: peer,
+                            vote: Vote::No {
+                                code: "bank_unavailable".into(),
+                                detail: format!("bank {peer} could not be reached"),
+                            },
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if !refusals.is_empty() {
+                    match this.writer.protocol_deliver(peer, refusals).await {
+                        Ok(outputs) => this.dispatch(outputs).await,
+                        Err(e) => tracing::debug!(error = %e, "local refusal dropped"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `/interbank/v1` routes of the two-phase commit.
+pub fn routes() -> axum::Router<Arc<crate::api::AppState>> {
+    axum::Router::new().route(MESSAGES_PATH, axum::routing::post(receive_messages))
+}
+
+/// `POST /interbank/v1/messages`: a peer's protocol messages; the answer carries this bank's
+/// messages for that peer (votes for its prepares, acks for its decisions, ...).
+async fn receive_messages(
+    state: crate::api::State,
+    signed: crate::interbank::extract::Signed<Envelope>,
+) -> Result<axum::Json<Envelope>, crate::api::problem::ApiError> {
+    if signed.value.messages.len() > BATCH_MESSAGES_MAX {
+        return Err(crate::api::problem::invalid(format!("at most {BATCH_MESSAGES_MAX} messages per request")));
+    }
+    let messages = state.coordination.receive(signed.from, signed.value.messages).await?;
+    Ok(axum::Json(Envelope { messages }))
+}

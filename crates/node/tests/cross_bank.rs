@@ -1,0 +1,114 @@
+//! Cross-bank transfers by two-phase commit between real nodes on 127.0.0.1 (in one process).
+
+mod common;
+
+use serde_json::{Value, json};
+
+fn number(account: &Value) -> String {
+    account["number"].as_str().expect("number").to_string()
+}
+
+/// A packet debiting the customer's accounts at banks 1 and 2 credits bank 3 on every leg:
+/// every balance moves exactly, nothing stays held, and each bank's statement shows its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_from_two_banks_to_a_third_commits_every_leg() {
+    let c = common::cluster(3).await;
+    let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (ana2, acc2) = c.bank(2).customer(1, "Ana Souza").await;
+    let (bia3, acc3) = c.bank(3).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana1, 10_000).await;
+    c.bank(2).deposit(&ana2, 5_000).await;
+
+    let body = json!({ "legs": [
+        { "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 1_000 },
+        { "from": { "bank_id": 2, "number": number(&acc2) }, "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 2_000 },
+    ]});
+    let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["status"], "completed", "{transfer}");
+    assert_eq!(c.bank(1).balance(&ana1).await, (9_000, 0, 9_000));
+    assert_eq!(c.bank(2).balance(&ana2).await, (3_000, 0, 3_000));
+    assert_eq!(c.bank(3).balance(&bia3).await, (3_000, 0, 3_000));
+
+    let (_, statement) = c.bank(3).call("GET", "/api/v1/statement", Some(&bia3), None).await;
+    let lines = statement["entries"].as_array().expect("entries");
+    assert_eq!(lines.len(), 2, "{statement}");
+    assert!(lines.iter().all(|l| l["kind"] == "transfer_in" && l["transfer_id"] == transfer["id"]));
+
+    let id = transfer["id"].as_str().expect("id");
+    let (status, again) = c.bank(1).call("GET", &format!("/api/v1/transfers/{id}"), Some(&ana1), None).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("completed")));
+}
+
+/// One leg short of funds: the whole packet fails with `insufficient_funds`, nothing moves and
+/// every hold is released at every bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_with_one_leg_short_of_funds_moves_nothing() {
+    let c = common::cluster(3).await;
+    let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (ana2, acc2) = c.bank(2).customer(1, "Ana Souza").await;
+    let (bia3, acc3) = c.bank(3).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana1, 10_000).await;
+    c.bank(2).deposit(&ana2, 500).await;
+
+    let body = json!({ "legs": [
+        { "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 1_000 },
+        { "from": { "bank_id": 2, "number": number(&acc2) }, "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 2_000 },
+    ]});
+    let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["status"], "failed", "{transfer}");
+    assert_eq!(transfer["failure"]["code"], "insufficient_funds", "{transfer}");
+    // Holds are released by the abort, which may still be on its way to the other banks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let balances = (c.bank(1).balance(&ana1).await, c.bank(2).balance(&ana2).await, c.bank(3).balance(&bia3).await);
+        if balances == ((10_000, 0, 10_000), (500, 0, 500), (0, 0, 0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "holds not released: {balances:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A session may not spend another customer's account at another bank: the participant refuses
+/// (the coordinator's assertion names a document that does not hold it) and nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spending_someone_elses_account_at_another_bank_is_refused() {
+    let c = common::cluster(2).await;
+    let (ana1, acc1) = c.bank(1).customer(1, "Ana Souza").await;
+    let (bia2, acc2) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(2).deposit(&bia2, 5_000).await;
+    let body = json!({ "legs": [
+        { "from": { "bank_id": 2, "number": number(&acc2) }, "to": { "bank_id": 1, "number": number(&acc1) }, "amount_cents": 100 },
+    ]});
+    let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["status"], "failed");
+    assert_eq!(transfer["failure"]["code"], "forbidden", "{transfer}");
+    assert_eq!(c.bank(2).balance(&bia2).await, (5_000, 0, 5_000));
+    assert_eq!(c.bank(1).balance(&ana1).await, (0, 0, 0));
+}
+
+/// A packet touching a bank that is down fails fast with `bank_unavailable` and moves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_touching_a_down_bank_fails_fast() {
+    let mut c = common::cluster(3).await;
+    let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (_, acc3) = c.bank(3).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana1, 10_000).await;
+    let down = c.nodes.pop().expect("bank 3");
+    let _dir = down.stop().await;
+    let started = std::time::Instant::now();
+    let body = json!({ "legs": [{ "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 1_000 }] });
+    let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["status"], "failed", "{transfer}");
+    assert_eq!(transfer["failure"]["code"], "bank_unavailable", "{transfer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "fails fast, not at a timeout");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while c.bank(1).balance(&ana1).await != (10_000, 0, 10_000) {
+        assert!(std::time::Instant::now() < deadline, "the local hold is released");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
