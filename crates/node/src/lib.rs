@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod consortium;
 pub mod coordination;
+pub mod failpoint;
 pub mod interbank;
 pub mod metrics;
 pub mod storage;

@@ -67,6 +67,8 @@ pub struct Machines {
     pub prepare_expiry_ms: i64,
     /// Why a transaction was refused, from its first no vote, for the customer's answer.
     refusals: HashMap<TransferId, (String, String)>,
+    /// Failpoints reached in the current batch, hit once it is durable.
+    failpoints: Vec<&'static str>,
 }
 
 impl Machines {
@@ -84,6 +86,7 @@ impl Machines {
             members,
             prepare_expiry_ms,
             refusals: HashMap::new(),
+            failpoints: Vec::new(),
         }
     }
 }
@@ -315,7 +318,12 @@ fn run(
         })();
         match result {
             // Durable: now readers may see the batch's lines.
-            Ok(new_entries) => entry_index.append(&new_entries),
+            Ok(new_entries) => {
+                entry_index.append(&new_entries);
+                for name in machines.failpoints.drain(..) {
+                    crate::failpoint::hit(name);
+                }
+            }
             Err(e) => {
                 // Memory is now ahead of disk; serving on would acknowledge what is not durable.
                 tracing::error!(error = %e, "ledger commit failed; aborting so a restart rebuilds from disk");
@@ -404,6 +412,12 @@ fn apply(
                     Role::Participant => {
                         let out = m.participant.step(&mut m.ledger, from, msg, now, changes);
                         flush(writer, changes)?;
+                        let voted_yes = out.iter().any(|o| {
+                            matches!(o, ParticipantOutput::Send { msg: Message::Vote { vote: Vote::Yes, .. }, .. })
+                        });
+                        if voted_yes {
+                            m.failpoints.push("participant_voted_yes");
+                        }
                         outputs.extend(participant_outputs(out));
                     }
                 }
@@ -462,9 +476,17 @@ fn carry_out_coordinator(
     let mut out = Vec::new();
     for output in outputs {
         match output {
-            CoordinatorOutput::Persist(record) => super::write_coordinator_record(tx, &record)?,
+            CoordinatorOutput::Persist(record) => {
+                if matches!(record, CoordinatorRecord::Preparing { .. }) {
+                    m.failpoints.push("coordinator_prepared");
+                }
+                super::write_coordinator_record(tx, &record)?
+            }
             CoordinatorOutput::Send { to, msg } => out.push(ProtocolOutput::Send { to, msg }),
             CoordinatorOutput::Decided { tx: id, decision } => {
+                if decision == Decision::Committed {
+                    m.failpoints.push("coordinator_decided_commit");
+                }
                 let refusal = m.refusals.remove(&id);
                 if decision == Decision::Aborted {
                     let (code, detail) = refusal.unwrap_or_else(|| {
