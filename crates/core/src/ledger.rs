@@ -231,6 +231,14 @@ pub enum Plan {
     CrossBank { transfer: Transfer, legs: crate::twopc::LegsByBank },
 }
 
+/// A Pix key claimed for an account, carried by a key registration's two-phase commit: every
+/// bank reserves the key (refusing if it is taken or reserved), then records it on commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyClaim {
+    pub key: PixKey,
+    pub owner: RemoteKey,
+}
+
 /// A key of an account at another bank, as the consortium directory has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteKey {
@@ -303,6 +311,9 @@ pub struct HoldSet {
     pub coordinator: BankId,
     /// The coordinator decides by then at the latest; a hold still here after it is in doubt.
     pub expires_at: TimestampMs,
+    /// Keys this transaction reserves in the directory (a key registration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyClaim>,
 }
 
 /// What storage must write, in order, for an applied operation.
@@ -313,6 +324,11 @@ pub enum Change {
         account: AccountNumber,
         posted_cents: i64,
         held_cents: i64,
+    },
+    /// A key of an account at another bank entered this bank's directory.
+    RemoteKeyRegistered {
+        key: PixKey,
+        owner: RemoteKey,
     },
     KeyRegistered {
         key: PixKey,
@@ -366,6 +382,11 @@ pub struct Ledger {
     keys: HashMap<PixKey, AccountNumber>,
     /// The consortium directory's keys of accounts at other banks.
     remote_keys: HashMap<PixKey, RemoteKey>,
+    /// Keys reserved by a key registration in progress.
+    key_reservations: HashMap<PixKey, TransferId>,
+    /// Whether keys are registered here alone (a consortium of one) or by a consortium-wide
+    /// two-phase commit (then account opening adds no key by itself).
+    direct_keys: bool,
     keys_of: HashMap<AccountNumber, Vec<PixKey>>,
     idempotency: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
     holds: BTreeMap<TransferId, HoldSet>,
@@ -384,6 +405,8 @@ impl Ledger {
             holder_accounts: HashMap::new(),
             keys: HashMap::new(),
             remote_keys: HashMap::new(),
+            key_reservations: HashMap::new(),
+            direct_keys: true,
             keys_of: HashMap::new(),
             idempotency: HashMap::new(),
             holds: BTreeMap::new(),
@@ -462,7 +485,78 @@ impl Ledger {
         self.idempotency.insert((scope, key), record);
     }
 
+    /// Keys are registered consortium-wide (by two-phase commit), not by this ledger alone.
+    pub fn set_consortium_keys(&mut self) {
+        self.direct_keys = false;
+    }
+
+    pub fn restore_remote_key(&mut self, key: PixKey, owner: RemoteKey) {
+        self.remote_keys.insert(key, owner);
+    }
+
+    /// The directory's entry for `key`, wherever its account is.
+    pub fn key_directory(&self, key: &PixKey) -> Option<RemoteKey> {
+        if let Some(number) = self.keys.get(key) {
+            let account = &self.accounts[number];
+            return Some(RemoteKey {
+                bank_id: self.bank_id,
+                account: number.clone(),
+                holder_name: account.display_name(),
+                masked_document: account.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        self.remote_keys.get(key).cloned()
+    }
+
+    fn key_taken(&self, key: &PixKey) -> bool {
+        self.keys.contains_key(key) || self.remote_keys.contains_key(key) || self.key_reservations.contains_key(key)
+    }
+
+    /// What registering a key for `account` would claim: validated here (the key is free as far
+    /// as this bank knows), without changing anything. The claim then goes to every bank.
+    pub fn claim_key(&self, account: &AccountNumber, request: KeyRequest) -> Result<KeyClaim, Error> {
+        let acc =
+            self.accounts.get(account).ok_or_else(|| Error::NotFound(format!("account {account} does not exist")))?;
+        let key = match request {
+            KeyRequest::Email => PixKey::Email(acc.email.clone()),
+            KeyRequest::Phone => PixKey::Phone(acc.phone.clone()),
+            KeyRequest::Random(uuid) => PixKey::Random(uuid),
+        };
+        self.claim(acc, key)
+    }
+
+    /// The claim of the automatic CPF/CNPJ key of `account` (none for a joint account).
+    pub fn claim_document_key(&self, account: &AccountNumber) -> Result<Option<KeyClaim>, Error> {
+        let acc =
+            self.accounts.get(account).ok_or_else(|| Error::NotFound(format!("account {account} does not exist")))?;
+        let key = match acc.acting_document() {
+            Some(Document::Cpf(cpf)) => PixKey::Cpf(cpf.clone()),
+            Some(Document::Cnpj(cnpj)) => PixKey::Cnpj(cnpj.clone()),
+            None => return Ok(None),
+        };
+        self.claim(acc, key).map(Some)
+    }
+
+    fn claim(&self, acc: &Account, key: PixKey) -> Result<KeyClaim, Error> {
+        if self.key_taken(&key) {
+            return Err(Error::Conflict(format!("the Pix key {} is already registered", key.normalized())));
+        }
+        if self.keys_of(&acc.number).len() >= KEYS_PER_ACCOUNT_MAX {
+            return Err(Error::Conflict(format!("an account has at most {KEYS_PER_ACCOUNT_MAX} Pix keys")));
+        }
+        let owner = RemoteKey {
+            bank_id: self.bank_id,
+            account: acc.number.clone(),
+            holder_name: acc.display_name(),
+            masked_document: acc.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", "),
+        };
+        Ok(KeyClaim { key, owner })
+    }
+
     pub fn restore_holds(&mut self, transfer: TransferId, holds: HoldSet) {
+        for claim in &holds.keys {
+            self.key_reservations.insert(claim.key.clone(), transfer);
+        }
         self.holds.insert(transfer, holds);
     }
 
@@ -534,8 +628,8 @@ impl Ledger {
         self.index_account(account.clone());
         let mut keys = Vec::new();
         let mut warnings = Vec::new();
-        if let Some(key) = auto_key {
-            if self.keys.contains_key(&key) {
+        if let Some(key) = auto_key.filter(|_| self.direct_keys) {
+            if self.key_taken(&key) {
                 warnings.push(format!(
                     "the Pix key {} already belongs to another account, so this account was opened without it",
                     key.normalized()
@@ -568,7 +662,7 @@ impl Ledger {
             KeyRequest::Phone => PixKey::Phone(acc.phone.clone()),
             KeyRequest::Random(uuid) => PixKey::Random(uuid),
         };
-        if self.keys.contains_key(&key) {
+        if self.key_taken(&key) {
             return Err(Error::Conflict(format!("the Pix key {} is already registered", key.normalized())));
         }
         if self.keys_of(account).len() >= KEYS_PER_ACCOUNT_MAX {
@@ -1010,6 +1104,20 @@ impl Ledger {
                 );
             }
         }
+        for claim in &set.keys {
+            if self.key_taken(&claim.key) {
+                let detail =
+                    format!("the Pix key {} is already registered or being registered", claim.key.normalized());
+                return refuse(self, changes, "conflict", detail);
+            }
+            if claim.owner.bank_id == self.bank_id && !self.accounts.contains_key(&claim.owner.account) {
+                let detail = format!("account {} does not exist", claim.owner.account);
+                return refuse(self, changes, "not_found", detail);
+            }
+        }
+        for claim in &set.keys {
+            self.key_reservations.insert(claim.key.clone(), transfer);
+        }
         for (number, &sum) in &sums {
             let acc = &self.accounts[*number];
             let (posted, held) = (acc.posted_cents, acc.held_cents + sum);
@@ -1059,6 +1167,15 @@ impl Ledger {
             entry.counterparty = Some(format!("Pix {} (coordinated by bank {})", transfer, set.coordinator));
             changes.push(Change::EntryAdded(Box::new(entry)));
         }
+        for claim in &set.keys {
+            self.key_reservations.remove(&claim.key);
+            if claim.owner.bank_id == self.bank_id {
+                self.add_key(claim.key.clone(), &claim.owner.account, changes);
+            } else {
+                changes.push(Change::RemoteKeyRegistered { key: claim.key.clone(), owner: claim.owner.clone() });
+                self.remote_keys.insert(claim.key.clone(), claim.owner.clone());
+            }
+        }
         self.holds.remove(&transfer);
         self.decided.insert(transfer, Decision::Committed);
         changes.push(Change::Decided { transfer, decision: Decision::Committed });
@@ -1076,6 +1193,9 @@ impl Ledger {
             None => {}
         }
         if let Some(set) = self.holds.remove(&transfer) {
+            for claim in &set.keys {
+                self.key_reservations.remove(&claim.key);
+            }
             let mut sums: BTreeMap<AccountNumber, i64> = BTreeMap::new();
             for (number, amount) in &set.debits {
                 *sums.entry(number.clone()).or_default() += amount.cents();

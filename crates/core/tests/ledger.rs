@@ -120,7 +120,14 @@ fn holding(
     credits: Vec<(AccountNumber, Amount)>,
     placed_at: TimestampMs,
 ) -> HoldSet {
-    HoldSet { debits, credits, placed_at, coordinator: OTHER_BANK, expires_at: TimestampMs(placed_at.0 + 5_000) }
+    HoldSet {
+        debits,
+        credits,
+        placed_at,
+        coordinator: OTHER_BANK,
+        expires_at: TimestampMs(placed_at.0 + 5_000),
+        keys: Vec::new(),
+    }
 }
 
 /// (posted, held) of an account.

@@ -65,6 +65,8 @@ pub struct Coordination {
     writer: WriterHandle,
     outboxes: HashMap<BankId, mpsc::Sender<Message>>,
     waiters: Mutex<HashMap<TransferId, watch::Sender<Progress>>>,
+    /// Why watched transactions were aborted (the first refusal's code and detail).
+    refusals: Mutex<HashMap<TransferId, (String, String)>>,
 }
 
 impl Coordination {
@@ -77,7 +79,13 @@ impl Coordination {
             outboxes.insert(peer, tx);
             receivers.push((peer, rx));
         }
-        let this = Arc::new(Coordination { self_id, writer, outboxes, waiters: Mutex::new(HashMap::new()) });
+        let this = Arc::new(Coordination {
+            self_id,
+            writer,
+            outboxes,
+            waiters: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+        });
         if let Some(client) = peers {
             for (peer, rx) in receivers {
                 tokio::spawn(outbox(this.clone(), client.clone(), peer, rx));
@@ -115,6 +123,35 @@ impl Coordination {
         }
     }
 
+    fn decided(&self, tx: TransferId, decision: Decision, refusal: Option<(String, String)>) {
+        if let Some(refusal) = refusal {
+            let watched = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tx);
+            if watched {
+                self.refusals.lock().unwrap_or_else(|p| p.into_inner()).insert(tx, refusal);
+            }
+        }
+        self.notify(tx, Progress::Decided(decision));
+    }
+
+    /// Why `tx` was aborted, if a bank refused it (taken once).
+    pub fn take_refusal(&self, tx: TransferId) -> Option<(String, String)> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).remove(&tx)
+    }
+
+    /// Waits for `tx` to be finished (or aborted), up to `deadline`; returns the last progress.
+    pub async fn wait(&self, mut progress: watch::Receiver<Progress>, deadline: tokio::time::Instant) -> Progress {
+        loop {
+            let now = *progress.borrow_and_update();
+            if matches!(now, Progress::Finished(_) | Progress::Decided(Decision::Aborted)) {
+                return now;
+            }
+            match tokio::time::timeout_at(deadline, progress.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return now,
+            }
+        }
+    }
+
     /// Forgets the waiter of `tx` (its customer stopped waiting).
     pub fn unwatch(&self, tx: TransferId) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
@@ -131,7 +168,7 @@ impl Coordination {
             match output {
                 ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
                 ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
-                ProtocolOutput::Decided { tx, decision } => self.notify(tx, Progress::Decided(decision)),
+                ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
                 ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
             }
         }
@@ -145,7 +182,7 @@ impl Coordination {
                         match output {
                             ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
                             ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
-                            ProtocolOutput::Decided { tx, decision } => self.notify(tx, Progress::Decided(decision)),
+                            ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
                             ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
                         }
                     }

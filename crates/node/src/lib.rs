@@ -78,6 +78,10 @@ impl Node {
             None => [bank_id].into_iter().collect(),
         };
         let in_flight = records.len();
+        let mut ledger = ledger;
+        if members.len() > 1 {
+            ledger.set_consortium_keys();
+        }
         let machines =
             storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms);
         let (writer, writer_thread) = storage::writer::spawn(

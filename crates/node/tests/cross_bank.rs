@@ -112,3 +112,90 @@ async fn a_packet_touching_a_down_bank_fails_fast() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The automatic CPF key of an account at bank 1 is in every bank's directory: bank 2 looks it
+/// up locally (with bank 1's name) and a Pix to it from bank 2 lands at bank 1. The same CPF
+/// opening an account at bank 2 gets no second key, with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_registered_consortium_wide_and_pix_by_key_crosses_banks() {
+    let c = common::cluster(3).await;
+    let (ana1, acc1) = c.bank(1).customer(1, "Ana Souza").await;
+    let ana_key = acc1["pix_keys"][0]["key"].as_str().expect("cpf key").to_string();
+    assert!(acc1.get("warnings").is_none(), "{acc1}");
+    let (bia2, _) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(2).deposit(&bia2, 5_000).await;
+
+    // Looked up at the owner's bank and, from its own directory, at another bank.
+    for (bank, token) in [(1, &ana1), (2, &bia2)] {
+        let (status, found) = c.bank(bank).call("GET", &format!("/api/v1/pix-keys/{ana_key}"), Some(token), None).await;
+        assert_eq!(status, 200, "bank {bank}: {found}");
+        assert_eq!(found["bank_id"], 1);
+        assert_eq!(found["bank_name"], "Bank 1");
+        assert_eq!(found["holder_name"], "Ana Souza");
+        assert!(found["masked_document"].as_str().is_some_and(|d| d.starts_with("***.")), "{found}");
+    }
+
+    let body = json!({ "legs": [{ "to": { "key": ana_key }, "amount_cents": 1_234 }] });
+    let (status, transfer) = c.bank(2).call("POST", "/api/v1/transfers", Some(&bia2), Some(body)).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["status"], "completed", "{transfer}");
+    assert_eq!(transfer["legs"][0]["to"]["bank_id"], 1);
+    assert_eq!(c.bank(1).balance(&ana1).await, (1_234, 0, 1_234));
+    assert_eq!(c.bank(2).balance(&bia2).await, (3_766, 0, 3_766));
+
+    // The same CPF at bank 2: its key is taken consortium-wide.
+    let (status, second) = c
+        .bank(2)
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            None,
+            Some(json!({ "kind": "individual", "holders": [{ "name": "Ana Souza", "document": ana_key }],
+                         "email": "ana.two@example.com", "phone": "+5575999990000", "password": "password123" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["pix_keys"].as_array().map(Vec::len), Some(0), "{second}");
+    assert!(second["warnings"][0].as_str().is_some_and(|w| w.contains("CPF")), "{second}");
+}
+
+/// Two banks registering the same e-mail key at the same time: at most one wins, the other gets
+/// 409 (or 503 when both reserved it first), and every bank's directory agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_banks_registering_one_key_at_once_never_both_win() {
+    let cluster = common::cluster(3).await;
+    let c = &cluster;
+    // Same e-mail address at two banks (e-mail is unique per bank only).
+    let open = |bank: u32, n: u64| async move {
+        let cpf = bank_core::document::Cpf::from_base(n);
+        let body = json!({ "kind": "individual", "holders": [{ "name": format!("Cliente {n}"), "document": cpf.as_str() }],
+                           "email": "shared@example.com", "phone": "+5575999990000", "password": "password123" });
+        let (status, acc) = c.bank(bank).call("POST", "/api/v1/accounts", None, Some(body)).await;
+        assert_eq!(status, 201, "{acc}");
+        c.bank(bank).sign_in("shared@example.com", "password123").await
+    };
+    let t1 = open(1, 11).await;
+    let t2 = open(2, 12).await;
+    let register = |bank: u32, token: String| async move {
+        c.bank(bank).call("POST", "/api/v1/pix-keys", Some(&token), Some(json!({ "type": "email" }))).await
+    };
+    let ((s1, b1), (s2, b2)) = tokio::join!(register(1, t1.clone()), register(2, t2.clone()));
+    let wins = [s1, s2].iter().filter(|&&s| s == 201).count();
+    assert!(wins <= 1, "both won: {b1} {b2}");
+    for (s, b) in [(s1, &b1), (s2, &b2)] {
+        assert!(s == 201 || s == 409 || s == 503, "{s}: {b}");
+    }
+    // Every bank's directory says the same about the key.
+    let mut owners = Vec::new();
+    for (bank, token) in [(1, &t1), (2, &t2)] {
+        let (status, found) = c.bank(bank).call("GET", "/api/v1/pix-keys/shared@example.com", Some(token), None).await;
+        owners.push((status, found["bank_id"].clone()));
+    }
+    assert_eq!(owners[0], owners[1], "directories disagree: {owners:?}");
+    if wins == 1 {
+        let winner = if s1 == 201 { 1 } else { 2 };
+        assert_eq!(owners[0], (200, json!(winner)));
+    } else {
+        assert_eq!(owners[0].0, 404);
+    }
+}

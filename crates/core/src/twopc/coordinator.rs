@@ -372,6 +372,7 @@ fn prepare_message(coordinator: BankId, tx: TransferId, expires_at: TimestampMs,
         debits: legs.debits.clone(),
         credits: legs.credits.clone(),
         on_behalf_of: legs.on_behalf_of.clone(),
+        keys: legs.keys.clone(),
     }
 }
 
@@ -409,8 +410,11 @@ mod tests {
         let amount = Amount::from_cents(500).expect("valid");
         let account = AccountNumber::from_seq(1);
         let mut legs = LegsByBank::new();
-        legs.insert(B2, Legs { debits: vec![(account.clone(), amount)], credits: vec![], on_behalf_of: None });
-        legs.insert(B3, Legs { debits: vec![], credits: vec![(account, amount)], on_behalf_of: None });
+        legs.insert(
+            B2,
+            Legs { debits: vec![(account.clone(), amount)], credits: vec![], on_behalf_of: None, keys: vec![] },
+        );
+        legs.insert(B3, Legs { debits: vec![], credits: vec![(account, amount)], on_behalf_of: None, keys: vec![] });
         legs
     }
 

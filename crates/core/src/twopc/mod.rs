@@ -105,7 +105,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::document::Document;
 use crate::ids::{AccountNumber, BankId, TimestampMs, TransferId};
-use crate::ledger::{Decision, Vote};
+use crate::ledger::{Decision, KeyClaim, Vote};
 use crate::money::Amount;
 
 pub use coordinator::{Coordinator, CoordinatorOutput, CoordinatorRecord, TxPhase};
@@ -121,12 +121,15 @@ pub struct Legs {
     /// when the bank has no debits to authorise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<Document>,
+    /// Pix keys to reserve, then record, in the bank's directory (a key registration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyClaim>,
 }
 
 impl Legs {
     /// Whether the bank has nothing to do in the transaction.
     pub fn is_empty(&self) -> bool {
-        self.debits.is_empty() && self.credits.is_empty()
+        self.debits.is_empty() && self.credits.is_empty() && self.keys.is_empty()
     }
 }
 
@@ -153,6 +156,9 @@ pub enum Message {
         /// Whose money the debits are: every debited account must have this holder.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on_behalf_of: Option<Document>,
+        /// Pix keys to reserve (a key registration).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<KeyClaim>,
     },
     /// Participant → coordinator: the answer to a prepare (the same on every repeat).
     Vote { tx: TransferId, from: BankId, vote: Vote },
@@ -298,6 +304,7 @@ mod tests {
                 debits: vec![(AccountNumber::from_seq(1), amount)],
                 credits: vec![(AccountNumber::from_seq(2), amount)],
                 on_behalf_of: None,
+                keys: Vec::new(),
             },
             Message::Vote { tx, from: BankId(2), vote: Vote::Yes },
             Message::Vote { tx, from: BankId(2), vote: Vote::No { code: "x".into(), detail: "y".into() } },

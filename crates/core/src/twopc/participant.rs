@@ -93,7 +93,7 @@ impl Participant {
         changes: &mut Vec<Change>,
     ) -> Vec<ParticipantOutput> {
         match msg {
-            Message::Prepare { tx, coordinator, expires_at, debits, credits, on_behalf_of } => {
+            Message::Prepare { tx, coordinator, expires_at, debits, credits, on_behalf_of, keys } => {
                 if coordinator != from {
                     return refused(from, tx, format!("a prepare naming bank {coordinator} as coordinator"));
                 }
@@ -112,7 +112,7 @@ impl Participant {
                         detail: format!("the customer is not a holder of account {number} at bank {}", self.bank),
                     }
                 } else {
-                    let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at };
+                    let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at, keys };
                     ledger.place_holds(tx, set, changes)
                 };
                 vec![ParticipantOutput::Send { to: coordinator, msg: Message::Vote { tx, from: self.bank, vote } }]
@@ -250,6 +250,7 @@ mod tests {
             debits: vec![(debit.clone(), cents(amount_cents))],
             credits: vec![(credit.clone(), cents(amount_cents))],
             on_behalf_of: Some(Document::Cpf(Cpf::from_base(1))),
+            keys: Vec::new(),
         }
     }
 

@@ -40,7 +40,7 @@ use bank_core::account::{Account, AccountKind, Holder, NewAccount};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Change, Decision, DepositMethod, HoldSet, IdempotencyRecord, Ledger};
+use bank_core::ledger::{Change, Decision, DepositMethod, HoldSet, IdempotencyRecord, Ledger, RemoteKey};
 use bank_core::pixkey::PixKey;
 use bank_core::twopc::{
     Coordinator, CoordinatorOutput, CoordinatorRecord, LegsByBank, Message, Participant, ParticipantOutput,
@@ -186,6 +186,7 @@ impl Knobs {
 pub struct Store {
     accounts: BTreeMap<AccountNumber, Account>,
     keys: Vec<(PixKey, AccountNumber)>,
+    remote_keys: Vec<(PixKey, RemoteKey)>,
     idempotency: Vec<(AccountNumber, IdempotencyKey, IdempotencyRecord)>,
     holds: BTreeMap<TransferId, HoldSet>,
     decisions: BTreeMap<TransferId, Decision>,
@@ -205,6 +206,7 @@ impl Store {
                 acc.held_cents = held_cents;
             }
             Change::KeyRegistered { key, account } => self.keys.push((key, account)),
+            Change::RemoteKeyRegistered { key, owner } => self.remote_keys.push((key, owner)),
             Change::EntryAdded(entry) => self.next_entry_id = self.next_entry_id.max(entry.id.0 + 1),
             Change::TransferRecorded(_) => {}
             Change::IdempotencyRecorded { scope, key, record } => self.idempotency.push((scope, key, *record)),
@@ -226,6 +228,9 @@ impl Store {
         }
         for (key, account) in &self.keys {
             ledger.restore_key(key.clone(), account.clone());
+        }
+        for (key, owner) in &self.remote_keys {
+            ledger.restore_remote_key(key.clone(), owner.clone());
         }
         for (scope, key, record) in &self.idempotency {
             ledger.restore_idempotency(scope.clone(), *key, *record);

@@ -87,7 +87,14 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
     let password_hash = password_hash.map_err(ApiError::Internal)?;
     let opened = state.writer.open_account(NewAccount { password_hash, ..new }).await;
     state.metrics.operation("open_account", if opened.is_ok() { "ok" } else { "rejected" });
-    let opened = opened?;
+    let mut opened = opened?;
+    if state.interbank.is_some() && opened.account.acting_document().is_some() {
+        // The CPF/CNPJ key is registered consortium-wide; the account stands either way.
+        match register_consortium_key(&state, opened.account.number.clone(), None).await {
+            Ok(key) => opened.keys.push(key),
+            Err(e) => opened.warnings.push(format!("the account was opened without its CPF/CNPJ Pix key: {e}")),
+        }
+    }
     let keys = opened.keys.iter().map(|k| KeyOut { key: k.normalized(), kind: k.key_type() }).collect();
     tracing::info!(account = %opened.account.number, kind = opened.account.kind.as_str(), "account opened");
     let out = AccountOut::new(state.bank_id.0, &state.bank_name, &opened.account, keys, opened.warnings);
@@ -195,15 +202,68 @@ pub async fn register_key(
         }
         other => return Err(invalid(format!("{other:?} is not a key type you can register (email, phone, random)"))),
     };
-    let key = state.writer.register_key(session.account.clone(), request).await?;
+    let key = if state.interbank.is_some() {
+        register_consortium_key(&state, session.account.clone(), Some(request)).await?
+    } else {
+        state.writer.register_key(session.account.clone(), request).await?
+    };
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))
+}
+
+/// Registers a key at every bank of the consortium (DESIGN.md §5a) and waits until every bank has
+/// it: 409 `conflict` when a bank has it (or is registering it), 503 `bank_unavailable` when a
+/// bank cannot be asked — uniqueness is never guessed.
+async fn register_consortium_key(
+    state: &State,
+    account: AccountNumber,
+    request: Option<KeyRequest>,
+) -> Result<PixKey, Error> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
+    let (id, key, outputs) = state.writer.claim_key(account, request).await?;
+    let progress = state.coordination.watch(id);
+    state.coordination.dispatch(outputs).await;
+    let last = state.coordination.wait(progress, deadline).await;
+    state.coordination.unwatch(id);
+    match last {
+        Progress::Finished(Decision::Committed) => Ok(key),
+        Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
+            let (code, detail) = state.coordination.take_refusal(id).unwrap_or_default();
+            Err(match code.as_str() {
+                "conflict" => Error::Conflict(detail),
+                _ => Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}")),
+            })
+        }
+        // Committed but not yet delivered everywhere, or still undecided at the deadline.
+        _ => Err(Error::BankUnavailable(format!(
+            "the registration of {} is still in progress; look the key up again shortly",
+            key.normalized()
+        ))),
+    }
 }
 
 pub async fn lookup_key(state: State, _session: Session, Path(key): Path<String>) -> ApiResult<Json<KeyLookupOut>> {
     let key = PixKey::parse(&key)?;
     let k = key.clone();
     let view = state.reads.run(move |c| read::key_owner(c, &k)).await?;
-    let view = view.ok_or_else(|| ApiError::Core(Error::UnknownKey(key.normalized())))?;
+    let Some(view) = view else {
+        let k = key.clone();
+        let remote = state.reads.run(move |c| read::remote_key(c, &k)).await?;
+        let remote = remote.ok_or_else(|| ApiError::Core(Error::UnknownKey(key.normalized())))?;
+        let bank_name = state
+            .interbank
+            .as_ref()
+            .and_then(|ib| ib.members.get(&remote.bank_id))
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        return Ok(Json(KeyLookupOut {
+            key: key.normalized(),
+            kind: key.key_type(),
+            bank_id: remote.bank_id.0,
+            bank_name,
+            holder_name: remote.holder_name,
+            masked_document: remote.masked_document,
+        }));
+    };
     let masked = view.account.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", ");
     Ok(Json(KeyLookupOut {
         key: view.key.normalized(),
@@ -276,18 +336,10 @@ pub async fn transfer(
     }
     // Cross-bank: wait for the decision and its delivery, up to the response deadline.
     let id = pending.id;
-    let mut progress = state.coordination.watch(id);
+    let progress = state.coordination.watch(id);
     state.coordination.dispatch(outputs).await;
-    let last = loop {
-        let now = *progress.borrow_and_update();
-        if matches!(now, Progress::Finished(_) | Progress::Decided(Decision::Aborted)) {
-            break now;
-        }
-        match tokio::time::timeout_at(started + deadline, progress.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => break now,
-        }
-    };
+    let last = state.coordination.wait(progress, started + deadline).await;
+    let _ = state.coordination.take_refusal(id);
     state.coordination.unwatch(id);
     let stored = state.reads.run(move |c| read::transfer(c, &id)).await?;
     let transfer = stored.ok_or_else(|| ApiError::Internal(format!("transfer {id} vanished")))?;

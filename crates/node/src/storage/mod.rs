@@ -288,6 +288,26 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
         let (key, account) = row?;
         ledger.restore_key(PixKey::parse(&key).map_err(corrupt)?, AccountNumber::parse(&account).map_err(corrupt)?);
     }
+    let mut stmt = conn.prepare("SELECT key, bank_id, account, holder_name, masked_document FROM remote_keys")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (key, bank_id, account, holder_name, masked_document) = row?;
+        let owner = bank_core::ledger::RemoteKey {
+            bank_id: BankId(bank_id),
+            account: AccountNumber::parse(&account).map_err(corrupt)?,
+            holder_name,
+            masked_document,
+        };
+        ledger.restore_remote_key(PixKey::parse(&key).map_err(corrupt)?, owner);
+    }
     let mut stmt = conn.prepare("SELECT transfer_id, body FROM holds")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (id, body) = row?;
@@ -378,6 +398,18 @@ impl<'t> BatchWriter<'t> {
             Change::KeyRegistered { key, account } => {
                 tx.prepare_cached("INSERT INTO pix_keys (key, type, account) VALUES (?1, ?2, ?3)")?
                     .execute(params![key.normalized(), key.key_type().as_str(), account.as_str()])?;
+            }
+            Change::RemoteKeyRegistered { key, owner } => {
+                tx.prepare_cached(
+                    "INSERT INTO remote_keys (key, bank_id, account, holder_name, masked_document) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    key.normalized(),
+                    owner.bank_id.0,
+                    owner.account.as_str(),
+                    owner.holder_name,
+                    owner.masked_document
+                ])?;
             }
             Change::EntryAdded(e) => {
                 tx.prepare_cached(&format!(

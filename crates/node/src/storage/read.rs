@@ -121,6 +121,25 @@ pub fn key_owner(conn: &Connection, key: &PixKey) -> Result<Option<KeyView>> {
     Ok(account(conn, &number)?.map(|view| KeyView { key: key.clone(), account: view.account }))
 }
 
+/// A key of an account at another bank, from the consortium directory.
+pub fn remote_key(conn: &Connection, key: &PixKey) -> Result<Option<bank_core::ledger::RemoteKey>> {
+    let row = conn
+        .prepare_cached("SELECT bank_id, account, holder_name, masked_document FROM remote_keys WHERE key = ?1")?
+        .query_row([key.normalized()], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+        })
+        .optional()?;
+    row.map(|(bank_id, account, holder_name, masked_document)| {
+        Ok(bank_core::ledger::RemoteKey {
+            bank_id: bank_core::ids::BankId(bank_id),
+            account: AccountNumber::parse(&account).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            holder_name,
+            masked_document,
+        })
+    })
+    .transpose()
+}
+
 /// The entries with these ids, in the order given (ids come from the in-memory index).
 pub fn entries(conn: &Connection, ids: &[u64]) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"))?;

@@ -100,6 +100,16 @@ CREATE TABLE coordinator_records (
     body  TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 "#,
+    // The consortium directory: keys of accounts at other banks (this bank's own are `pix_keys`).
+    r#"
+CREATE TABLE remote_keys (
+    key             TEXT PRIMARY KEY,
+    bank_id         INTEGER NOT NULL,
+    account         TEXT NOT NULL,
+    holder_name     TEXT NOT NULL,
+    masked_document TEXT NOT NULL
+) STRICT;
+"#,
 ];
 
 /// Brings the database to the newest schema, each step in its own transaction.

@@ -42,10 +42,12 @@ pub enum ProtocolOutput {
         to: BankId,
         msg: Message,
     },
-    /// A transaction this bank coordinates is decided (its transfer record says so).
+    /// A transaction this bank coordinates is decided (its transfer record says so); an abort
+    /// carries the first refusal (code, detail).
     Decided {
         tx: TransferId,
         decision: Decision,
+        refusal: Option<(String, String)>,
     },
     /// Every participant applied the decision.
     Finished {
@@ -126,6 +128,13 @@ pub enum Command {
         messages: Vec<Message>,
         reply: Reply<Vec<ProtocolOutput>>,
     },
+    /// Registers a Pix key consortium-wide: a two-phase commit that reserves it at every bank.
+    ClaimKey {
+        account: AccountNumber,
+        /// `None`: the account's CPF/CNPJ key.
+        request: Option<KeyRequest>,
+        reply: Reply<(TransferId, PixKey, Vec<ProtocolOutput>)>,
+    },
     /// Runs the protocol machines' timers.
     ProtocolTick {
         reply: Reply<Vec<ProtocolOutput>>,
@@ -205,6 +214,15 @@ impl WriterHandle {
 
     pub async fn protocol_deliver(&self, from: BankId, messages: Vec<Message>) -> Result<Vec<ProtocolOutput>, Error> {
         self.submit(|reply| Command::ProtocolDeliver { from, messages, reply }).await
+    }
+
+    /// Begins the registration of a key (`None`: the account's CPF/CNPJ key) at every bank.
+    pub async fn claim_key(
+        &self,
+        account: AccountNumber,
+        request: Option<KeyRequest>,
+    ) -> Result<(TransferId, PixKey, Vec<ProtocolOutput>), Error> {
+        self.submit(|reply| Command::ClaimKey { account, request, reply }).await
     }
 
     pub async fn protocol_tick(&self) -> Result<Vec<ProtocolOutput>, Error> {
@@ -424,6 +442,29 @@ fn apply(
             }
             answer(reply, Ok(outputs))
         }
+        Command::ClaimKey { account, request, reply } => {
+            let claim = match request {
+                Some(request) => ledger.claim_key(&account, request).map(Some),
+                None => ledger.claim_document_key(&account),
+            };
+            match claim {
+                Err(e) => answer(reply, Err(e)),
+                Ok(None) => answer(reply, Err(Error::invalid("a joint account has no CPF/CNPJ key"))),
+                Ok(Some(claim)) => {
+                    let id = TransferId(uuid::Uuid::now_v7());
+                    let key = claim.key.clone();
+                    let legs = m
+                        .members
+                        .iter()
+                        .map(|&bank| (bank, bank_core::twopc::Legs { keys: vec![claim.clone()], ..Default::default() }))
+                        .collect();
+                    let expires_at = TimestampMs(now.0 + m.prepare_expiry_ms);
+                    let outputs = m.coordinator.begin(id, legs, expires_at, now);
+                    let outputs = carry_out_coordinator(m, tx, writer, outputs)?;
+                    answer(reply, Ok((id, key, outputs)))
+                }
+            }
+        }
         Command::ProtocolTick { reply } => {
             let out = m.coordinator.tick(now);
             let mut outputs = carry_out_coordinator(m, tx, writer, out)?;
@@ -488,14 +529,17 @@ fn carry_out_coordinator(
                     m.failpoints.push("coordinator_decided_commit");
                 }
                 let refusal = m.refusals.remove(&id);
-                if decision == Decision::Aborted {
-                    let (code, detail) = refusal.unwrap_or_else(|| {
+                let refusal = match decision {
+                    Decision::Committed => None,
+                    Decision::Aborted => Some(refusal.unwrap_or_else(|| {
                         ("bank_unavailable".into(), "a bank did not answer before the deadline".into())
-                    });
-                    settle(tx, writer, id, Status::Failed, Some((code, detail)))?;
+                    })),
+                };
+                if let Some(reason) = &refusal {
+                    settle(tx, writer, id, Status::Failed, Some(reason.clone()))?;
                 }
                 tracing::debug!(transfer_id = %id, ?decision, "decided");
-                out.push(ProtocolOutput::Decided { tx: id, decision });
+                out.push(ProtocolOutput::Decided { tx: id, decision, refusal });
             }
             CoordinatorOutput::Finished { tx: id } => {
                 let decision = match m.coordinator.phase(&id) {
