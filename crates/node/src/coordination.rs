@@ -272,7 +272,49 @@ async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut r
 
 /// The `/interbank/v1` routes of the two-phase commit.
 pub fn routes() -> axum::Router<Arc<crate::api::AppState>> {
-    axum::Router::new().route(MESSAGES_PATH, axum::routing::post(receive_messages))
+    axum::Router::new()
+        .route(MESSAGES_PATH, axum::routing::post(receive_messages))
+        .route(ACCOUNTS_OF_PATH, axum::routing::post(accounts_of))
+}
+
+/// Path of the "accounts of this document" query.
+pub const ACCOUNTS_OF_PATH: &str = "/interbank/v1/accounts-of";
+
+/// The query: whose accounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsOf {
+    pub document: bank_core::document::Document,
+}
+
+/// One account of a document, as another bank reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldAccount {
+    pub number: bank_core::ids::AccountNumber,
+    pub kind: bank_core::account::AccountKind,
+    pub posted_cents: i64,
+    pub held_cents: i64,
+}
+
+/// The answer: every account of this bank the document holds (joint ones included).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeldAccounts {
+    pub accounts: Vec<HeldAccount>,
+}
+
+/// `POST /interbank/v1/accounts-of`: the accounts here of which a document is a holder. Asked by
+/// a member bank on behalf of its signed-in customer (the customer's consortium-wide view).
+async fn accounts_of(
+    state: crate::api::State,
+    signed: crate::interbank::extract::Signed<AccountsOf>,
+) -> Result<axum::Json<HeldAccounts>, crate::api::problem::ApiError> {
+    let document = signed.value.document;
+    let accounts = state.reads.run(move |c| crate::storage::read::accounts_of_document(c, &document)).await?;
+    let accounts = accounts
+        .into_iter()
+        .map(|a| HeldAccount { number: a.number, kind: a.kind, posted_cents: a.posted_cents, held_cents: a.held_cents })
+        .collect();
+    Ok(axum::Json(HeldAccounts { accounts }))
 }
 
 /// `POST /interbank/v1/messages`: a peer's protocol messages; the answer carries this bank's

@@ -199,3 +199,28 @@ async fn two_banks_registering_one_key_at_once_never_both_win() {
         assert_eq!(owners[0].0, 404);
     }
 }
+
+/// GET /api/v1/consortium/accounts lists the customer's accounts at every bank (by document),
+/// and names the banks it could not reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_accounts_across_the_consortium_name_unreachable_banks() {
+    let mut c = common::cluster(3).await;
+    let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (ana2, _) = c.bank(2).customer(1, "Ana Souza").await;
+    c.bank(2).deposit(&ana2, 700).await;
+    let _ = c.bank(3).customer(2, "Bia Lima").await;
+    let (status, mine) = c.bank(1).call("GET", "/api/v1/consortium/accounts", Some(&ana1), None).await;
+    assert_eq!(status, 200, "{mine}");
+    let banks: Vec<i64> =
+        mine["accounts"].as_array().expect("accounts").iter().filter_map(|a| a["bank_id"].as_i64()).collect();
+    assert_eq!(banks, vec![1, 2], "{mine}");
+    assert_eq!(mine["accounts"][1]["balance"]["available_cents"], 700);
+    assert_eq!(mine["unreachable_banks"], json!([]));
+
+    let down = c.nodes.pop().expect("bank 3");
+    let _dir = down.stop().await;
+    let (status, mine) = c.bank(1).call("GET", "/api/v1/consortium/accounts", Some(&ana1), None).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["unreachable_banks"], json!([3]), "{mine}");
+    assert_eq!(mine["accounts"].as_array().map(Vec::len), Some(2));
+}

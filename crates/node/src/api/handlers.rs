@@ -431,7 +431,7 @@ fn serde_urlencoded_query(raw: &str) -> ApiResult<StatementQuery> {
 }
 
 pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Json<ConsortiumAccountsOut>> {
-    let (_, visible) = visible_accounts(&state, &session).await?;
+    let (actor, visible) = visible_accounts(&state, &session).await?;
     let accounts = state
         .reads
         .run(move |c| {
@@ -444,7 +444,7 @@ pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Js
             Ok(out)
         })
         .await?;
-    let accounts = accounts
+    let mut out: Vec<ConsortiumAccountOut> = accounts
         .iter()
         .map(|a| ConsortiumAccountOut {
             bank_id: state.bank_id.0,
@@ -454,7 +454,44 @@ pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Js
             balance: Some(BalanceOut::of(a)),
         })
         .collect();
-    Ok(Json(ConsortiumAccountsOut { accounts, unreachable_banks: Vec::new() }))
+    let mut unreachable_banks = Vec::new();
+    // A joint account's session acts only on that account: nothing to ask elsewhere.
+    if let (Some(interbank), Some(document)) = (&state.interbank, actor.acting_document()) {
+        let query = crate::coordination::AccountsOf { document: document.clone() };
+        let asks = interbank.members.values().filter(|m| m.id != state.bank_id).map(|member| {
+            let (client, query) = (interbank.peers.clone(), query.clone());
+            async move {
+                let answer = client
+                    .post_json::<_, crate::coordination::HeldAccounts>(
+                        member.id,
+                        crate::coordination::ACCOUNTS_OF_PATH,
+                        &query,
+                    )
+                    .await;
+                (member, answer)
+            }
+        });
+        for (member, answer) in futures::future::join_all(asks).await {
+            match answer {
+                Ok(held) => out.extend(held.accounts.into_iter().map(|a| ConsortiumAccountOut {
+                    bank_id: member.id.0,
+                    bank_name: member.name.clone(),
+                    number: a.number.to_string(),
+                    kind: a.kind.as_str(),
+                    balance: Some(BalanceOut {
+                        posted_cents: a.posted_cents,
+                        held_cents: a.held_cents,
+                        available_cents: a.posted_cents - a.held_cents,
+                    }),
+                })),
+                Err(e) => {
+                    tracing::debug!(bank = %member.id, error = %e, "accounts of a customer: bank unreachable");
+                    unreachable_banks.push(member.id.0);
+                }
+            }
+        }
+    }
+    Ok(Json(ConsortiumAccountsOut { accounts: out, unreachable_banks }))
 }
 
 /// A consortium of one: this bank is the only member and always holds the token.

@@ -173,6 +173,22 @@ pub fn spendable(conn: &Connection, actor: &Account) -> Result<Vec<AccountNumber
     rows.map(|n| AccountNumber::parse(&n?).map_err(|e| StorageError::Corrupt(e.to_string()))).collect()
 }
 
+/// Every account here of which `document` is a holder, by number.
+pub fn accounts_of_document(conn: &Connection, document: &bank_core::document::Document) -> Result<Vec<Account>> {
+    let mut stmt = conn.prepare_cached("SELECT account FROM account_holders WHERE document = ?1 ORDER BY account")?;
+    let numbers = stmt
+        .query_map([document.as_str()], |r| r.get::<_, String>(0))?
+        .map(|n| AccountNumber::parse(&n?).map_err(|e| StorageError::Corrupt(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        if let Some(view) = account(conn, &number)? {
+            out.push(view.account);
+        }
+    }
+    Ok(out)
+}
+
 /// Live sessions, for the in-memory cache at start.
 pub fn live_sessions(conn: &Connection, now: TimestampMs) -> Result<Vec<([u8; 32], AccountNumber, TimestampMs)>> {
     let mut stmt =
