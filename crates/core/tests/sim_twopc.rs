@@ -64,6 +64,7 @@ fn random_seeds_keep_every_invariant() {
         total.committed += stats.committed;
         total.aborted += stats.aborted;
         total.never_begun += stats.never_begun;
+        total.keys_registered += stats.keys_registered;
         total.crashes += stats.crashes;
         total.mid_call_crashes += stats.mid_call_crashes;
         total.messages += stats.messages;
@@ -73,6 +74,7 @@ fn random_seeds_keep_every_invariant() {
     // The seeds must exercise what they claim to (a run where nothing commits proves little).
     if seeds.len() >= 100 {
         assert!(total.committed > 0 && total.aborted > 0, "{total:?}");
+        assert!(total.keys_registered > 0, "key registrations must sometimes succeed: {total:?}");
         assert!(total.crashes > 0 && total.mid_call_crashes > 0 && total.never_begun > 0, "{total:?}");
     }
 }

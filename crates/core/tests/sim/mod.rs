@@ -40,7 +40,7 @@ use bank_core::account::{Account, AccountKind, Holder, NewAccount};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Change, Decision, DepositMethod, HoldSet, IdempotencyRecord, Ledger, RemoteKey};
+use bank_core::ledger::{Change, Decision, DepositMethod, HoldSet, IdempotencyRecord, KeyClaim, Ledger, RemoteKey};
 use bank_core::pixkey::PixKey;
 use bank_core::twopc::{
     Coordinator, CoordinatorOutput, CoordinatorRecord, LegsByBank, Message, Participant, ParticipantOutput,
@@ -282,6 +282,8 @@ pub struct Stats {
     pub committed: usize,
     pub aborted: usize,
     pub never_begun: usize,
+    /// Key registrations committed (each key at most once).
+    pub keys_registered: usize,
     pub crashes: usize,
     pub mid_call_crashes: usize,
     pub messages: usize,
@@ -301,6 +303,8 @@ pub struct World {
     pub network: Vec<Packet>,
     /// Every transfer begun (or attempted), with its legs.
     pub planned: BTreeMap<TransferId, Vec<PlannedLeg>>,
+    /// Every key registration begun: the key and the account it claims.
+    pub key_claims: BTreeMap<TransferId, (PixKey, BankId, AccountNumber)>,
     /// The answer each customer got (a coordinator's `Decided` output).
     pub answers: BTreeMap<TransferId, Decision>,
     /// Every durable decision, wherever taken or applied; all must agree.
@@ -377,6 +381,7 @@ impl World {
             banks,
             network: Vec::new(),
             planned: BTreeMap::new(),
+            key_claims: BTreeMap::new(),
             answers: BTreeMap::new(),
             decisions: BTreeMap::new(),
             initial,
@@ -433,6 +438,35 @@ impl World {
         tx
     }
 
+    /// Starts the registration of `key` for account `i` of `coordinator`: a transaction whose
+    /// legs claim the key at every bank (DESIGN.md §5a).
+    pub fn begin_key(&mut self, coordinator: BankId, key: PixKey, i: usize, expiry_ms: i64) -> TransferId {
+        self.next_tx += 1;
+        let tx = TransferId(Uuid::from_u128((u128::from(self.seed) << 64) | u128::from(self.next_tx)));
+        let owner = RemoteKey {
+            bank_id: coordinator,
+            account: World::account(i),
+            holder_name: format!("Cliente {i}"),
+            masked_document: "***.000.000-**".into(),
+        };
+        let claim = KeyClaim { key: key.clone(), owner };
+        let legs: LegsByBank = self
+            .banks
+            .iter()
+            .map(|b| (b.id, bank_core::twopc::Legs { keys: vec![claim.clone()], ..Default::default() }))
+            .collect();
+        self.key_claims.insert(tx, (key, coordinator, World::account(i)));
+        let now = self.clock(coordinator);
+        let expires_at = TimestampMs(now.0 + expiry_ms);
+        self.call_coordinator(coordinator, |c| c.begin(tx, legs, expires_at, now));
+        tx
+    }
+
+    /// The few keys random registrations compete for, so that many collide.
+    pub fn key_pool(i: usize) -> PixKey {
+        PixKey::parse(&format!("chave{}@example.com", i % 3)).expect("valid key")
+    }
+
     /// Starts a random transfer at a random live bank: debits in 1–3 banks (sometimes all legs in
     /// one bank), amounts mostly up to a fifth of the largest initial balance, some up to all of
     /// it, so some overspend and many compete for the same accounts.
@@ -442,6 +476,13 @@ impl World {
             return;
         }
         let coordinator = up[self.rng.below(up.len())];
+        if self.rng.per_mille(120) {
+            let key = World::key_pool(self.rng.below(3));
+            let account = self.rng.below(self.knobs.accounts_per_bank);
+            let expiry_ms = self.rng.range(self.knobs.expiry_ms);
+            self.begin_key(coordinator, key, account, expiry_ms);
+            return;
+        }
         let n = self.knobs.banks;
         let single_bank = self.rng.per_mille(200);
         let mut debit_banks: Vec<BankId> = (1..=n as u32).map(BankId).collect();
@@ -785,6 +826,35 @@ impl World {
                     }
                 }
                 Decision::Aborted => self.stats.aborted += 1,
+            }
+        }
+        // Key registrations: decided the same everywhere; a key names at most one account and
+        // every bank's directory agrees.
+        for tx in self.key_claims.keys() {
+            let coordinator = self.banks.iter().find(|b| b.store.records.iter().any(|r| r.tx() == *tx)).map(|b| b.id);
+            let Some(coordinator) = coordinator else { continue };
+            let decision = match self.bank(coordinator).coordinator.phase(tx) {
+                Some(TxPhase::Finished(d)) => d,
+                other => panic!("key registration {tx}: coordinator {coordinator} ends in {other:?}"),
+            };
+            for bank in &self.banks {
+                assert_eq!(bank.ledger.decision(tx), Some(decision), "key registration {tx} at bank {}", bank.id);
+            }
+            self.stats.keys_registered += usize::from(decision == Decision::Committed);
+        }
+        for i in 0..3 {
+            let key = World::key_pool(i);
+            let owners: Vec<Option<(BankId, AccountNumber)>> =
+                self.banks.iter().map(|b| b.ledger.key_directory(&key).map(|o| (o.bank_id, o.account))).collect();
+            assert!(owners.windows(2).all(|w| w[0] == w[1]), "directories disagree on {key}: {owners:?}");
+            let committed: Vec<_> = self
+                .key_claims
+                .iter()
+                .filter(|(tx, (k, _, _))| *k == key && self.decisions.get(*tx) == Some(&Decision::Committed))
+                .collect();
+            assert!(committed.len() <= 1, "{key} registered {} times", committed.len());
+            if let Some((_, (_, bank, account))) = committed.first() {
+                assert_eq!(owners[0], Some((*bank, account.clone())), "{key}: the directory lost the registration");
             }
         }
         for bank in &self.banks {
