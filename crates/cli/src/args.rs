@@ -61,6 +61,8 @@ pub enum Command {
     Accounts,
     /// Load-test a node (closed loop) and check that money is conserved.
     Bench(BenchArgs),
+    /// Check the consortium's invariants (DESIGN.md §8) against every live bank, as the operator.
+    Audit(AuditArgs),
 }
 
 /// Log output format.
@@ -298,6 +300,26 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// `bank audit`: exit status 0 when every invariant holds, 3 when one is violated, 4 when some
+/// cannot be judged (a bank unreachable, work still in flight).
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Consortium file (TOML): the banks to read and the operator's public key.
+    #[arg(long, env = "BANK_CONSORTIUM")]
+    pub consortium: PathBuf,
+    /// The operator's secret key file (default: keys/operator.key beside the consortium file,
+    /// where `bank up` puts it).
+    #[arg(long, env = "BANK_OPERATOR_KEY")]
+    pub operator_key: Option<PathBuf>,
+    /// Seconds to wait for in-flight work to settle (and unreachable banks to answer) before
+    /// reporting what is still in flight.
+    #[arg(long, default_value_t = 10)]
+    pub wait_s: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Parses a customer-typed amount (`1234,56`, `1234.56`, `R$ 1.234,56`).
 pub fn parse_amount(text: &str) -> Result<Amount, String> {
     Amount::parse_brl(text).map_err(|e| e.to_string())
@@ -446,6 +468,18 @@ mod tests {
         let Command::Bench(b) = cli.command else { panic!("not bench") };
         assert_eq!((b.mode, b.seed, b.json), (Mode::CrossBank, Some(7), true));
         assert!(parse(&["bench", "--mode", "sideways"]).is_err());
+    }
+
+    #[test]
+    fn audit_takes_a_consortium_file() {
+        let cli = parse(&["audit", "--consortium", "data/consortium.toml"]).expect("parse");
+        let Command::Audit(audit) = cli.command else { panic!("not audit") };
+        assert_eq!(audit.consortium, PathBuf::from("data/consortium.toml"));
+        assert_eq!((audit.operator_key, audit.wait_s, audit.json), (None, 10, false));
+        let cli = parse(&["audit", "--consortium", "c.toml", "--operator-key", "k", "--wait-s", "0", "--json"])
+            .expect("parse");
+        let Command::Audit(audit) = cli.command else { panic!("not audit") };
+        assert_eq!((audit.operator_key, audit.wait_s, audit.json), (Some(PathBuf::from("k")), 0, true));
     }
 
     #[test]

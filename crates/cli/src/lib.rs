@@ -9,8 +9,10 @@
 //! - [`session`]: the per-user file of session tokens.
 //! - [`render`]: what customers read.
 //! - [`bench`]: `bank bench`, the closed-loop load generator with its conservation check.
+//! - [`audit`]: `bank audit`, the operator's consortium-wide invariant check.
 
 pub mod args;
+pub mod audit;
 pub mod bench;
 pub mod commands;
 pub mod node;
@@ -33,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(args) => node::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Up(args) => up::run(args).await,
         Command::Bench(args) => run_bench(&cli.target, args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Account(command) => commands::account(&context()?, command).await,
         Command::Login(args) => commands::login(&context()?, args).await,
         Command::Logout => commands::logout(&context()?).await,

@@ -10,10 +10,11 @@
 //! id), `X-Bank-Timestamp` (Unix milliseconds, decimal), `X-Bank-Nonce` (128 random bits, 32
 //! lowercase hex digits) and `X-Bank-Signature` (base64 of the 64-byte signature).
 //!
-//! `FROM` and `TO` are the sender's and the receiver's bank ids. `FROM` binds the signature to
-//! the `X-Bank-Id` the receiver used to pick the key; `TO` binds it to one receiver: each bank
-//! keeps its own nonce cache, so without it a request captured on its way to bank 2 could be
-//! replayed to bank 3 within the clock-skew window.
+//! `FROM` and `TO` are the sender's and the receiver's bank ids (`FROM` is 0, [`OPERATOR`], for
+//! the consortium operator's audit reads, signed with the operator key). `FROM` binds the
+//! signature to the `X-Bank-Id` the receiver used to pick the key; `TO` binds it to one receiver:
+//! each bank keeps its own nonce cache, so without it a request captured on its way to bank 2
+//! could be replayed to bank 3 within the clock-skew window.
 //!
 //! The [`Verifier`] refuses, in this order, and then nothing has changed:
 //!
@@ -60,6 +61,13 @@ pub const HEADER_TIMESTAMP: &str = "x-bank-timestamp";
 pub const HEADER_NONCE: &str = "x-bank-nonce";
 /// Base64 Ed25519 signature of the canonical string.
 pub const HEADER_SIGNATURE: &str = "x-bank-signature";
+
+/// The sender id of the consortium's operator (`bank audit`), who signs like a bank but with the
+/// operator key of the consortium file. No member has id 0 (the consortium file refuses it), and
+/// the operator's requests are checked by a verifier of their own (see
+/// [`super::extract::OperatorSigned`]): a member's signature is never an operator's, nor the
+/// reverse.
+pub const OPERATOR: BankId = BankId(0);
 
 /// Default allowed difference between the sender's and the receiver's clocks.
 pub const CLOCK_SKEW_MS_DEFAULT: u64 = 30_000;
