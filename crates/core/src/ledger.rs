@@ -1061,6 +1061,26 @@ impl Ledger {
         Ok(outcome)
     }
 
+    /// The statement lines of a cross-bank transfer that failed, at its coordinating bank: one
+    /// failed line per leg whose source is here — or, when every source is elsewhere, one per leg
+    /// on the submitting account, so the customer still sees the attempt. Nothing moves.
+    pub fn record_failed_lines(&mut self, transfer: &Transfer, changes: &mut Vec<Change>) {
+        let here = self.bank_id;
+        let local: Vec<&TransferLeg> = transfer.legs.iter().filter(|l| l.from.bank_id == here).collect();
+        let legs: Vec<&TransferLeg> = if local.is_empty() { transfer.legs.iter().collect() } else { local };
+        for leg in legs {
+            let account = if leg.from.bank_id == here { leg.from.number.clone() } else { transfer.actor.clone() };
+            if !self.accounts.contains_key(&account) {
+                continue;
+            }
+            let mut line = self.new_entry(&account, EntryKind::TransferOut, leg.amount, transfer.created_at);
+            line.transfer_id = Some(transfer.id);
+            line.status = Status::Failed;
+            line.counterparty = Some(format!("{} ({}, bank {})", leg.to.holder_name, leg.to.number, leg.to.bank_id));
+            changes.push(Change::EntryAdded(Box::new(line)));
+        }
+    }
+
     // ----- holds (the participant's side of two-phase commit) -----------------------------
 
     /// Places a transaction's holds: debits reserve money (`held += amount`), credits wait.

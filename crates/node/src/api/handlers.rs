@@ -380,7 +380,10 @@ pub async fn get_transfer(state: State, session: Session, Path(id): Path<String>
     let not_found = || ApiError::Core(Error::NotFound(format!("no transfer {id} of yours")));
     let transfer = transfer.ok_or_else(not_found)?;
     let own = |bank: BankId, n: &AccountNumber| bank == state.bank_id && visible.contains(n);
-    let mine = transfer.legs.iter().any(|l| own(l.from.bank_id, &l.from.number) || own(l.to.bank_id, &l.to.number));
+    // Yours if you submitted it (this bank coordinated it) or one of its legs touches an account
+    // of yours here.
+    let mine = visible.contains(&transfer.actor)
+        || transfer.legs.iter().any(|l| own(l.from.bank_id, &l.from.number) || own(l.to.bank_id, &l.to.number));
     if !mine {
         return Err(not_found());
     }

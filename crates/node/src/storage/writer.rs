@@ -536,7 +536,7 @@ fn carry_out_coordinator(
                     })),
                 };
                 if let Some(reason) = &refusal {
-                    settle(tx, writer, id, Status::Failed, Some(reason.clone()))?;
+                    settle(m, tx, writer, id, Status::Failed, Some(reason.clone()))?;
                 }
                 tracing::debug!(transfer_id = %id, ?decision, "decided");
                 out.push(ProtocolOutput::Decided { tx: id, decision, refusal });
@@ -547,7 +547,7 @@ fn carry_out_coordinator(
                     other => unreachable!("finished transaction {id} in phase {other:?}"),
                 };
                 if decision == Decision::Committed {
-                    settle(tx, writer, id, Status::Completed, None)?;
+                    settle(m, tx, writer, id, Status::Completed, None)?;
                 }
                 out.push(ProtocolOutput::Finished { tx: id, decision });
             }
@@ -557,7 +557,9 @@ fn carry_out_coordinator(
 }
 
 /// Updates a coordinated transfer's record to its final status (if it is a customer transfer).
+/// A failed transfer also leaves its lines, marked failed, in the statement here (API.md).
 fn settle(
+    m: &mut Machines,
     tx: &rusqlite::Transaction<'_>,
     writer: &mut BatchWriter<'_>,
     id: TransferId,
@@ -570,5 +572,13 @@ fn settle(
         leg.status = status;
     }
     transfer.failure = failure.map(|(code, detail)| bank_core::ledger::Failure { code, detail });
-    writer.write(&Change::TransferRecorded(Box::new(transfer)))
+    writer.write(&Change::TransferRecorded(Box::new(transfer.clone())))?;
+    if status == Status::Failed {
+        let mut changes = Vec::new();
+        m.ledger.record_failed_lines(&transfer, &mut changes);
+        for change in &changes {
+            writer.write(change)?;
+        }
+    }
+    Ok(())
 }
