@@ -776,3 +776,54 @@ async fn a_failed_packet_shows_as_failed_in_the_statement_at_the_coordinator() {
         "{line}"
     );
 }
+
+/// Two banks registering the same Pix key at the same time: at most one wins, and every bank's
+/// directory (read by a lookup at each bank) then agrees on the key's owner — or that it is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_banks_registering_the_same_key_at_once_never_both_win() {
+    let c = Cluster::start(3).await;
+    // E-mail is unique per bank only, so the same address can sign up at banks 1 and 2.
+    let mut tokens = Vec::new();
+    for (bank, cpf) in [(1u32, 71u64), (2, 72)] {
+        let document = bank_core::document::Cpf::from_base(cpf);
+        let body = serde_json::json!({
+            "kind": "individual", "holders": [{ "name": format!("Cliente {cpf}"), "document": document.as_str() }],
+            "email": "same@example.com", "phone": "+5575999990000", "password": "password123"
+        });
+        let (code, account) = c.call(bank, "POST", "/api/v1/accounts", None, Some(&body)).await;
+        assert_eq!(code, 201, "{account}");
+        let login = serde_json::json!({ "email": "same@example.com", "password": "password123" });
+        let (code, session) = c.call(bank, "POST", "/api/v1/sessions", None, Some(&login)).await;
+        assert_eq!(code, 201, "{session}");
+        tokens.push(session["token"].as_str().expect("token").to_string());
+    }
+    let body = serde_json::json!({ "type": "email" });
+    let ((s1, b1), (s2, b2)) = tokio::join!(
+        c.call(1, "POST", "/api/v1/pix-keys", Some(&tokens[0]), Some(&body)),
+        c.call(2, "POST", "/api/v1/pix-keys", Some(&tokens[1]), Some(&body)),
+    );
+    assert!(!(s1 == 201 && s2 == 201), "both registered it: {b1} {b2}");
+    for (s, b) in [(s1, &b1), (s2, &b2)] {
+        assert!(matches!(s, 201 | 409 | 503), "{s}: {b}");
+    }
+    // Every bank answers the same lookup (bank 3 through a customer of its own).
+    let third = c.customer(73, "Cliente 73", &[3]).await;
+    let mut owners = Vec::new();
+    for (bank, token) in [(1, &tokens[0]), (2, &tokens[1]), (3, &third.at(3).token)] {
+        let (code, found) = c.call(bank, "GET", "/api/v1/pix-keys/same@example.com", Some(token), None).await;
+        owners.push((code, found["bank_id"].clone()));
+    }
+    assert!(owners.windows(2).all(|w| w[0] == w[1]), "directories disagree: {owners:?}");
+    match (s1, s2) {
+        (201, _) => assert_eq!(owners[0], (200, serde_json::json!(1))),
+        (_, 201) => assert_eq!(owners[0], (200, serde_json::json!(2))),
+        _ => assert_eq!(owners[0].0, 404),
+    }
+    // A later registration by the loser (or anyone) of the same key is refused with 409.
+    if s1 == 201 || s2 == 201 {
+        let loser = if s1 == 201 { (2, &tokens[1]) } else { (1, &tokens[0]) };
+        let (code, refused) = c.call(loser.0, "POST", "/api/v1/pix-keys", Some(loser.1), Some(&body)).await;
+        assert_eq!(code, 409, "{refused}");
+    }
+    c.assert_invariants(&Book::default()).await;
+}
