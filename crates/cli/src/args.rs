@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::bench::Mode;
+use crate::bench::{ConsortiumArgs, Mode};
 
 /// Default node address for customer commands and the benchmark.
 pub const DEFAULT_TARGET: &str = "http://127.0.0.1:8081";
@@ -59,7 +59,7 @@ pub enum Command {
     Statement(StatementArgs),
     /// The customer's accounts in every bank of the consortium.
     Accounts,
-    /// Load-test a node (closed loop) and check that money is conserved.
+    /// Load-test a node or a consortium (closed loop) and check that money is conserved.
     Bench(BenchArgs),
     /// Check the consortium's invariants (DESIGN.md §8) against every live bank, as the operator.
     Audit(AuditArgs),
@@ -274,22 +274,25 @@ pub struct StatementArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure; only `in-bank` is implemented so far.
+    /// What to measure: `in-bank` loads the --target node; `cross-bank` (one-leg Pix between
+    /// accounts of different banks) and `packet` (three-leg transfers from one customer's
+    /// accounts at three banks) load the banks of --consortium.
     #[arg(long, value_enum, default_value_t = Mode::InBank)]
     pub mode: Mode,
-    /// Consortium file (TOML) listing the banks, for the multi-bank modes.
-    #[arg(long, env = "BANK_CONSORTIUM")]
-    pub consortium: Option<PathBuf>,
-    /// Accounts created for the run.
+    #[command(flatten)]
+    pub consortium: ConsortiumArgs,
+    /// Accounts created for the run. In the consortium modes, per bank: cross-bank opens this
+    /// many accounts at each bank; packet opens this many customers, each with one account at
+    /// every bank.
     #[arg(long, default_value_t = 100)]
     pub accounts: usize,
-    /// Transfers to execute.
+    /// Transfers to execute (packets, in packet mode).
     #[arg(long, default_value_t = 20_000)]
     pub transfers: u64,
     /// Transfers in flight at once (closed loop: each worker waits for its answer).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Money deposited into each account at setup, in centavos.
+    /// Money deposited into each account (at every bank) at setup, in centavos.
     #[arg(long, default_value_t = 1_000_000)]
     pub deposit_cents: i64,
     /// Seed of the workload's choices (random if absent; printed either way).
@@ -468,6 +471,14 @@ mod tests {
         let Command::Bench(b) = cli.command else { panic!("not bench") };
         assert_eq!((b.mode, b.seed, b.json), (Mode::CrossBank, Some(7), true));
         assert!(parse(&["bench", "--mode", "sideways"]).is_err());
+        let cli = parse(&["bench", "--mode", "packet", "--consortium", "data/consortium.toml", "--banks", "4"])
+            .expect("parse");
+        let Command::Bench(b) = cli.command else { panic!("not bench") };
+        assert_eq!(b.mode, Mode::Packet);
+        assert_eq!(b.consortium.file, Some(PathBuf::from("data/consortium.toml")));
+        assert_eq!(b.consortium.banks, Some(4));
+        assert!(parse(&["bench", "--banks", "1"]).is_err());
+        assert!(parse(&["bench", "--banks", "65"]).is_err());
     }
 
     #[test]

@@ -1,45 +1,61 @@
 //! `bank bench`: a closed-loop load generator that also checks that money is conserved.
 //!
+//! # Modes
+//!
+//! - [`Mode::InBank`]: one bank (`--target`); one-leg transfers between two of its accounts.
+//! - [`Mode::CrossBank`]: the first K banks of a consortium (`--consortium FILE`, `--banks K`,
+//!   3 by default); one-leg Pix from an account at bank i, sent by its own session at bank i (the
+//!   coordinator), to an account at another bank j, addressed `{ bank_id: j, number }`.
+//! - [`Mode::Packet`]: the same banks; customers who each hold one account at every bank (one CPF,
+//!   signed in at every bank). A packet is sent at a random bank b by the customer's session
+//!   there and has [`PACKET_LEGS`] legs whose sources are the customer's accounts at three
+//!   different banks (`from: { bank_id, number }`, left out for the account at b), each to a
+//!   random other customer's account at a random bank.
+//!
 //! # What it does
 //!
-//! 1. **Setup.** Opens `accounts` fresh accounts (unique valid CPFs from a per-run random base,
-//!    unique e-mails from a per-run id, so reruns against the same data directory never collide),
-//!    signs each in, and deposits `deposit_cents` into each. The total deposited is what the
-//!    bench accounts must hold, together, at the end.
+//! 1. **Setup.** Opens the accounts (unique valid CPFs from a per-run random base, unique e-mails
+//!    from a per-run id, so reruns against the same data directories never collide), signs each
+//!    in at its bank, and deposits `deposit_cents` into each. `accounts` is the number of
+//!    accounts of the one bank (in-bank) or *per bank* (cross-bank: `accounts` customers with one
+//!    account each at every bank; packet: `accounts` customers with one account at every bank).
+//!    The total deposited is what the bench accounts must hold, together, at the end.
 //! 2. **Load.** `concurrency` workers share a counter of `transfers` to execute. Each worker loops:
-//!    claim one, pick a random source account `i` (acting with its session), a random
-//!    destination `j != i` addressed as `{ bank_id, number }`, a random amount in
-//!    `1..=TRANSFER_AMOUNT_MAX_CENTS`, and POST the transfer with a fresh `Idempotency-Key`,
-//!    waiting for the answer before the next one (closed loop: throughput is what the node
-//!    sustains at that concurrency, latency is what a customer sees). A 503 is retried after a
-//!    short jittered backoff with the *same* key (so at most one attempt executes), at most
-//!    `RETRIES_MAX` times.
-//! 3. **Check.** Reads every bench account's balance with its own session: the sum of posted
-//!    balances must equal the total deposited (transfers between bench accounts only move money
-//!    around), and no available balance may be negative.
+//!    claim one, draw it (sources, destinations, random amounts in
+//!    `1..=TRANSFER_AMOUNT_MAX_CENTS`) and POST it at its coordinating bank with a fresh
+//!    `Idempotency-Key`, waiting for the answer before the next one (closed loop: throughput is
+//!    what the banks sustain at that concurrency, latency is what a customer sees). A 503 is
+//!    retried after a short jittered backoff with the *same* key (so at most one attempt
+//!    executes), at most `RETRIES_MAX` times. A `pending` answer is followed by polling
+//!    `GET /api/v1/transfers/{id}` at the coordinating bank until it is final, at most
+//!    [`PENDING_WAIT_MAX_MS`].
+//! 3. **Check.** Waits (at most [`SETTLE_WAIT_MAX_MS`]) until no bench account has money held
+//!    (an abort may still be releasing holds at other banks), then reads every bench account's
+//!    balance with its own session at its own bank: the sum of posted balances must equal the
+//!    total deposited (transfers between bench accounts only move money around), and no
+//!    available balance may be negative.
 //!
 //! # How outcomes are counted
 //!
-//! - `completed` / `failed` / `pending`: the transfer executed (201) with that status. A failed
-//!   transfer (e.g. `insufficient_funds` after an account was drained) is a valid outcome, not an
-//!   error. `ops_per_s` counts completed + failed transfers over the wall time of the load phase.
+//! - `completed` / `failed`: the transfer executed (201) and ended with that status, at once or
+//!   after a `pending` answer. A failed transfer (e.g. `insufficient_funds` after an account was
+//!   drained) is a valid outcome, not an error. `ops_per_s` counts completed + failed transfers
+//!   (packets in packet mode) over the wall time of the load phase.
+//! - `pending`: transfers whose first answer was `pending` (each is also counted as completed,
+//!   failed, or as the error `pending_timeout` when it was still pending after
+//!   [`PENDING_WAIT_MAX_MS`]).
 //! - `errors`: no 201 at all (transport failure, a 4xx, a 503 after every retry), by code in
 //!   `error_codes`. `retries`: extra attempts made after a 503.
-//! - Latency is per logical transfer, from its first attempt to its 201 (including any retry
-//!   backoff), for transfers that got a 201.
-//!
-//! # What it does not do (yet)
-//!
-//! Only [`Mode::InBank`] runs. [`Mode::CrossBank`] (sources and destinations in different banks of
-//! the consortium) and [`Mode::Packet`] (multi-leg transfers) need the consortium file
-//! (`--consortium`) to find every bank; the phases above are written so that those modes only add
-//! a different setup (accounts spread over banks) and a different leg generator.
+//! - Latency is per logical transfer, from its first attempt to its final status (including any
+//!   retry backoff and the polling of a pending answer), for transfers that ended completed or
+//!   failed.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bank_client::{AccountRef, Client, ClientOptions, DepositMethod, Destination, NewAccount, NewLeg, NewTransfer};
 use bank_client::{Holder, Status};
 use bank_core::document::Cpf;
 use bank_core::money::format_brl;
+use bank_node::consortium::{ConsortiumConfig, MEMBERS_MAX};
 use clap::ValueEnum;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use futures::StreamExt;
@@ -57,8 +73,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Most accounts one run creates (account numbers have six digits per bank).
+/// Most accounts one run creates per bank (account numbers have six digits per bank).
 pub const ACCOUNTS_MAX: usize = 100_000;
+/// Banks loaded by the consortium modes when `--banks` is not given (fewer if the consortium
+/// has fewer members).
+pub const BANKS_DEFAULT: usize = 3;
+/// Legs of one packet, each from the customer's account at a different bank.
+pub const PACKET_LEGS: usize = 3;
+/// Longest a transfer answered `pending` is followed before it counts as the error
+/// `pending_timeout`.
+pub const PENDING_WAIT_MAX_MS: u64 = 30_000;
+/// Period of `GET /api/v1/transfers/{id}` while a transfer is pending.
+pub const PENDING_POLL_MS: u64 = 100;
+/// Longest the check waits for every hold on the bench accounts to be released.
+pub const SETTLE_WAIT_MAX_MS: u64 = 10_000;
+/// Period of the balance reads while waiting for holds to be released.
+pub const SETTLE_POLL_MS: u64 = 200;
 /// Most workers (each holds one connection to the node).
 pub const CONCURRENCY_MAX: usize = 4096;
 /// Most transfers one run executes.
@@ -88,9 +118,10 @@ pub const EXIT_NOT_CONSERVED: u8 = 3;
 pub enum Mode {
     /// Transfers between accounts of one bank (the `--target` node).
     InBank,
-    /// Transfers between accounts of different banks (needs `--consortium`; not yet written).
+    /// One-leg Pix between accounts of different banks (needs `--consortium`).
     CrossBank,
-    /// Multi-leg transfers across banks (needs `--consortium`; not yet written).
+    /// Three-leg transfers whose sources are one customer's accounts at three banks (needs
+    /// `--consortium` with at least three banks).
     Packet,
 }
 
@@ -102,16 +133,44 @@ impl Mode {
             Mode::Packet => "packet",
         }
     }
+
+    /// Whether the mode runs against the banks of a consortium file.
+    pub fn is_consortium(self) -> bool {
+        matches!(self, Mode::CrossBank | Mode::Packet)
+    }
+
+    /// Least number of banks the mode needs.
+    pub fn banks_min(self) -> usize {
+        match self {
+            Mode::InBank => 1,
+            Mode::CrossBank => 2,
+            Mode::Packet => PACKET_LEGS,
+        }
+    }
+}
+
+/// Which banks the consortium modes load (`bank bench --consortium FILE --banks K`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct ConsortiumArgs {
+    /// Consortium file (TOML) listing the banks, e.g. DATA/consortium.toml written by `bank up`;
+    /// needed by --mode cross-bank and packet (in-bank uses --target and ignores it).
+    #[arg(long = "consortium", env = "BANK_CONSORTIUM", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Banks of the consortium to load: the first K by id, 2..=members (default 3, or every
+    /// member if there are fewer); packet needs at least 3.
+    #[arg(long = "banks", value_name = "K", value_parser = clap::value_parser!(u32).range(2..=MEMBERS_MAX as i64))]
+    pub banks: Option<u32>,
 }
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The node that is loaded (and whose accounts are created).
+    /// The node that is loaded (and whose accounts are created) in in-bank mode.
     pub target: String,
     pub mode: Mode,
-    /// Consortium file for the multi-bank modes.
-    pub consortium: Option<PathBuf>,
+    /// Consortium file and number of banks, for the multi-bank modes.
+    pub consortium: ConsortiumArgs,
+    /// Accounts of the bank (in-bank); per bank in the consortium modes.
     pub accounts: usize,
     pub transfers: u64,
     pub concurrency: usize,
@@ -129,7 +188,7 @@ impl Options {
         Options {
             target: target.into(),
             mode: Mode::InBank,
-            consortium: None,
+            consortium: ConsortiumArgs::default(),
             accounts: 100,
             transfers: 20_000,
             concurrency: 64,
@@ -148,6 +207,23 @@ impl Options {
             "--deposit-cents must be in 1..={}",
             bank_core::Amount::MAX_CENTS
         );
+        if self.mode.is_consortium() {
+            ensure!(
+                self.consortium.file.is_some(),
+                "--mode {} needs --consortium FILE (the consortium.toml that `bank up` writes in its data directory)",
+                self.mode.as_str()
+            );
+            if let Some(banks) = self.consortium.banks {
+                let banks = banks as usize;
+                ensure!((2..=MEMBERS_MAX).contains(&banks), "--banks must be in 2..={MEMBERS_MAX}");
+                ensure!(
+                    banks >= self.mode.banks_min(),
+                    "--mode {} needs at least {} banks (--banks {banks})",
+                    self.mode.as_str(),
+                    self.mode.banks_min()
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -193,8 +269,14 @@ pub fn ops_per_s(ops: u64, elapsed: Duration) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub mode: Mode,
+    /// The bank's URL (in-bank), or the URLs of the banks loaded, separated by `, `.
     pub target: String,
+    /// Banks loaded (1 in in-bank mode).
+    pub banks: usize,
+    /// `--accounts`: accounts of the bank, or per bank in the consortium modes.
     pub accounts: usize,
+    /// Bench accounts over every bank.
+    pub accounts_total: usize,
     pub transfers: u64,
     pub concurrency: usize,
     pub seed: u64,
@@ -203,6 +285,7 @@ pub struct Summary {
     pub latency_ms: LatencyMs,
     pub completed: u64,
     pub failed: u64,
+    /// Transfers first answered `pending` (then polled until final; see the module doc).
     pub pending: u64,
     pub errors: u64,
     pub retries: u64,
@@ -212,6 +295,8 @@ pub struct Summary {
     pub conserved: bool,
     pub deposited_cents: i64,
     pub posted_cents: i64,
+    /// Money still held on bench accounts when the balances were read (0 unless holds were not
+    /// released within the settle wait).
     pub held_cents: i64,
     pub negative_available_accounts: u64,
     /// Accounts whose balance could not be read (the check then fails).
@@ -220,22 +305,32 @@ pub struct Summary {
     pub setup_s: f64,
     /// Wall time of the load phase.
     pub elapsed_s: f64,
+    /// Time the check waited for holds to be released before reading the balances.
+    pub settle_s: f64,
 }
 
 impl Summary {
     /// One sentence on the conservation check.
     pub fn verdict(&self) -> String {
+        let banks = if self.banks > 1 { format!(" at {} banks", self.banks) } else { String::new() };
+        let held = if self.held_cents != 0 {
+            format!(" ({} still held after waiting {} s)", format_brl(self.held_cents), self.settle_s)
+        } else {
+            String::new()
+        };
         if self.conserved {
             format!(
-                "conserved: the {} bench accounts hold {} in total, exactly what was deposited, and none is negative",
-                self.accounts,
+                "conserved: the {} bench accounts{banks} hold {} in total, exactly what was deposited, and none is \
+                 negative{held}",
+                self.accounts_total,
                 format_brl(self.posted_cents)
             )
         } else if self.balance_read_errors > 0 {
-            format!("NOT VERIFIED: {} of {} balances could not be read", self.balance_read_errors, self.accounts)
+            format!("NOT VERIFIED: {} of {} balances could not be read", self.balance_read_errors, self.accounts_total)
         } else {
             format!(
-                "NOT CONSERVED: deposited {}, accounts hold {} (difference {}); {} accounts with a negative available balance",
+                "NOT CONSERVED: deposited {}, accounts{banks} hold {} (difference {}); {} accounts with a negative \
+                 available balance{held}",
                 format_brl(self.deposited_cents),
                 format_brl(self.posted_cents),
                 format_brl(self.posted_cents - self.deposited_cents),
@@ -248,21 +343,31 @@ impl Summary {
     pub fn render(&self) -> String {
         let mut table = Table::new();
         table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        let unit = if self.mode == Mode::Packet { "packets" } else { "transfers" };
+        let accounts = if self.mode.is_consortium() {
+            format!("{} per bank × {} banks = {}", self.accounts, self.banks, self.accounts_total)
+        } else {
+            self.accounts_total.to_string()
+        };
         let rows: Vec<(&str, String)> = vec![
             ("mode", self.mode.as_str().to_owned()),
             ("target", self.target.clone()),
-            ("accounts / concurrency", format!("{} / {}", self.accounts, self.concurrency)),
+            ("accounts / concurrency", format!("{accounts} / {}", self.concurrency)),
             ("seed", self.seed.to_string()),
-            ("transfers", self.transfers.to_string()),
-            ("completed / failed / pending", format!("{} / {} / {}", self.completed, self.failed, self.pending)),
+            (unit, self.transfers.to_string()),
+            ("completed / failed", format!("{} / {}", self.completed, self.failed)),
+            ("answered pending (then polled)", self.pending.to_string()),
             ("errors / retries", format!("{} / {}", self.errors, self.retries)),
-            ("throughput", format!("{:.1} transfers/s", self.ops_per_s)),
+            ("throughput", format!("{:.1} {unit}/s", self.ops_per_s)),
             (
                 "latency p50 / p90 / p99",
                 format!("{} / {} / {} ms", self.latency_ms.p50, self.latency_ms.p90, self.latency_ms.p99),
             ),
             ("latency max / mean", format!("{} / {} ms", self.latency_ms.max, self.latency_ms.mean)),
-            ("setup / load time", format!("{:.2} s / {:.2} s", self.setup_s, self.elapsed_s)),
+            (
+                "setup / load / settle time",
+                format!("{:.2} s / {:.2} s / {:.2} s", self.setup_s, self.elapsed_s, self.settle_s),
+            ),
         ];
         for (name, value) in rows {
             table.add_row(vec![Cell::new(name), Cell::new(value).set_alignment(CellAlignment::Right)]);
@@ -277,48 +382,32 @@ impl Summary {
     }
 }
 
-/// Runs the benchmark against a live node.
+/// Runs the benchmark against a live node (in-bank) or the banks of a consortium.
 pub async fn run(options: &Options) -> Result<Summary> {
     options.validate()?;
-    match options.mode {
-        Mode::InBank => {}
-        Mode::CrossBank | Mode::Packet => bail!(
-            "--mode {} is not implemented yet: it will spread accounts over the banks listed in \
-             --consortium FILE; only --mode in-bank runs for now",
-            options.mode.as_str()
-        ),
-    }
     let seed = options.seed.unwrap_or_else(rand::random);
     let client_options = ClientOptions {
         request_timeout_ms: REQUEST_TIMEOUT_MS,
         pool_idle_per_host_max: options.concurrency.max(SETUP_CONCURRENCY_MAX),
         ..ClientOptions::default()
     };
-    let client = Client::with_options(&options.target, &client_options)
-        .with_context(|| format!("cannot use --target {:?}", options.target))?;
-    let bank = client.bank().await.with_context(|| format!("no bank answers at {}", options.target))?;
+    let http = client_options.build_http().context("cannot build the HTTP client")?;
+    let banks = resolve_banks(options, &http).await?;
 
     let setup_started = Instant::now();
-    let setup = setup_accounts(&client, options).await.context("setup failed")?;
+    let setup = setup_accounts(&banks, options).await.context("setup failed")?;
     let setup_s = setup_started.elapsed().as_secs_f64();
-    if let Some(other) = setup.accounts.iter().find(|a| a.address.bank_id != bank.id) {
-        bail!(
-            "{} says it is bank {}, but opened account {} in bank {}",
-            options.target,
-            bank.id,
-            other.address.number,
-            other.address.bank_id
-        );
-    }
 
-    let accounts = Arc::new(setup.accounts);
-    let (tally, elapsed) = load(accounts.clone(), options, seed).await?;
-    let check = check_conservation(&accounts).await;
+    let workload = Arc::new(Workload::new(options.mode, banks.len(), options.accounts, setup.customers)?);
+    let (tally, elapsed) = load(workload.clone(), options, seed).await?;
+    let (check, settle) = check_conservation(&workload.accounts()).await;
 
     Ok(Summary {
         mode: options.mode,
-        target: options.target.clone(),
+        target: banks.iter().map(|b| b.url.as_str()).collect::<Vec<_>>().join(", "),
+        banks: banks.len(),
         accounts: options.accounts,
+        accounts_total: setup.accounts_total,
         transfers: options.transfers,
         concurrency: options.concurrency,
         seed,
@@ -339,12 +428,72 @@ pub async fn run(options: &Options) -> Result<Summary> {
         setup_retries: setup.retries,
         setup_s: round3(setup_s),
         elapsed_s: round3(elapsed.as_secs_f64()),
+        settle_s: round3(settle.as_secs_f64()),
     })
+}
+
+// ---- banks ---------------------------------------------------------------------------------
+
+/// A bank the run loads: its id, its URL and a client without a session.
+#[derive(Debug, Clone)]
+struct Bank {
+    id: u32,
+    url: String,
+    client: Client,
+}
+
+/// The banks of the run: the `--target` node (in-bank), or the first K members of the consortium
+/// file by id, each checked to answer with the id the file gives it.
+async fn resolve_banks(options: &Options, http: &reqwest::Client) -> Result<Vec<Bank>> {
+    if !options.mode.is_consortium() {
+        let client = Client::with_http(&options.target, http.clone())
+            .with_context(|| format!("cannot use --target {:?}", options.target))?;
+        let bank = client.bank().await.with_context(|| format!("no bank answers at {}", options.target))?;
+        return Ok(vec![Bank { id: bank.id, url: options.target.clone(), client }]);
+    }
+    let file = options.consortium.file.as_deref().context("--consortium FILE is missing")?;
+    let config = ConsortiumConfig::load(file).with_context(|| format!("cannot use --consortium {}", file.display()))?;
+    let members = config.members.len();
+    let wanted = match options.consortium.banks {
+        Some(k) => k as usize,
+        None => BANKS_DEFAULT.min(members),
+    };
+    ensure!(
+        (2..=members).contains(&wanted),
+        "--banks {wanted}: {} lists {members} banks; use 2..={members}",
+        file.display()
+    );
+    ensure!(
+        wanted >= options.mode.banks_min(),
+        "--mode {} needs at least {} banks, and {} lists {members} (--banks {wanted})",
+        options.mode.as_str(),
+        options.mode.banks_min(),
+        file.display()
+    );
+    let mut banks = Vec::with_capacity(wanted);
+    for member in config.members.values().take(wanted) {
+        let client = Client::with_http(&member.url, http.clone())
+            .with_context(|| format!("cannot use bank {}'s URL {:?}", member.id, member.url))?;
+        let info = client
+            .bank()
+            .await
+            .with_context(|| format!("bank {} ({}) does not answer at {}", member.id, member.name, member.url))?;
+        ensure!(
+            info.id == member.id.0,
+            "{} says bank {} is at {}, but the bank there says it is bank {}",
+            file.display(),
+            member.id,
+            member.url,
+            info.id
+        );
+        banks.push(Bank { id: member.id.0, url: member.url.clone(), client });
+    }
+    Ok(banks)
 }
 
 // ---- setup ---------------------------------------------------------------------------------
 
-/// A bench account: its address and a client acting for its session.
+/// A bench account: its address and a client acting for its session at its own bank.
 #[derive(Debug, Clone)]
 struct BenchAccount {
     address: AccountRef,
@@ -353,12 +502,29 @@ struct BenchAccount {
 
 #[derive(Debug)]
 struct Setup {
-    accounts: Vec<BenchAccount>,
+    /// Per customer, its accounts in the order of the banks it was opened at.
+    customers: Vec<Vec<BenchAccount>>,
+    accounts_total: usize,
     deposited_cents: i64,
     retries: u64,
 }
 
-/// Identity of one run: makes every document and e-mail of the run new to the bank.
+/// Who is opened where: customer `c` (a CPF of its own) gets an account at each bank of
+/// `plan[c]` (indices into the run's banks), in that order.
+///
+/// - in-bank: `accounts` customers at bank 0;
+/// - cross-bank: `accounts` customers per bank, each at one bank (customer `k * accounts + a` is
+///   account `a` of bank `k`);
+/// - packet: `accounts` customers, each at every bank.
+pub fn opening_plan(mode: Mode, banks: usize, accounts: usize) -> Vec<Vec<usize>> {
+    match mode {
+        Mode::InBank => vec![vec![0]; accounts],
+        Mode::CrossBank => (0..banks).flat_map(|k| std::iter::repeat_n(vec![k], accounts)).collect(),
+        Mode::Packet => vec![(0..banks).collect(); accounts],
+    }
+}
+
+/// Identity of one run: makes every document and e-mail of the run new to the banks.
 #[derive(Debug, Clone)]
 struct RunIdentity {
     tag: String,
@@ -408,19 +574,30 @@ pub fn cpf_bases(start: u64, count: usize) -> Vec<u64> {
     bases
 }
 
-async fn setup_accounts(client: &Client, options: &Options) -> Result<Setup> {
-    let identity = RunIdentity::random(options.accounts);
-    let progress = progress_bar(options.progress, options.accounts as u64, "setup");
+async fn setup_accounts(banks: &[Bank], options: &Options) -> Result<Setup> {
+    let plan = opening_plan(options.mode, banks.len(), options.accounts);
+    let accounts_total: usize = plan.iter().map(Vec::len).sum();
+    let identity = RunIdentity::random(plan.len());
+    let progress = progress_bar(options.progress, accounts_total as u64, "setup");
     let concurrency = options.concurrency.clamp(1, SETUP_CONCURRENCY_MAX);
-    let results: Vec<Result<(usize, BenchAccount, u64)>> = futures::stream::iter(0..options.accounts)
-        .map(|index| {
+    let results: Vec<Result<(usize, Vec<BenchAccount>, u64)>> = futures::stream::iter(plan.iter().enumerate())
+        .map(|(customer, at)| {
             let identity = &identity;
             let progress = &progress;
             async move {
-                let made = setup_one(client, identity, index, options.deposit_cents).await;
-                progress.inc(1);
-                made.with_context(|| format!("bench account {index} ({})", identity.email(index)))
-                    .map(|(account, retries)| (index, account, retries))
+                let mut accounts = Vec::with_capacity(at.len());
+                let mut retries = 0;
+                for &k in at {
+                    let bank = &banks[k];
+                    let (account, r) =
+                        setup_one(bank, identity, customer, options.deposit_cents).await.with_context(|| {
+                            format!("bench account {customer} ({}) at bank {}", identity.email(customer), bank.id)
+                        })?;
+                    progress.inc(1);
+                    accounts.push(account);
+                    retries += r;
+                }
+                Ok((customer, accounts, retries))
             }
         })
         .buffer_unordered(concurrency)
@@ -431,22 +608,32 @@ async fn setup_accounts(client: &Client, options: &Options) -> Result<Setup> {
     for result in results {
         made.push(result?);
     }
-    made.sort_by_key(|(index, _, _)| *index);
+    made.sort_by_key(|(customer, _, _)| *customer);
     let retries = made.iter().map(|(_, _, r)| r).sum();
-    let deposited_cents = options.deposit_cents * made.len() as i64;
-    Ok(Setup { accounts: made.into_iter().map(|(_, a, _)| a).collect(), deposited_cents, retries })
+    let deposited_cents = options.deposit_cents * accounts_total as i64;
+    Ok(Setup { customers: made.into_iter().map(|(_, a, _)| a).collect(), accounts_total, deposited_cents, retries })
 }
 
-/// Opens, signs in and funds one account; returns it with the retries it took.
+/// Opens, signs in and funds customer `index`'s account at `bank`; returns it with the retries
+/// it took.
 async fn setup_one(
-    client: &Client,
+    bank: &Bank,
     identity: &RunIdentity,
     index: usize,
     deposit_cents: i64,
 ) -> Result<(BenchAccount, u64)> {
+    let client = &bank.client;
     let request = identity.new_account(index);
     let (opened, r1) = retry_overloaded(|| client.open_account(&request)).await;
     let opened = opened.context("opening")?;
+    ensure!(
+        opened.bank_id == bank.id,
+        "{} says it is bank {}, but opened account {} in bank {}",
+        bank.url,
+        bank.id,
+        opened.number,
+        opened.bank_id
+    );
     let (session, r2) = retry_overloaded(|| client.login(&request.email, &request.password)).await;
     let session = session.context("signing in")?;
     let signed_in = client.with_token(session.token);
@@ -461,6 +648,95 @@ async fn setup_one(
         entry.amount_cents
     );
     Ok((BenchAccount { address: opened.address(), client: signed_in }, u64::from(r1 + r2 + r3)))
+}
+
+// ---- workload ------------------------------------------------------------------------------
+
+/// The bench accounts, arranged for drawing the transfers of one mode.
+#[derive(Debug)]
+enum Workload {
+    /// Every account at the one bank.
+    InBank(Vec<BenchAccount>),
+    /// `by_bank[k]`: the accounts at bank `k`.
+    CrossBank { by_bank: Vec<Vec<BenchAccount>> },
+    /// `customers[c][k]`: customer `c`'s account at bank `k`.
+    Packet { customers: Vec<Vec<BenchAccount>> },
+}
+
+impl Workload {
+    /// Arranges the customers of [`opening_plan`]`(mode, banks, accounts)`.
+    fn new(mode: Mode, banks: usize, accounts: usize, customers: Vec<Vec<BenchAccount>>) -> Result<Self> {
+        let expected = opening_plan(mode, banks, accounts);
+        ensure!(
+            customers.len() == expected.len() && customers.iter().zip(&expected).all(|(c, e)| c.len() == e.len()),
+            "the setup did not open the accounts it planned"
+        );
+        Ok(match mode {
+            Mode::InBank => Workload::InBank(customers.into_iter().flatten().collect()),
+            Mode::CrossBank => {
+                let mut by_bank = vec![Vec::with_capacity(accounts); banks];
+                for (customer, opened) in customers.into_iter().enumerate() {
+                    by_bank[customer / accounts].extend(opened);
+                }
+                Workload::CrossBank { by_bank }
+            }
+            Mode::Packet => Workload::Packet { customers },
+        })
+    }
+
+    /// Every bench account, once.
+    fn accounts(&self) -> Vec<&BenchAccount> {
+        match self {
+            Workload::InBank(accounts) => accounts.iter().collect(),
+            Workload::CrossBank { by_bank: nested } | Workload::Packet { customers: nested } => {
+                nested.iter().flatten().collect()
+            }
+        }
+    }
+
+    /// Draws the next transfer: the session that sends it (at the coordinating bank) and the
+    /// request.
+    fn draw(&self, rng: &mut impl Rng) -> (&Client, NewTransfer) {
+        match self {
+            Workload::InBank(accounts) => {
+                let (from, to) = pick_pair(rng, accounts.len());
+                let amount_cents = rng.random_range(1..=TRANSFER_AMOUNT_MAX_CENTS);
+                (&accounts[from].client, one_leg(&accounts[to], amount_cents))
+            }
+            Workload::CrossBank { by_bank } => {
+                let (i, j) = pick_pair(rng, by_bank.len());
+                let from = &by_bank[i][rng.random_range(0..by_bank[i].len())];
+                let to = &by_bank[j][rng.random_range(0..by_bank[j].len())];
+                let amount_cents = rng.random_range(1..=TRANSFER_AMOUNT_MAX_CENTS);
+                (&from.client, one_leg(to, amount_cents))
+            }
+            Workload::Packet { customers } => {
+                let banks = customers[0].len();
+                let customer = rng.random_range(0..customers.len());
+                let at = rng.random_range(0..banks);
+                let sources = rand::seq::index::sample(rng, banks, PACKET_LEGS);
+                let legs = sources
+                    .iter()
+                    .map(|source| {
+                        let other = pick_other(rng, customers.len(), customer);
+                        let to = &customers[other][rng.random_range(0..banks)];
+                        let from = (source != at).then(|| customers[customer][source].address.clone());
+                        let amount_cents = rng.random_range(1..=TRANSFER_AMOUNT_MAX_CENTS);
+                        NewLeg { from, to: Destination::Account(to.address.clone()), amount_cents }
+                    })
+                    .collect();
+                (&customers[customer][at].client, NewTransfer { legs, description: None })
+            }
+        }
+    }
+}
+
+/// A one-leg transfer from the signed-in account to `to`.
+fn one_leg(to: &BenchAccount, amount_cents: i64) -> NewTransfer {
+    NewTransfer {
+        legs: vec![NewLeg { from: None, to: Destination::Account(to.address.clone()), amount_cents }],
+        description: None,
+    }
 }
 
 // ---- load ----------------------------------------------------------------------------------
@@ -490,7 +766,8 @@ impl Tally {
         })
     }
 
-    /// Counts a transfer that executed (201), with its latency.
+    /// Counts a transfer that executed (201), with its status and latency. The workers pass only
+    /// final statuses (they poll a `pending` answer to its end and count it in `pending` first).
     pub fn record_executed(&mut self, status: Status, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
         self.latency_us.saturating_record(us);
@@ -524,18 +801,19 @@ impl Tally {
 }
 
 /// Runs the load phase; returns the merged tally and its wall time.
-async fn load(accounts: Arc<Vec<BenchAccount>>, options: &Options, seed: u64) -> Result<(Tally, Duration)> {
-    let progress = progress_bar(options.progress, options.transfers, "transfers");
+async fn load(workload: Arc<Workload>, options: &Options, seed: u64) -> Result<(Tally, Duration)> {
+    let label = if options.mode == Mode::Packet { "packets" } else { "transfers" };
+    let progress = progress_bar(options.progress, options.transfers, label);
     let claimed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..options.concurrency {
-        let accounts = accounts.clone();
+        let workload = workload.clone();
         let claimed = claimed.clone();
         let progress = progress.clone();
         let transfers = options.transfers;
         let rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
-        workers.spawn(async move { work(&accounts, &claimed, transfers, rng, &progress).await });
+        workers.spawn(async move { work(&workload, &claimed, transfers, rng, &progress).await });
     }
     let mut total = Tally::new()?;
     while let Some(joined) = workers.join_next().await {
@@ -549,7 +827,7 @@ async fn load(accounts: Arc<Vec<BenchAccount>>, options: &Options, seed: u64) ->
 
 /// One worker: claims transfers until all are claimed, one at a time (closed loop).
 async fn work(
-    accounts: &[BenchAccount],
+    workload: &Workload,
     claimed: &AtomicU64,
     transfers: u64,
     mut rng: StdRng,
@@ -557,20 +835,23 @@ async fn work(
 ) -> Result<Tally> {
     let mut tally = Tally::new()?;
     while claimed.fetch_add(1, Ordering::Relaxed) < transfers {
-        let (from, to) = pick_pair(&mut rng, accounts.len());
-        let amount_cents = rng.random_range(1..=TRANSFER_AMOUNT_MAX_CENTS);
-        let request = NewTransfer {
-            legs: vec![NewLeg { from: None, to: Destination::Account(accounts[to].address.clone()), amount_cents }],
-            description: None,
-        };
+        let (client, request) = workload.draw(&mut rng);
         // A fresh random key, never derived from the seed: rerunning with the same seed against
         // the same node must not replay (or mismatch) an earlier run's keys.
         let key = Uuid::new_v4();
-        let client = &accounts[from].client;
         let started = Instant::now();
         let (result, retries) = retry_overloaded(|| client.transfer_with_key(&request, key)).await;
         tally.retries += u64::from(retries);
         match result {
+            Ok(transfer) if transfer.status == Status::Pending => {
+                tally.pending += 1;
+                let (outcome, retries) = await_final(client, transfer.id).await;
+                tally.retries += u64::from(retries);
+                match outcome {
+                    Ok(status) => tally.record_executed(status, started.elapsed()),
+                    Err(code) => tally.record_error(&code),
+                }
+            }
             Ok(transfer) => tally.record_executed(transfer.status, started.elapsed()),
             Err(e) => tally.record_error(e.code()),
         }
@@ -579,15 +860,45 @@ async fn work(
     Ok(tally)
 }
 
+/// Polls a transfer answered `pending` at its coordinating bank (with the session that sent it)
+/// until it is completed or failed, at most [`PENDING_WAIT_MAX_MS`]; returns its final status
+/// (or the error code to count: `pending_timeout`, or the code of a poll that was refused) and
+/// the retries the polls took.
+async fn await_final(client: &Client, id: Uuid) -> (Result<Status, String>, u32) {
+    let deadline = Instant::now() + Duration::from_millis(PENDING_WAIT_MAX_MS);
+    let mut retries = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(PENDING_POLL_MS)).await;
+        let (polled, r) = retry_overloaded(|| client.get_transfer(id)).await;
+        retries += r;
+        match polled {
+            Ok(transfer) if transfer.status != Status::Pending => return (Ok(transfer.status), retries),
+            Ok(_) => {}
+            // The bank may be busy or briefly unreachable: keep asking until the deadline.
+            Err(e) if e.is_retryable() => {}
+            Err(e) => return (Err(e.code().to_owned()), retries),
+        }
+        if Instant::now() >= deadline {
+            return (Err("pending_timeout".to_owned()), retries);
+        }
+    }
+}
+
 /// A random source and a different random destination among `len >= 2` accounts.
 pub fn pick_pair(rng: &mut impl Rng, len: usize) -> (usize, usize) {
     assert!(len >= 2, "a transfer needs two accounts");
     let from = rng.random_range(0..len);
-    let mut to = rng.random_range(0..len - 1);
-    if to >= from {
-        to += 1;
+    (from, pick_other(rng, len, from))
+}
+
+/// A random index among `0..len` (`len >= 2`) other than `not`.
+pub fn pick_other(rng: &mut impl Rng, len: usize, not: usize) -> usize {
+    assert!(len >= 2, "needs another index");
+    let mut other = rng.random_range(0..len - 1);
+    if other >= not {
+        other += 1;
     }
-    (from, to)
+    other
 }
 
 /// Repeats `attempt` while the node answers 503, with jittered exponential backoff, at most
@@ -654,9 +965,29 @@ impl Check {
     pub fn conserved(&self, deposited_cents: i64) -> bool {
         self.read_errors == 0 && self.negative_available_accounts == 0 && self.posted_cents == deposited_cents
     }
+
+    /// Nothing left to wait for: every balance was read and none has money held.
+    pub fn settled(&self) -> bool {
+        self.read_errors == 0 && self.held_cents == 0
+    }
 }
 
-async fn check_conservation(accounts: &[BenchAccount]) -> Check {
+/// Reads every balance until none has money held (an abort or a commit may still be on its way
+/// to another bank) or [`SETTLE_WAIT_MAX_MS`] passed; returns the last reading and the time
+/// waited.
+async fn check_conservation(accounts: &[&BenchAccount]) -> (Check, Duration) {
+    let started = Instant::now();
+    loop {
+        let check = read_balances(accounts).await;
+        if check.settled() || started.elapsed() >= Duration::from_millis(SETTLE_WAIT_MAX_MS) {
+            return (check, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(SETTLE_POLL_MS)).await;
+    }
+}
+
+/// Every account's balance, read with its own session at its own bank.
+async fn read_balances(accounts: &[&BenchAccount]) -> Check {
     let balances: Vec<Result<bank_client::Account, bank_client::Error>> = futures::stream::iter(accounts)
         .map(|account| async move { retry_overloaded(|| account.client.me()).await.0 })
         .buffer_unordered(SETUP_CONCURRENCY_MAX)
@@ -797,7 +1128,9 @@ mod tests {
         Summary {
             mode: Mode::InBank,
             target: "http://127.0.0.1:8081".into(),
+            banks: 1,
             accounts: 2,
+            accounts_total: 2,
             transfers: 10,
             concurrency: 2,
             seed: 1,
@@ -818,6 +1151,7 @@ mod tests {
             setup_retries: 0,
             setup_s: 0.5,
             elapsed_s: 0.1,
+            settle_s: 0.0,
         }
     }
 
@@ -840,6 +1174,7 @@ mod tests {
             "retries",
             "conserved",
             "elapsed_s",
+            "banks",
         ] {
             assert!(value.get(field).is_some(), "missing {field}");
         }
@@ -866,13 +1201,126 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unimplemented_modes_are_refused_before_any_request() {
+    async fn consortium_modes_need_a_consortium_file_before_any_request() {
         let mut options = Options::new("http://127.0.0.1:1");
         options.mode = Mode::CrossBank;
-        let err = run(&options).await.expect_err("not implemented");
-        assert!(err.to_string().contains("not implemented yet"), "{err}");
+        let err = run(&options).await.expect_err("no consortium file");
+        assert!(err.to_string().contains("--consortium"), "{err}");
+        options.consortium.file = Some(PathBuf::from("/nonexistent/consortium.toml"));
+        options.mode = Mode::Packet;
+        options.consortium.banks = Some(2);
+        let err = run(&options).await.expect_err("too few banks for a packet");
+        assert!(err.to_string().contains("at least 3 banks"), "{err}");
+        options.consortium.banks = None;
+        let err = run(&options).await.expect_err("no such file");
+        assert!(format!("{err:#}").contains("/nonexistent/consortium.toml"), "{err:#}");
         options.mode = Mode::InBank;
         options.accounts = 1;
         assert!(run(&options).await.expect_err("too few").to_string().contains("--accounts"));
+    }
+
+    #[test]
+    fn opening_plans_put_accounts_per_bank() {
+        assert_eq!(opening_plan(Mode::InBank, 1, 3), vec![vec![0]; 3]);
+        assert_eq!(opening_plan(Mode::CrossBank, 3, 2), vec![vec![0], vec![0], vec![1], vec![1], vec![2], vec![2]]);
+        assert_eq!(opening_plan(Mode::Packet, 3, 2), vec![vec![0, 1, 2], vec![0, 1, 2]]);
+    }
+
+    /// Fake accounts (no request is ever sent): account `a` of bank `k` is numbered `k-a`, and
+    /// its client's token names it, so a test can tell which session sends.
+    fn fake_customers(mode: Mode, banks: usize, accounts: usize) -> Vec<Vec<BenchAccount>> {
+        let client = Client::new("http://127.0.0.1:1").expect("client");
+        opening_plan(mode, banks, accounts)
+            .iter()
+            .enumerate()
+            .map(|(customer, at)| {
+                at.iter()
+                    .map(|&k| BenchAccount {
+                        address: AccountRef { bank_id: k as u32 + 1, number: format!("{customer}-{k}") },
+                        client: client.with_token(format!("{customer}-{k}")),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cross_bank_transfers_go_from_one_bank_to_another() {
+        let workload = Workload::new(Mode::CrossBank, 3, 4, fake_customers(Mode::CrossBank, 3, 4)).expect("workload");
+        assert_eq!(workload.accounts().len(), 12);
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut pairs = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            let (client, request) = workload.draw(&mut rng);
+            assert_eq!(request.legs.len(), 1);
+            let leg = &request.legs[0];
+            assert!(leg.from.is_none(), "the sender's own account");
+            assert!((1..=TRANSFER_AMOUNT_MAX_CENTS).contains(&leg.amount_cents));
+            let Destination::Account(to) = &leg.to else { panic!("addressed by account") };
+            let sender = client.token().expect("session");
+            let from_bank: u32 = sender.rsplit('-').next().expect("bank").parse().expect("bank");
+            assert_ne!(from_bank + 1, to.bank_id, "{sender} -> {to:?}");
+            pairs.insert((from_bank + 1, to.bank_id));
+        }
+        assert_eq!(pairs.len(), 6, "every ordered pair of banks: {pairs:?}");
+    }
+
+    #[test]
+    fn packets_spend_one_customers_accounts_at_three_banks() {
+        for banks in [3, 4] {
+            let workload =
+                Workload::new(Mode::Packet, banks, 5, fake_customers(Mode::Packet, banks, 5)).expect("workload");
+            assert_eq!(workload.accounts().len(), 5 * banks);
+            let mut rng = StdRng::seed_from_u64(banks as u64);
+            let mut coordinators = std::collections::BTreeSet::new();
+            for _ in 0..1000 {
+                let (client, request) = workload.draw(&mut rng);
+                let sender = client.token().expect("session").to_owned();
+                let (customer, at) = sender.split_once('-').expect("customer-bank");
+                let at_bank: u32 = at.parse::<u32>().expect("bank") + 1;
+                coordinators.insert(at_bank);
+                assert_eq!(request.legs.len(), PACKET_LEGS);
+                let mut source_banks: Vec<u32> = request
+                    .legs
+                    .iter()
+                    .map(|leg| match &leg.from {
+                        None => at_bank,
+                        Some(from) => {
+                            assert_ne!(from.bank_id, at_bank, "the leg at the coordinator leaves out from");
+                            assert_eq!(from.number.split_once('-').expect("number").0, customer, "own account");
+                            from.bank_id
+                        }
+                    })
+                    .collect();
+                source_banks.sort_unstable();
+                source_banks.dedup();
+                assert_eq!(source_banks.len(), PACKET_LEGS, "three different banks: {request:?}");
+                for leg in &request.legs {
+                    let Destination::Account(to) = &leg.to else { panic!("addressed by account") };
+                    assert_ne!(to.number.split_once('-').expect("number").0, customer, "to another customer");
+                    assert!((1..=TRANSFER_AMOUNT_MAX_CENTS).contains(&leg.amount_cents));
+                }
+            }
+            assert_eq!(coordinators.len(), banks, "sent at every bank");
+        }
+    }
+
+    #[test]
+    fn others_are_never_the_excluded_one() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for _ in 0..500 {
+            assert_eq!(pick_other(&mut rng, 2, 0), 1);
+            assert_ne!(pick_other(&mut rng, 5, 3), 3);
+        }
+    }
+
+    #[test]
+    fn settled_needs_every_balance_and_no_hold() {
+        let mut check = Check::default();
+        assert!(check.settled());
+        check.add(&bank_client::Balance { posted_cents: 10, held_cents: 5, available_cents: 5 });
+        assert!(!check.settled());
+        let unread = Check { read_errors: 1, ..Check::default() };
+        assert!(!unread.settled());
     }
 }

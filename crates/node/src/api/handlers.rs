@@ -352,7 +352,7 @@ pub async fn transfer(
         };
     }
     state.metrics.operation("transfer", transfer.status.as_str());
-    tracing::info!(transfer_id = %id, status = transfer.status.as_str(), "cross-bank transfer answered");
+    tracing::debug!(transfer_id = %id, status = transfer.status.as_str(), "cross-bank transfer answered");
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
