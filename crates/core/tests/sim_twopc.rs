@@ -66,6 +66,10 @@ fn random_seeds_keep_every_invariant() {
         total.never_begun += stats.never_begun;
         total.keys_registered += stats.keys_registered;
         total.crashes += stats.crashes;
+        total.batches += stats.batches;
+        total.batches_lost += stats.batches_lost;
+        total.batches_duplicated += stats.batches_duplicated;
+        total.batches_cut += stats.batches_cut;
         total.mid_call_crashes += stats.mid_call_crashes;
         total.messages += stats.messages;
         total.steps += stats.steps;
@@ -75,6 +79,10 @@ fn random_seeds_keep_every_invariant() {
     if seeds.len() >= 100 {
         assert!(total.committed > 0 && total.aborted > 0, "{total:?}");
         assert!(total.keys_registered > 0, "key registrations must sometimes succeed: {total:?}");
+        assert!(
+            total.batches_lost > 0 && total.batches_duplicated > 0 && total.batches_cut > 0,
+            "batches must be lost, duplicated and cut by crashes: {total:?}"
+        );
         assert!(total.crashes > 0 && total.mid_call_crashes > 0 && total.never_begun > 0, "{total:?}");
     }
 }

@@ -128,6 +128,11 @@ pub struct Knobs {
     pub retry: RetryPolicy,
     /// Steps allowed after healing to become quiet; more means a liveness bug.
     pub heal_steps_max: usize,
+    /// Deliver what is due between two banks as one batch, as the node's outboxes do (one
+    /// request per peer): a batch is lost, duplicated or cut by a crash of its receiver as a whole.
+    pub batching: bool,
+    /// Chance that a batch's receiver crashes after applying only a prefix of it.
+    pub batch_crash_per_mille: u32,
 }
 
 impl Knobs {
@@ -151,6 +156,8 @@ impl Knobs {
             clock_skew_ms: (0, 0),
             retry: RetryPolicy::new(50, 400),
             heal_steps_max: 2_000,
+            batching: false,
+            batch_crash_per_mille: 0,
         }
     }
 
@@ -174,6 +181,8 @@ impl Knobs {
             clock_skew_ms: (0, [0, 30, 150][rng.below(3)]),
             retry: RetryPolicy::new(20, [80, 320][rng.below(2)]),
             heal_steps_max: 5_000,
+            batching: rng.per_mille(500),
+            batch_crash_per_mille: [0, 20, 100][rng.below(3)],
         }
     }
 }
@@ -286,6 +295,11 @@ pub struct Stats {
     pub keys_registered: usize,
     pub crashes: usize,
     pub mid_call_crashes: usize,
+    /// Batches delivered (worlds that batch), lost whole, duplicated whole, cut by a crash.
+    pub batches: usize,
+    pub batches_lost: usize,
+    pub batches_duplicated: usize,
+    pub batches_cut: usize,
     pub messages: usize,
     pub steps: usize,
 }
@@ -713,10 +727,47 @@ impl World {
         let (mut due, later): (Vec<Packet>, Vec<Packet>) = self.network.drain(..).partition(|p| p.deliver_at <= now);
         self.network = later;
         self.rng.shuffle(&mut due);
-        for packet in due {
-            self.deliver(packet);
+        if self.knobs.batching {
+            self.deliver_batches(due);
+        } else {
+            for packet in due {
+                self.deliver(packet);
+            }
         }
         self.tick_all();
+    }
+
+    /// Delivers `due` grouped per (sender, receiver), as the outboxes send them: each batch may be
+    /// lost whole, delivered twice, or cut by its receiver crashing after a prefix of it (every
+    /// message before the cut applied and durable, the rest lost).
+    fn deliver_batches(&mut self, due: Vec<Packet>) {
+        let mut groups: BTreeMap<(BankId, BankId), Vec<Packet>> = BTreeMap::new();
+        for packet in due {
+            groups.entry((packet.from, packet.to)).or_default().push(packet);
+        }
+        let mut batches: Vec<Vec<Packet>> = groups.into_values().collect();
+        self.rng.shuffle(&mut batches);
+        for batch in batches {
+            self.stats.batches += 1;
+            if self.faults && self.rng.per_mille(self.knobs.loss_per_mille) {
+                self.stats.batches_lost += 1;
+                continue;
+            }
+            let copies = if self.faults && self.rng.per_mille(self.knobs.duplicate_per_mille) { 2 } else { 1 };
+            self.stats.batches_duplicated += copies - 1;
+            for _ in 0..copies {
+                let cut = (self.faults && batch.len() > 1 && self.rng.per_mille(self.knobs.batch_crash_per_mille))
+                    .then(|| 1 + self.rng.below(batch.len() - 1));
+                for (i, packet) in batch.iter().cloned().enumerate() {
+                    if cut == Some(i) {
+                        self.stats.batches_cut += 1;
+                        self.crash(packet.to, true);
+                        break;
+                    }
+                    self.deliver(packet);
+                }
+            }
+        }
     }
 
     /// Ticks every live bank's coordinator, then its participant.
