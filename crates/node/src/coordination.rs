@@ -67,6 +67,17 @@ pub struct Coordination {
     waiters: Mutex<HashMap<TransferId, watch::Sender<Progress>>>,
     /// Why watched transactions were aborted (the first refusal's code and detail).
     refusals: Mutex<HashMap<TransferId, (String, String)>>,
+    /// How each peer answered its last request: `Some(true)` up, `Some(false)` unreachable.
+    peers: Mutex<HashMap<BankId, PeerSeen>>,
+}
+
+/// The last time this bank heard from a peer, as its outbox saw it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerSeen {
+    /// Whether the last request reached it.
+    pub up: Option<bool>,
+    /// When it last answered (Unix ms), if ever.
+    pub last_answer_ms: Option<i64>,
 }
 
 impl Coordination {
@@ -85,6 +96,7 @@ impl Coordination {
             outboxes,
             waiters: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
         });
         if let Some(client) = peers {
             for (peer, rx) in receivers {
@@ -105,6 +117,20 @@ impl Coordination {
             }
         });
         this
+    }
+
+    /// How each peer answered lately (for the status page).
+    pub fn peers_seen(&self) -> HashMap<BankId, PeerSeen> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn saw(&self, peer: BankId, up: bool) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = peers.entry(peer).or_default();
+        seen.up = Some(up);
+        if up {
+            seen.last_answer_ms = Some(crate::storage::writer::now_ms().0);
+        }
     }
 
     /// Registers interest in `tx` before it begins, so no progress is missed.
@@ -234,6 +260,7 @@ async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut r
         let envelope = Envelope { messages: std::mem::take(&mut batch) };
         match client.post_json::<Envelope, Envelope>(peer, MESSAGES_PATH, &envelope).await {
             Ok(answer) => {
+                this.saw(peer, true);
                 if !answer.messages.is_empty() {
                     match this.writer.protocol_deliver(peer, answer.messages).await {
                         Ok(outputs) => this.dispatch(outputs).await,
@@ -242,6 +269,7 @@ async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut r
                 }
             }
             Err(e) => {
+                this.saw(peer, false);
                 tracing::debug!(bank = %peer, error = %e, messages = envelope.messages.len(), "peer unreachable");
                 // Fail fast: every prepare that could not be delivered is a no vote of that bank.
                 let refusals: Vec<Message> = envelope

@@ -224,3 +224,34 @@ async fn my_accounts_across_the_consortium_name_unreachable_banks() {
     assert_eq!(mine["unreachable_banks"], json!([3]), "{mine}");
     assert_eq!(mine["accounts"].as_array().map(Vec::len), Some(2));
 }
+
+/// The status page lists every member: up once it answered, suspected when it stopped answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_lists_members_and_suspects_a_silent_one() {
+    let mut c = common::cluster(3).await;
+    let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (_, acc2) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana1, 1_000).await;
+    let pay = json!({ "legs": [{ "to": { "bank_id": 2, "number": number(&acc2) }, "amount_cents": 10 }] });
+    let (status, _) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(pay)).await;
+    assert_eq!(status, 201);
+    let (status, view) = c.bank(1).call("GET", "/api/v1/consortium/status", None, None).await;
+    assert_eq!(status, 200, "{view}");
+    let states: Vec<(i64, String)> = view["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["id"].as_i64().unwrap_or(0), m["state"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(states[0], (1, "up".to_string()));
+    assert_eq!(states[1], (2, "up".to_string()), "{view}");
+    assert_eq!(view["in_doubt"], 0);
+
+    let down = c.nodes.remove(1);
+    let _dir = down.stop().await;
+    let pay = json!({ "legs": [{ "to": { "bank_id": 2, "number": number(&acc2) }, "amount_cents": 10 }] });
+    let (_, failed) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(pay)).await;
+    assert_eq!(failed["failure"]["code"], "bank_unavailable", "{failed}");
+    let (_, view) = c.bank(1).call("GET", "/api/v1/consortium/status", None, None).await;
+    assert_eq!(view["members"][1]["state"], "suspected", "{view}");
+}

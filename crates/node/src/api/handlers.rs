@@ -497,13 +497,38 @@ pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Js
     Ok(Json(ConsortiumAccountsOut { accounts: out, unreachable_banks }))
 }
 
-/// A consortium of one: this bank is the only member and always holds the token.
-pub async fn consortium_status(state: State) -> Json<serde_json::Value> {
-    Json(json!({
+/// The consortium as this bank sees it: members (`up` when its last request to them got an
+/// answer, `suspected` when it did not, `unknown` before any), and the transactions it holds in
+/// doubt. The token ring is not built yet: `ring` shows this bank as the holder of a ring of one
+/// in `concurrent` mode (every bank coordinates at any time).
+pub async fn consortium_status(state: State) -> ApiResult<Json<serde_json::Value>> {
+    let seen = state.coordination.peers_seen();
+    let now = now_ms().0;
+    let members: Vec<serde_json::Value> = match &state.interbank {
+        None => vec![json!({ "id": state.bank_id.0, "name": state.bank_name, "url": state.public_url, "state": "up" })],
+        Some(ib) => ib
+            .members
+            .values()
+            .map(|m| {
+                let peer = seen.get(&m.id).copied().unwrap_or_default();
+                let member_state = match (m.id == state.bank_id, peer.up) {
+                    (true, _) | (false, Some(true)) => "up",
+                    (false, Some(false)) => "suspected",
+                    (false, None) => "unknown",
+                };
+                json!({
+                    "id": m.id.0, "name": m.name, "url": m.url, "state": member_state,
+                    "last_seen_ms": peer.last_answer_ms.map(|t| now - t),
+                })
+            })
+            .collect(),
+    };
+    let in_doubt = state.reads.run(|c| read::holds_count(c)).await?;
+    Ok(Json(json!({
         "bank_id": state.bank_id.0,
-        "mode": "token-ring",
-        "members": [{ "id": state.bank_id.0, "name": state.bank_name, "url": state.public_url, "state": "up" }],
-        "ring": { "epoch": 1, "holder": state.bank_id.0, "last_seen_ms": 0, "rotations_per_s": 0.0, "queue_len": 0 },
-        "in_doubt": 0,
-    }))
+        "mode": "concurrent",
+        "members": members,
+        "ring": { "epoch": 0, "holder": null, "last_seen_ms": null, "rotations_per_s": 0.0, "queue_len": 0 },
+        "in_doubt": in_doubt,
+    })))
 }

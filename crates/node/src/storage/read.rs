@@ -189,6 +189,11 @@ pub fn accounts_of_document(conn: &Connection, document: &bank_core::document::D
     Ok(out)
 }
 
+/// Transactions holding money (or keys) here until their outcome arrives.
+pub fn holds_count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM holds", [], |r| r.get(0))?)
+}
+
 /// Live sessions, for the in-memory cache at start.
 pub fn live_sessions(conn: &Connection, now: TimestampMs) -> Result<Vec<([u8; 32], AccountNumber, TimestampMs)>> {
     let mut stmt =
