@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod interbank;
 pub mod metrics;
 pub mod storage;
+pub mod web;
 
 pub use config::{Limits, NodeConfig};
 

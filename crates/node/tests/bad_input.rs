@@ -1096,7 +1096,7 @@ async fn unknown_path_is_a_not_found_problem() {
         ("GET", "/api/v1/nope"),
         ("GET", "/api/v2/me"),
         ("POST", "/api/v1/deposit"),
-        ("GET", "/"),
+        ("GET", "/no-such-page"),
         ("DELETE", "/api/v1/sessions/other"),
     ] {
         let reply = w.node.send(method, path, Some(&w.ana.token), Body::None, &[]).await;

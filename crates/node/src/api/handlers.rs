@@ -523,7 +523,7 @@ pub async fn consortium_status(state: State) -> ApiResult<Json<serde_json::Value
             })
             .collect(),
     };
-    let in_doubt = state.reads.run(|c| read::holds_count(c)).await?;
+    let in_doubt = state.reads.run(read::holds_count).await?;
     Ok(Json(json!({
         "bank_id": state.bank_id.0,
         "mode": "concurrent",

@@ -75,6 +75,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/consortium/status", get(handlers::consortium_status))
         .merge(crate::interbank::routes())
         .merge(crate::coordination::routes())
+        .merge(crate::web::routes())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)

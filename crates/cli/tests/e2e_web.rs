@@ -1,0 +1,307 @@
+//! The web pages end to end in headless Chromium against a real local consortium (`bank up
+//! --banks 3`): sign up at two banks, deposit, a cross-bank Pix through its confirmation page, a
+//! three-bank packet and its statement, a packet that fails and moves nothing, and a form posted
+//! from another bank's page refused. Screenshots of the main pages go to target/screenshots/.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
+//! /usr/bin/chromedriver the test is skipped, except under CI, where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const BANKS: u32 = 3;
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        if port > u16::MAX - n {
+            continue;
+        }
+        let rest: Vec<_> = (1..n).map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i))).collect();
+        if rest.iter().all(Result::is_ok) {
+            return port;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// A child process killed (with the banks `bank up` started) when the test ends.
+struct Proc {
+    child: Child,
+    data: Option<PathBuf>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(data) = &self.data {
+            let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            for id in 1..=BANKS {
+                if let Ok(text) = std::fs::read_to_string(data.join(format!("bank-{id}/pid")))
+                    && let Ok(pid) = text.trim().parse::<i32>()
+                    && matches!(self.child.try_wait(), Ok(None))
+                {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "{what} did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(c: &Client, css: &str, text: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("field {css}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("element {css}: {e}")).click().await.expect("click");
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("element {css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn body(c: &Client) -> String {
+    c.find(Locator::Css("body")).await.expect("body").text().await.expect("text")
+}
+
+async fn sign_up(c: &Client, bank: &str, name: &str, document: &str, email: &str, screenshot: Option<&str>) {
+    c.goto(&format!("{bank}/signup")).await.expect("signup page");
+    fill(c, "#name", name).await;
+    fill(c, "#document", document).await;
+    fill(c, "#email", email).await;
+    fill(c, "#phone", "+55 75 99999-1234").await;
+    fill(c, "#password", "a long password").await;
+    if let Some(name) = screenshot {
+        shot(c, name).await;
+    }
+    click(c, "form.card button[type=submit]").await;
+    assert!(text_of(c, "h1").await.starts_with("Hello"), "dashboard after sign-up: {}", body(c).await);
+}
+
+async fn deposit(c: &Client, bank: &str, amount: &str) {
+    c.goto(&format!("{bank}/deposit")).await.expect("deposit page");
+    fill(c, "#amount", amount).await;
+    click(c, "form.card button[type=submit]").await;
+    assert!(body(c).await.contains("Deposit done"), "{}", body(c).await);
+}
+
+async fn available(c: &Client, bank: &str) -> String {
+    c.goto(&format!("{bank}/")).await.expect("dashboard");
+    text_of(c, "#available").await
+}
+
+/// Fills packet leg `n` from the customer's account at `bank_id`.
+async fn packet_leg(c: &Client, n: u32, bank_id: u32, key: &str, amount: &str) {
+    click(c, &format!("#from-{n} option[value^='{bank_id}:']")).await;
+    fill(c, &format!("#key-{n}"), key).await;
+    fill(c, &format!("#amount-{n}"), amount).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_use_the_pages_in_a_real_browser() {
+    if !Path::new(CHROMEDRIVER).exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install chromium and chromium-driver (.ci/run)");
+        eprintln!("skipped: {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let base = free_ports(BANKS as u16);
+    let up = Command::new(env!("CARGO_BIN_EXE_bank"))
+        .args(["up", "--banks", &BANKS.to_string(), "--base-port", &base.to_string(), "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn bank up");
+    let _up = Proc { child: up, data: Some(data.clone()) };
+    let bank = |id: u32| format!("http://127.0.0.1:{}", u32::from(base) + id - 1);
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
+    for id in 1..=BANKS {
+        let url = format!("{}/healthz", bank(id));
+        wait_until(
+            &format!("bank {id}"),
+            async || matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()),
+        )
+        .await;
+    }
+
+    let driver_port = free_ports(1);
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={driver_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chromedriver");
+    let _driver = Proc { child: driver, data: None };
+    let driver_url = format!("http://127.0.0.1:{driver_port}");
+    let status_url = format!("{driver_url}/status");
+    wait_until("chromedriver", async || matches!(http.get(&status_url).send().await, Ok(r) if r.status().is_success()))
+        .await;
+    let profile = dir.path().join("chromium-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "chrome".into());
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1200,1000", format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let c = ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(&driver_url).await.expect("session");
+    let outcome = run(&c, &bank).await;
+    let _ = c.close().await;
+    outcome.expect("scenario");
+}
+
+async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
+    let (b1, b2, b3) = (bank(1), bank(2), bank(3));
+    let ana = bank_core::document::Cpf::from_base(1).as_str().to_string();
+    let bia = bank_core::document::Cpf::from_base(2).as_str().to_string();
+
+    // The sign-in page, then a bad sign-up re-shown with what was typed.
+    c.goto(&format!("{b1}/login")).await.map_err(|e| e.to_string())?;
+    shot(c, "01-login").await;
+    c.goto(&format!("{b1}/signup")).await.map_err(|e| e.to_string())?;
+    fill(c, "#name", "Ana Souza").await;
+    fill(c, "#document", "111.222.333-44").await;
+    fill(c, "#email", "ana@example.com").await;
+    fill(c, "#phone", "+55 75 99999-1234").await;
+    fill(c, "#password", "a long password").await;
+    click(c, "form.card button[type=submit]").await;
+    let error = text_of(c, "#form-error").await;
+    assert!(error.contains("Nothing was done"), "{error}");
+    let typed = c.find(Locator::Css("#name")).await.map_err(|e| e.to_string())?.prop("value").await;
+    assert_eq!(typed.map_err(|e| e.to_string())?.as_deref(), Some("Ana Souza"));
+    shot(c, "02-signup-error").await;
+
+    // Ana at banks 1 and 2, Bia at bank 3 (one browser: each bank keeps its own cookie).
+    sign_up(c, &b1, "Ana Souza", &ana, "ana@example.com", Some("03-signup")).await;
+    sign_up(c, &b2, "Ana Souza", &ana, "ana@example.com", None).await;
+    sign_up(c, &b3, "Bia Lima", &bia, "bia@example.com", None).await;
+    deposit(c, &b1, "1000,00").await;
+    deposit(c, &b2, "50.00").await;
+    assert_eq!(available(c, &b1).await, "R$ 1.000,00");
+    shot(c, "04-dashboard").await;
+
+    // Pix from bank 1 to Bia at bank 3, through the confirmation page.
+    c.goto(&format!("{b1}/pix")).await.map_err(|e| e.to_string())?;
+    fill(c, "#key", &bia).await;
+    fill(c, "#amount", "25,50").await;
+    shot(c, "05-pix").await;
+    click(c, "form.card button[type=submit]").await;
+    assert_eq!(text_of(c, "#receiver-name").await, "Bia Lima");
+    assert!(text_of(c, "#receiver-document").await.starts_with("***."));
+    assert!(text_of(c, "#receiver-bank").await.ends_with("(3)"), "the receiver's bank");
+    shot(c, "06-pix-confirm").await;
+    click(c, "#send").await;
+    assert_eq!(text_of(c, "#transfer-status").await, "completed", "{}", body(c).await);
+    shot(c, "07-pix-result").await;
+    assert_eq!(available(c, &b1).await, "R$ 974,50");
+
+    // A three-bank packet: from Ana's accounts at banks 1 and 2 to Bia at bank 3.
+    c.goto(&format!("{b1}/packet")).await.map_err(|e| e.to_string())?;
+    packet_leg(c, 1, 1, &bia, "10").await;
+    packet_leg(c, 2, 2, &bia, "20").await;
+    click(c, "button[value=review]").await;
+    assert!(body(c).await.contains("Total per source"));
+    shot(c, "08-packet-review").await;
+    click(c, "#send-packet").await;
+    assert_eq!(text_of(c, "#transfer-status").await, "completed", "{}", body(c).await);
+    shot(c, "09-packet-result").await;
+
+    // The statement shows it.
+    c.goto(&format!("{b1}/statement")).await.map_err(|e| e.to_string())?;
+    let statement = body(c).await;
+    assert!(statement.contains("Pix sent") && statement.contains("-R$ 10,00"), "{statement}");
+    shot(c, "10-statement").await;
+    c.goto(&format!("{b3}/statement")).await.map_err(|e| e.to_string())?;
+    assert_eq!(body(c).await.matches("Pix received").count(), 3, "{}", body(c).await);
+
+    // A packet beyond bank 2's money fails whole: nothing moves anywhere.
+    let before = (available(c, &b1).await, available(c, &b2).await, available(c, &b3).await);
+    c.goto(&format!("{b1}/packet")).await.map_err(|e| e.to_string())?;
+    packet_leg(c, 1, 1, &bia, "10").await;
+    packet_leg(c, 2, 2, &bia, "999").await;
+    click(c, "#send-packet").await;
+    assert_eq!(text_of(c, "#transfer-status").await, "failed", "{}", body(c).await);
+    assert!(body(c).await.contains("Nothing moved"));
+    shot(c, "11-packet-failed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = (available(c, &b1).await, available(c, &b2).await, available(c, &b3).await);
+    assert_eq!(before, after, "a failed packet moves nothing");
+
+    // Receive: the Pix copia e cola and its QR code.
+    c.goto(&format!("{b1}/receive?amount=12,34")).await.map_err(|e| e.to_string())?;
+    assert!(text_of(c, "#brcode").await.contains("br.gov.bcb.pix"));
+    shot(c, "12-receive").await;
+    c.goto(&format!("{b1}/consortium")).await.map_err(|e| e.to_string())?;
+    shot(c, "13-consortium").await;
+
+    // A form on bank 2's page posting to bank 1 (another origin) is refused; nothing changes.
+    c.goto(&format!("{b2}/")).await.map_err(|e| e.to_string())?;
+    let script = format!(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = '{b1}/deposit';
+         for (const [k, v] of [['amount', '500'], ['method', 'cash']]) {{
+           const i = document.createElement('input'); i.name = k; i.value = v; f.appendChild(i); }}
+         document.body.appendChild(f); f.submit();"
+    );
+    c.execute(&script, Vec::new()).await.map_err(|e| e.to_string())?;
+    wait_until("the refusal page", async || body(c).await.contains("Request refused")).await;
+    shot(c, "14-cross-site-refused").await;
+    assert_eq!(available(c, &b1).await, after.0, "the cross-site post changed nothing");
+
+    // Signing out, and the dashboard on a phone-sized window.
+    c.set_window_size(390, 844).await.map_err(|e| e.to_string())?;
+    c.goto(&format!("{b1}/")).await.map_err(|e| e.to_string())?;
+    shot(c, "15-dashboard-phone").await;
+    click(c, "nav.menu form button").await;
+    assert!(body(c).await.contains("You are signed out"));
+    Ok(())
+}

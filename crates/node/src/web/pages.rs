@@ -1,0 +1,970 @@
+//! The page handlers and their templates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use bank_core::Error;
+use bank_core::account::{Account, AccountKind, Holder, NewAccount, check_password, parse_name};
+use bank_core::contact::{Email, Phone};
+use bank_core::document::Document;
+use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
+use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest};
+use bank_core::pixkey::PixKey;
+
+use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, ops, parse_amount, render, render_status};
+use crate::api::AppState;
+use crate::api::dto::{EntryOut, KeyLookupOut, TransferOut};
+use crate::api::problem::{ApiError, status_of};
+use crate::auth;
+use crate::storage::read;
+use crate::storage::writer::now_ms;
+
+type St = axum::extract::State<Arc<AppState>>;
+
+/// The HTTP status of a refused form: the one the API answers for the same refusal.
+fn refused(e: &ApiError) -> StatusCode {
+    match e {
+        ApiError::Core(e) => status_of(e),
+        ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn invalid(message: String) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, message)
+}
+
+fn refusal(e: ApiError) -> (StatusCode, String) {
+    (refused(&e), friendly(&e))
+}
+
+/// The signed-in account and its keys; a vanished account signs the browser out.
+async fn me(state: &Arc<AppState>, session: &WebSession) -> Result<(Account, Vec<(String, String)>), Response> {
+    ops::account(state, &session.account).await.map_err(|e| match e {
+        ApiError::Core(Error::Unauthorized(_)) => Redirect::to("/login").into_response(),
+        other => message(state, None, refused(&other), "Something went wrong", &friendly(&other)),
+    })
+}
+
+fn shell(state: &AppState, title: &str, account: &Account) -> Shell {
+    Shell::new(state, title, Some(account.display_name()))
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    shell: Shell,
+    heading: String,
+    message: String,
+}
+
+fn message(state: &AppState, customer: Option<String>, status: StatusCode, heading: &str, text: &str) -> Response {
+    let page = MessagePage {
+        shell: Shell::new(state, heading, customer),
+        heading: heading.to_string(),
+        message: text.to_string(),
+    };
+    render_status(status, &page)
+}
+
+fn notice_text(code: Option<&String>) -> Option<String> {
+    let text = match code?.as_str() {
+        "signup" => "Your account is open. Welcome!",
+        "signup_nokey" => "Your account is open, but its CPF/CNPJ Pix key could not be registered; see Receive.",
+        "deposit" => "Deposit done.",
+        "withdrawal" => "Withdrawal done.",
+        "key" => "Key registered.",
+        "logout" => "You are signed out.",
+        _ => return None,
+    };
+    Some(text.to_string())
+}
+
+// ---------------------------------------------------------------- sign in / sign up / out
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    shell: Shell,
+    email: String,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn login_form(state: St, Query(q): Query<HashMap<String, String>>) -> Response {
+    render(&LoginPage {
+        shell: Shell::new(&state, "Sign in", None),
+        email: String::new(),
+        error: None,
+        notice: notice_text(q.get("notice")),
+    })
+}
+
+pub async fn login(state: St, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let email = f.get("email");
+    match sign_in(&state, &email, &f.get("password")).await {
+        Ok(token) => signed_in(&state, &token, "/"),
+        Err(e) => render_status(
+            refused(&e),
+            &LoginPage { shell: Shell::new(&state, "Sign in", None), email, error: Some(friendly(&e)), notice: None },
+        ),
+    }
+}
+
+/// Checks the password as `POST /api/v1/sessions` does and opens a session; returns its token.
+async fn sign_in(state: &Arc<AppState>, email: &str, password: &str) -> Result<String, ApiError> {
+    let wrong = || ApiError::Core(Error::Unauthorized("wrong e-mail or password".into()));
+    let email = Email::parse(email).map(|e| e.as_str().to_string()).unwrap_or_default();
+    let found = state.reads.run(move |c| read::credentials(c, &email)).await?;
+    let (number, hash) = match found {
+        Some((number, hash)) => (Some(number), hash),
+        None => (None, auth::decoy_hash().to_string()),
+    };
+    let password = password.to_string();
+    let ok = state
+        .hashers
+        .run(move || auth::verify_password(&password, &hash))
+        .await
+        .ok_or(ApiError::Core(Error::Overloaded))?;
+    let number = match (ok, number) {
+        (true, Some(number)) => number,
+        _ => {
+            state.metrics.operation("sign_in", "rejected");
+            return Err(wrong());
+        }
+    };
+    open_session(state, number).await
+}
+
+async fn open_session(state: &Arc<AppState>, number: AccountNumber) -> Result<String, ApiError> {
+    let (token, token_hash) = auth::new_token().map_err(ApiError::Internal)?;
+    let expires_at = TimestampMs(now_ms().0 + (state.limits.session_ttl_s as i64) * 1000);
+    state.writer.create_session(token_hash, number.clone(), expires_at).await?;
+    let live = state.sessions.insert(token_hash, number, expires_at);
+    state.metrics.set_sessions(live);
+    state.metrics.operation("sign_in", "ok");
+    Ok(token)
+}
+
+fn signed_in(state: &AppState, token: &str, to: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, super::session_cookie(state, token, state.limits.session_ttl_s));
+    response
+}
+
+pub async fn logout(state: St, session: Result<WebSession, Response>) -> Response {
+    if let Ok(session) = session {
+        if let Err(e) = state.writer.revoke_session(session.token_hash).await {
+            return message(&state, None, refused(&e.into()), "Could not sign out", "Try again.");
+        }
+        let live = state.sessions.remove(&session.token_hash);
+        state.metrics.set_sessions(live);
+    }
+    let mut response = Redirect::to("/login?notice=logout").into_response();
+    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", super::cookie_name(&state));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage {
+    shell: Shell,
+    kind: String,
+    name: String,
+    document: String,
+    name_2: String,
+    document_2: String,
+    email: String,
+    phone: String,
+    error: Option<String>,
+}
+
+fn signup_page(state: &AppState, f: &Fields, error: Option<String>) -> SignupPage {
+    let kind = f.get("kind");
+    SignupPage {
+        shell: Shell::new(state, "Open an account", None),
+        kind: if kind.is_empty() { "individual".into() } else { kind },
+        name: f.get("name"),
+        document: f.get("document"),
+        name_2: f.get("name_2"),
+        document_2: f.get("document_2"),
+        email: f.get("email"),
+        phone: f.get("phone"),
+        error,
+    }
+}
+
+pub async fn signup_form(state: St) -> Response {
+    render(&signup_page(&state, &Fields::default(), None))
+}
+
+pub async fn signup(state: St, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    match open_account(&state, &f).await {
+        Ok((token, warned)) => {
+            signed_in(&state, &token, if warned { "/?notice=signup_nokey" } else { "/?notice=signup" })
+        }
+        Err(e) => render_status(refused(&e), &signup_page(&state, &f, Some(friendly(&e)))),
+    }
+}
+
+/// Opens an account as `POST /api/v1/accounts` does, then signs it in.
+async fn open_account(state: &Arc<AppState>, f: &Fields) -> Result<(String, bool), ApiError> {
+    let kind = AccountKind::parse(&f.get("kind"))?;
+    let mut holders =
+        vec![Holder { name: parse_name(&f.get("name"))?, document: Document::parse(&f.get("document"))? }];
+    let (name_2, document_2) = (f.get("name_2"), f.get("document_2"));
+    if kind == AccountKind::Joint || !name_2.trim().is_empty() || !document_2.trim().is_empty() {
+        holders.push(Holder { name: parse_name(&name_2)?, document: Document::parse(&document_2)? });
+    }
+    let email = Email::parse(&f.get("email"))?;
+    let phone = Phone::parse(&f.get("phone"))?;
+    let password = f.get("password");
+    check_password(&password)?;
+    let new = NewAccount { kind, holders, email, phone, password_hash: String::new() };
+    new.validate()?;
+    let password_hash =
+        state.hashers.run(move || auth::hash_password(&password)).await.ok_or(ApiError::Core(Error::Overloaded))?;
+    let password_hash = password_hash.map_err(ApiError::Internal)?;
+    let opened = state.writer.open_account(NewAccount { password_hash, ..new }).await;
+    state.metrics.operation("open_account", if opened.is_ok() { "ok" } else { "rejected" });
+    let opened = opened?;
+    let mut warned = false;
+    if state.interbank.is_some() && opened.account.acting_document().is_some() {
+        warned = ops::register_consortium_key(state, opened.account.number.clone(), None).await.is_err();
+    }
+    let token = open_session(state, opened.account.number.clone()).await?;
+    Ok((token, warned))
+}
+
+// ---------------------------------------------------------------- dashboard and statement
+
+struct EntryRow {
+    when: String,
+    what: String,
+    amount: String,
+    status: &'static str,
+    transfer_id: Option<String>,
+    counterparty: Option<String>,
+}
+
+impl From<&EntryOut> for EntryRow {
+    fn from(e: &EntryOut) -> Self {
+        let what = match (e.kind, e.method) {
+            ("deposit", Some(m)) => format!("Deposit ({m})"),
+            ("deposit", None) => "Deposit".into(),
+            ("withdrawal", _) => "Withdrawal".into(),
+            ("transfer_out", _) => "Pix sent".into(),
+            ("transfer_in", _) => "Pix received".into(),
+            (other, _) => other.to_string(),
+        };
+        let sign = if e.direction == "debit" { -1 } else { 1 };
+        EntryRow {
+            when: e.created_at.replace('T', " ").chars().take(19).collect(),
+            what,
+            amount: brl(sign * e.amount_cents),
+            status: e.status,
+            transfer_id: e.transfer_id.clone(),
+            counterparty: e.counterparty.clone(),
+        }
+    }
+}
+
+struct AccountRow {
+    bank_name: String,
+    number: String,
+    kind: &'static str,
+    available: String,
+    blocked: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    shell: Shell,
+    holder: String,
+    number: String,
+    kind: &'static str,
+    available: String,
+    blocked: String,
+    posted: String,
+    accounts: Vec<AccountRow>,
+    unreachable: Vec<String>,
+    entries: Vec<EntryRow>,
+    notice: Option<String>,
+}
+
+pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let (accounts, unreachable) = match ops::consortium_accounts(&state, &session.account).await {
+        Ok(found) => found,
+        Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Dashboard", &friendly(&e)),
+    };
+    let entries = ops::entries(&state, &session.account, None, 8).await.map(|(e, _)| e).unwrap_or_default();
+    render(&DashboardPage {
+        shell: shell(&state, "Dashboard", &account),
+        holder: account.display_name(),
+        number: account.number.to_string(),
+        kind: account.kind.as_str(),
+        available: brl(account.available_cents()),
+        blocked: brl(account.held_cents),
+        posted: brl(account.posted_cents),
+        accounts: accounts
+            .iter()
+            .map(|a| {
+                let (available, held) = a.balance.as_ref().map(|b| (b.available_cents, b.held_cents)).unwrap_or((0, 0));
+                AccountRow {
+                    bank_name: a.bank_name.clone(),
+                    number: a.number.clone(),
+                    kind: a.kind,
+                    available: brl(available),
+                    blocked: brl(held),
+                }
+            })
+            .collect(),
+        unreachable: unreachable.iter().map(|id| format!("{} ({id})", ops::bank_name(&state, *id))).collect(),
+        entries: entries.iter().map(EntryRow::from).collect(),
+        notice: notice_text(q.get("notice")),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "statement.html")]
+struct StatementPage {
+    shell: Shell,
+    number: String,
+    entries: Vec<EntryRow>,
+    next: Option<u64>,
+    first_page: bool,
+}
+
+const STATEMENT_PAGE: usize = 20;
+
+pub async fn statement(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let before = q.get("before").and_then(|b| b.parse::<u64>().ok()).filter(|&b| b > 0);
+    match ops::entries(&state, &session.account, before, STATEMENT_PAGE).await {
+        Ok((entries, next)) => render(&StatementPage {
+            shell: shell(&state, "Statement", &account),
+            number: account.number.to_string(),
+            entries: entries.iter().map(EntryRow::from).collect(),
+            next,
+            first_page: before.is_none(),
+        }),
+        Err(e) => message(&state, Some(account.display_name()), refused(&e), "Statement", &friendly(&e)),
+    }
+}
+
+// ---------------------------------------------------------------- deposit and withdraw
+
+#[derive(Template)]
+#[template(path = "money_form.html")]
+struct MoneyPage {
+    shell: Shell,
+    heading: &'static str,
+    action: &'static str,
+    is_deposit: bool,
+    available: String,
+    amount: String,
+    method: String,
+    idempotency_key: String,
+    error: Option<String>,
+}
+
+fn money_page(state: &AppState, account: &Account, deposit: bool, f: &Fields, error: Option<String>) -> MoneyPage {
+    let heading = if deposit { "Deposit" } else { "Withdraw" };
+    let key = f.get("idempotency_key");
+    MoneyPage {
+        shell: shell(state, heading, account),
+        heading,
+        action: if deposit { "/deposit" } else { "/withdraw" },
+        is_deposit: deposit,
+        available: brl(account.available_cents()),
+        amount: f.get("amount"),
+        method: f.get("method"),
+        idempotency_key: if key.is_empty() { new_idempotency_key() } else { key },
+        error,
+    }
+}
+
+pub async fn deposit_form(state: St, session: WebSession) -> Response {
+    money_form(state, session, true).await
+}
+
+pub async fn withdraw_form(state: St, session: WebSession) -> Response {
+    money_form(state, session, false).await
+}
+
+async fn money_form(state: St, session: WebSession, deposit: bool) -> Response {
+    match me(&state, &session).await {
+        Ok((account, _)) => render(&money_page(&state, &account, deposit, &Fields::default(), None)),
+        Err(r) => r,
+    }
+}
+
+pub async fn deposit(state: St, session: WebSession, body: Bytes) -> Response {
+    money_post(state, session, body, true).await
+}
+
+pub async fn withdraw(state: St, session: WebSession, body: Bytes) -> Response {
+    money_post(state, session, body, false).await
+}
+
+async fn money_post(state: St, session: WebSession, body: Bytes, deposit: bool) -> Response {
+    let f = Fields::parse(&body);
+    let done = async {
+        let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
+        if deposit {
+            let method = DepositMethod::parse(&f.get("method")).map_err(|e| refusal(e.into()))?;
+            let idem = f.idempotency("/deposit", &format!("{}|{}", amount.cents(), method.as_str()));
+            let result = state.writer.deposit(session.account.clone(), amount, method, idem).await;
+            state.metrics.operation("deposit", if result.is_ok() { "completed" } else { "rejected" });
+            result.map_err(|e| refusal(e.into()))?;
+        } else {
+            let idem = f.idempotency("/withdraw", &amount.cents().to_string());
+            let result = state.writer.withdraw(session.account.clone(), amount, idem).await;
+            state.metrics.operation("withdrawal", if result.is_ok() { "completed" } else { "rejected" });
+            result.map_err(|e| refusal(e.into()))?;
+        }
+        Ok::<_, (StatusCode, String)>(())
+    }
+    .await;
+    match done {
+        Ok(()) => Redirect::to(if deposit { "/?notice=deposit" } else { "/?notice=withdrawal" }).into_response(),
+        Err((status, error)) => match me(&state, &session).await {
+            Ok((account, _)) => render_status(status, &money_page(&state, &account, deposit, &f, Some(error))),
+            Err(r) => r,
+        },
+    }
+}
+
+// ---------------------------------------------------------------- Pix
+
+#[derive(Template)]
+#[template(path = "pix.html")]
+struct PixPage {
+    shell: Shell,
+    available: String,
+    key: String,
+    amount: String,
+    idempotency_key: String,
+    error: Option<String>,
+}
+
+fn pix_page(state: &AppState, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
+    let key = f.get("idempotency_key");
+    PixPage {
+        shell: shell(state, "Pix", account),
+        available: brl(account.available_cents()),
+        key: f.get("key"),
+        amount: f.get("amount"),
+        idempotency_key: if key.is_empty() { new_idempotency_key() } else { key },
+        error,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pix_confirm.html")]
+struct PixConfirmPage {
+    shell: Shell,
+    key: String,
+    amount: String,
+    amount_brl: String,
+    receiver: KeyLookupOut,
+    idempotency_key: String,
+}
+
+pub async fn pix_form(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let f = Fields(q.into_iter().filter(|(k, _)| k == "key" || k == "amount").collect());
+    render(&pix_page(&state, &account, &f, None))
+}
+
+/// Checks the key and the amount, and shows whom the money would go to.
+pub async fn pix_confirm(state: St, session: WebSession, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let checked = async {
+        let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
+        let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
+        let receiver = ops::lookup_key(&state, &key).await.map_err(refusal)?;
+        if amount.cents() > account.available_cents() {
+            return Err(refusal(ApiError::Core(Error::InsufficientFunds {
+                account: account.number.clone(),
+                available_cents: account.available_cents(),
+                requested_cents: amount.cents(),
+            })));
+        }
+        Ok((receiver, amount))
+    }
+    .await;
+    match checked {
+        Ok((receiver, amount)) => {
+            let key = f.get("idempotency_key");
+            render(&PixConfirmPage {
+                shell: shell(&state, "Confirm the Pix", &account),
+                key: f.get("key"),
+                amount: f.get("amount"),
+                amount_brl: brl(amount.cents()),
+                receiver,
+                idempotency_key: if key.is_empty() { new_idempotency_key() } else { key },
+            })
+        }
+        Err((status, error)) => render_status(status, &pix_page(&state, &account, &f, Some(error))),
+    }
+}
+
+pub async fn pix_send(state: St, session: WebSession, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let sent = async {
+        let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
+        let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
+        let idem = f.idempotency("/pix/send", &format!("{}|{}", key.normalized(), amount.cents()));
+        let legs = vec![LegRequest { from: None, to: Destination::Key(key), amount }];
+        ops::transfer(&state, session.account.clone(), legs, idem).await.map_err(refusal)
+    }
+    .await;
+    match sent {
+        Ok(transfer) => Redirect::to(&format!("/transfers/{}", transfer.id)).into_response(),
+        Err((status, error)) => match me(&state, &session).await {
+            Ok((account, _)) => render_status(status, &pix_page(&state, &account, &f, Some(error))),
+            Err(r) => r,
+        },
+    }
+}
+
+// ---------------------------------------------------------------- transfers
+
+struct LegView {
+    from: String,
+    to: String,
+    amount: String,
+    status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "transfer.html")]
+struct TransferPage {
+    shell: Shell,
+    id: String,
+    status: &'static str,
+    failure: String,
+    created_at: String,
+    total: String,
+    legs: Vec<LegView>,
+}
+
+pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<String>) -> Response {
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let customer = Some(account.display_name());
+    let Ok(id) = uuid::Uuid::try_parse(&id).map(TransferId) else {
+        return message(&state, customer, StatusCode::NOT_FOUND, "No such transfer", "A transfer id is a UUID.");
+    };
+    let t: TransferOut = match ops::transfer_of(&state, &session.account, id).await {
+        Ok(t) => t,
+        Err(e) => return message(&state, customer, refused(&e), "No such transfer", &friendly(&e)),
+    };
+    let bank = |id: u32| ops::bank_name(&state, id);
+    render(&TransferPage {
+        shell: shell(&state, "Transfer", &account),
+        id: t.id.clone(),
+        status: t.status,
+        failure: t.failure.as_ref().map(|f| friendly_failure(&f.code, &f.detail)).unwrap_or_default(),
+        created_at: t.created_at.replace('T', " ").chars().take(19).collect(),
+        total: brl(t.legs.iter().map(|l| l.amount_cents).sum()),
+        legs: t
+            .legs
+            .iter()
+            .map(|l| LegView {
+                from: format!("{} · {}", bank(l.from.bank_id), l.from.number),
+                to: format!(
+                    "{} · {} · {}{}",
+                    l.to.holder_name,
+                    bank(l.to.bank_id),
+                    l.to.number,
+                    l.to.key.as_ref().map(|k| format!(" (key {k})")).unwrap_or_default()
+                ),
+                amount: brl(l.amount_cents),
+                status: l.status,
+            })
+            .collect(),
+    })
+}
+
+fn friendly_failure(code: &str, detail: &str) -> String {
+    match code {
+        "insufficient_funds" => format!("A source did not have enough money ({detail})."),
+        "bank_unavailable" => format!("A bank could not be reached ({detail})."),
+        _ => format!("{detail}."),
+    }
+}
+
+// ---------------------------------------------------------------- packet builder
+
+struct SourceOption {
+    value: String,
+    label: String,
+    available_cents: i64,
+}
+
+struct PacketRow {
+    n: usize,
+    from: String,
+    key: String,
+    amount: String,
+    error: Option<String>,
+}
+
+struct TotalRow {
+    label: String,
+    total: String,
+    available: String,
+    over: bool,
+}
+
+#[derive(Template)]
+#[template(path = "packet.html")]
+struct PacketPage {
+    shell: Shell,
+    sources: Vec<SourceOption>,
+    rows: Vec<PacketRow>,
+    totals: Vec<TotalRow>,
+    idempotency_key: String,
+    error: Option<String>,
+}
+
+const PACKET_ROWS_SHOWN: usize = 3;
+
+async fn sources(state: &Arc<AppState>, session: &WebSession) -> Result<Vec<SourceOption>, ApiError> {
+    let (accounts, _) = ops::consortium_accounts(state, &session.account).await?;
+    Ok(accounts
+        .iter()
+        .map(|a| {
+            let available = a.balance.as_ref().map(|b| b.available_cents).unwrap_or(0);
+            SourceOption {
+                value: format!("{}:{}", a.bank_id, a.number),
+                label: format!("{} · {} ({} available)", a.bank_name, a.number, brl(available)),
+                available_cents: available,
+            }
+        })
+        .collect())
+}
+
+fn empty_rows(from: usize, to: usize) -> impl Iterator<Item = PacketRow> {
+    (from..to).map(|n| PacketRow {
+        n: n + 1,
+        from: String::new(),
+        key: String::new(),
+        amount: String::new(),
+        error: None,
+    })
+}
+
+pub async fn packet_form(state: St, session: WebSession) -> Response {
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let sources = match sources(&state, &session).await {
+        Ok(s) => s,
+        Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Packet", &friendly(&e)),
+    };
+    render(&PacketPage {
+        shell: shell(&state, "Packet", &account),
+        sources,
+        rows: empty_rows(0, PACKET_ROWS_SHOWN).collect(),
+        totals: Vec::new(),
+        idempotency_key: new_idempotency_key(),
+        error: None,
+    })
+}
+
+pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let (account, _) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let sources = match sources(&state, &session).await {
+        Ok(s) => s,
+        Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Packet", &friendly(&e)),
+    };
+    let (froms, keys, amounts) = (f.all("from"), f.all("key"), f.all("amount"));
+    let count = froms.len().max(keys.len()).max(amounts.len()).min(LEGS_MAX);
+    let at = |v: &Vec<String>, i: usize| v.get(i).cloned().unwrap_or_default();
+    let mut rows: Vec<PacketRow> = (0..count)
+        .map(|i| PacketRow { n: i + 1, from: at(&froms, i), key: at(&keys, i), amount: at(&amounts, i), error: None })
+        .collect();
+    let action = f.get("action");
+    let idempotency_key = {
+        let key = f.get("idempotency_key");
+        if key.is_empty() { new_idempotency_key() } else { key }
+    };
+    let page = |rows, totals, error: Option<String>, sources| PacketPage {
+        shell: shell(&state, "Packet", &account),
+        sources,
+        rows,
+        totals,
+        idempotency_key: idempotency_key.clone(),
+        error,
+    };
+    if action == "add" {
+        let n = rows.len();
+        rows.extend(empty_rows(n, (n + 1).min(LEGS_MAX)));
+        return render(&page(rows, Vec::new(), None, sources));
+    }
+    // Parse every filled row; blank rows are skipped.
+    let mut legs = Vec::new();
+    let mut per_source: BTreeMap<String, i64> = BTreeMap::new();
+    let mut meaning = String::new();
+    for row in rows.iter_mut() {
+        if row.key.trim().is_empty() && row.amount.trim().is_empty() {
+            continue;
+        }
+        let parsed = (|| {
+            let source = sources.iter().find(|s| s.value == row.from).ok_or("Choose a source among your accounts.")?;
+            let (bank, number) = source.value.split_once(':').ok_or("Choose a source among your accounts.")?;
+            let from = AccountRef {
+                bank_id: BankId(bank.parse().map_err(|_| "Choose a source among your accounts.")?),
+                number: AccountNumber::parse(number).map_err(|_| "Choose a source among your accounts.")?,
+            };
+            let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into()))?;
+            let amount = parse_amount(&row.amount)?;
+            Ok::<_, String>(LegRequest { from: Some(from), to: Destination::Key(key), amount })
+        })();
+        match parsed {
+            Ok(leg) => {
+                *per_source.entry(row.from.clone()).or_default() += leg.amount.cents();
+                meaning.push_str(&format!("{}>{:?}={};", row.from, row.key.trim(), leg.amount.cents()));
+                legs.push(leg);
+            }
+            Err(e) => row.error = Some(e),
+        }
+    }
+    let totals: Vec<TotalRow> = per_source
+        .iter()
+        .filter_map(|(value, total)| {
+            let s = sources.iter().find(|s| &s.value == value)?;
+            Some(TotalRow {
+                label: s.label.clone(),
+                total: brl(*total),
+                available: brl(s.available_cents),
+                over: *total > s.available_cents,
+            })
+        })
+        .collect();
+    let row_errors = rows.iter().any(|r| r.error.is_some());
+    if row_errors || legs.is_empty() || action != "send" {
+        let error = if row_errors {
+            Some("Some legs need fixing (see below).".to_string())
+        } else if legs.is_empty() {
+            Some("Fill in at least one leg: a source, a Pix key and an amount.".to_string())
+        } else {
+            None
+        };
+        let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+        return render_status(status, &page(rows, totals, error, sources));
+    }
+    let idem = f.idempotency("/packet", &meaning);
+    match ops::transfer(&state, session.account.clone(), legs, idem).await {
+        Ok(t) => Redirect::to(&format!("/transfers/{}", t.id)).into_response(),
+        Err(e) => render_status(refused(&e), &page(rows, totals, Some(friendly(&e)), sources)),
+    }
+}
+
+// ---------------------------------------------------------------- receive
+
+#[derive(Template)]
+#[template(path = "receive.html")]
+struct ReceivePage {
+    shell: Shell,
+    keys: Vec<(String, String)>,
+    key: String,
+    amount: String,
+    amount_brl: String,
+    payload: Option<String>,
+    qr: Option<String>,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn receive(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, keys) = match me(&state, &session).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let amount = q.get("amount").cloned().unwrap_or_default();
+    let wanted = q.get("key").cloned().unwrap_or_default();
+    let key = keys.iter().find(|k| k.0 == wanted).or(keys.first()).map(|k| k.0.clone()).unwrap_or_default();
+    let mut page = ReceivePage {
+        shell: shell(&state, "Receive", &account),
+        keys,
+        key: key.clone(),
+        amount: amount.clone(),
+        amount_brl: String::new(),
+        payload: None,
+        qr: None,
+        error: None,
+        notice: notice_text(q.get("notice")),
+    };
+    let cents = if amount.trim().is_empty() { Ok(None) } else { parse_amount(&amount).map(|a| Some(a.cents())) };
+    match cents {
+        Err(e) => {
+            page.error = Some(e);
+            return render_status(StatusCode::BAD_REQUEST, &page);
+        }
+        Ok(cents) if !key.is_empty() => {
+            let txid = format!("{}{}", state.bank_id.0, account.number);
+            let payload = super::brcode::payload(&key, cents, &account.display_name(), "BRASIL", &txid);
+            page.qr = super::brcode::qr_svg(&payload);
+            page.payload = Some(payload);
+            page.amount_brl = cents.map(brl).unwrap_or_default();
+        }
+        Ok(_) => {}
+    }
+    render(&page)
+}
+
+pub async fn register_key(state: St, session: WebSession, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let request = match f.get("type").as_str() {
+        "email" => Ok(KeyRequest::Email),
+        "phone" => Ok(KeyRequest::Phone),
+        "random" => Ok(KeyRequest::Random(uuid::Uuid::new_v4())),
+        _ => Err(ApiError::Core(Error::invalid("choose a key type: e-mail, phone or random"))),
+    };
+    let result = match request {
+        Ok(request) => ops::register_key(&state, session.account.clone(), request).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to("/receive?notice=key").into_response(),
+        Err(e) => {
+            let (account, keys) = match me(&state, &session).await {
+                Ok(found) => found,
+                Err(r) => return r,
+            };
+            render_status(
+                refused(&e),
+                &ReceivePage {
+                    shell: shell(&state, "Receive", &account),
+                    keys,
+                    key: String::new(),
+                    amount: String::new(),
+                    amount_brl: String::new(),
+                    payload: None,
+                    qr: None,
+                    error: Some(friendly(&e)),
+                    notice: None,
+                },
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- consortium status
+
+struct MemberRow {
+    id: String,
+    name: String,
+    url: String,
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "consortium.html")]
+struct ConsortiumPage {
+    shell: Shell,
+    mode: String,
+    in_doubt: String,
+    members: Vec<MemberRow>,
+    ring: Vec<(String, String)>,
+    error: Option<String>,
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Shows what `GET /api/v1/consortium/status` answers (asked over loopback, so the page follows
+/// whatever the API reports).
+pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Response {
+    let customer = match &session {
+        Ok(s) => ops::account(&state, &s.account).await.ok().map(|(a, _)| a.display_name()),
+        Err(_) => None,
+    };
+    let mut page = ConsortiumPage {
+        shell: Shell::new(&state, "Consortium", customer),
+        mode: String::new(),
+        in_doubt: String::new(),
+        members: Vec::new(),
+        ring: Vec::new(),
+        error: None,
+    };
+    let url = format!("{}/api/v1/consortium/status", state.public_url.replace("0.0.0.0", "127.0.0.1"));
+    let answer = async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        resp.json::<serde_json::Value>().await.map_err(|e| e.to_string())
+    }
+    .await;
+    match answer {
+        Ok(status) => {
+            page.mode = text_of(&status["mode"]);
+            page.in_doubt = text_of(&status["in_doubt"]);
+            page.members = status["members"]
+                .as_array()
+                .map(|members| {
+                    members
+                        .iter()
+                        .map(|m| MemberRow {
+                            id: text_of(&m["id"]),
+                            name: text_of(&m["name"]),
+                            url: text_of(&m["url"]),
+                            state: text_of(&m["state"]),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(ring) = status["ring"].as_object() {
+                page.ring = ring.iter().map(|(k, v)| (k.replace('_', " "), text_of(v))).collect();
+            }
+            render(&page)
+        }
+        Err(e) => {
+            page.error = Some(format!("The status could not be read: {e}"));
+            render_status(StatusCode::SERVICE_UNAVAILABLE, &page)
+        }
+    }
+}
