@@ -421,7 +421,11 @@ fn apply(
             for msg in messages {
                 match msg.addressee() {
                     Role::Coordinator => {
-                        if let Message::Vote { tx: id, vote: Vote::No { code, detail }, .. } = &msg {
+                        // Remember why, for the customer's answer — only while the vote can still
+                        // decide (a late refusal would stay in the map forever).
+                        if let Message::Vote { tx: id, vote: Vote::No { code, detail }, .. } = &msg
+                            && m.coordinator.phase(id) == Some(bank_core::twopc::TxPhase::Preparing)
+                        {
                             m.refusals.entry(*id).or_insert_with(|| (code.clone(), detail.clone()));
                         }
                         let out = m.coordinator.step(from, msg, now);
