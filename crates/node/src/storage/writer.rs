@@ -411,6 +411,7 @@ fn apply(
                     let expires_at = TimestampMs(now.0 + m.prepare_expiry_ms);
                     let outputs = m.coordinator.begin(transfer.id, legs, expires_at, now);
                     let outputs = carry_out_coordinator(m, tx, writer, outputs)?;
+                    let outputs = loopback(m, tx, writer, outputs, now, changes)?;
                     tracing::debug!(transfer_id = %transfer.id, "cross-bank transfer begun");
                     answer(reply, Ok((Outcome::Transfer(transfer), outputs)))
                 }
@@ -419,32 +420,9 @@ fn apply(
         Command::ProtocolDeliver { from, messages, reply } => {
             let mut outputs = Vec::new();
             for msg in messages {
-                match msg.addressee() {
-                    Role::Coordinator => {
-                        // Remember why, for the customer's answer — only while the vote can still
-                        // decide (a late refusal would stay in the map forever).
-                        if let Message::Vote { tx: id, vote: Vote::No { code, detail }, .. } = &msg
-                            && m.coordinator.phase(id) == Some(bank_core::twopc::TxPhase::Preparing)
-                        {
-                            m.refusals.entry(*id).or_insert_with(|| (code.clone(), detail.clone()));
-                        }
-                        let out = m.coordinator.step(from, msg, now);
-                        outputs.extend(carry_out_coordinator(m, tx, writer, out)?);
-                    }
-                    Role::Participant => {
-                        let out = m.participant.step(&mut m.ledger, from, msg, now, changes);
-                        flush(writer, changes)?;
-                        let voted_yes = out.iter().any(|o| {
-                            matches!(o, ParticipantOutput::Send { msg: Message::Vote { vote: Vote::Yes, .. }, .. })
-                        });
-                        if voted_yes {
-                            m.failpoints.push("participant_voted_yes");
-                        }
-                        outputs.extend(participant_outputs(out));
-                    }
-                }
+                outputs.extend(deliver(m, tx, writer, from, msg, now, changes)?);
             }
-            answer(reply, Ok(outputs))
+            answer(reply, Ok(loopback(m, tx, writer, outputs, now, changes)?))
         }
         Command::ClaimKey { account, request, reply } => {
             let claim = match request {
@@ -465,6 +443,7 @@ fn apply(
                     let expires_at = TimestampMs(now.0 + m.prepare_expiry_ms);
                     let outputs = m.coordinator.begin(id, legs, expires_at, now);
                     let outputs = carry_out_coordinator(m, tx, writer, outputs)?;
+                    let outputs = loopback(m, tx, writer, outputs, now, changes)?;
                     answer(reply, Ok((id, key, outputs)))
                 }
             }
@@ -473,7 +452,7 @@ fn apply(
             let out = m.coordinator.tick(now);
             let mut outputs = carry_out_coordinator(m, tx, writer, out)?;
             outputs.extend(participant_outputs(m.participant.tick(&m.ledger, now)));
-            answer(reply, Ok(outputs))
+            answer(reply, Ok(loopback(m, tx, writer, outputs, now, changes)?))
         }
         Command::CreateSession { token_hash, account, expires_at, reply } => {
             if ledger.account(&account).is_none() {
@@ -494,6 +473,79 @@ fn apply(
     };
     flush(writer, changes)?;
     Ok(answer)
+}
+
+/// Feeds one message from bank `from` to the machine it is for; returns what that produced.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    from: BankId,
+    msg: Message,
+    now: TimestampMs,
+    changes: &mut Vec<Change>,
+) -> super::Result<Vec<ProtocolOutput>> {
+    Ok(match msg.addressee() {
+        Role::Coordinator => {
+            // Remember why, for the customer's answer — only while the vote can still decide (a
+            // late refusal would stay in the map forever).
+            if let Message::Vote { tx: id, vote: Vote::No { code, detail }, .. } = &msg
+                && m.coordinator.phase(id) == Some(bank_core::twopc::TxPhase::Preparing)
+            {
+                m.refusals.entry(*id).or_insert_with(|| (code.clone(), detail.clone()));
+            }
+            let out = m.coordinator.step(from, msg, now);
+            carry_out_coordinator(m, tx, writer, out)?
+        }
+        Role::Participant => {
+            let out = m.participant.step(&mut m.ledger, from, msg, now, changes);
+            flush(writer, changes)?;
+            let voted_yes = out
+                .iter()
+                .any(|o| matches!(o, ParticipantOutput::Send { msg: Message::Vote { vote: Vote::Yes, .. }, .. }));
+            if voted_yes {
+                m.failpoints.push("participant_voted_yes");
+            }
+            participant_outputs(out)
+        }
+    })
+}
+
+/// Most rounds of in-batch delivery of this bank's messages to itself (a transaction needs at
+/// most a few: prepare → vote → decision → ack); a bug looping forever trips it.
+const LOOPBACK_ROUNDS_MAX: usize = 16;
+
+/// Delivers the messages this bank addresses to itself (its coordinator to its own participant
+/// and back) right here, in the same batch, instead of through another writer command: they
+/// commit together with what produced them, so write-ahead holds, and a cross-bank transfer
+/// costs fewer commits. Returns the outputs left for the driver.
+fn loopback(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    mut outputs: Vec<ProtocolOutput>,
+    now: TimestampMs,
+    changes: &mut Vec<Change>,
+) -> super::Result<Vec<ProtocolOutput>> {
+    let me = m.ledger.bank_id();
+    let mut done = Vec::with_capacity(outputs.len());
+    for _ in 0..LOOPBACK_ROUNDS_MAX {
+        let mut local = Vec::new();
+        for output in outputs.drain(..) {
+            match output {
+                ProtocolOutput::Send { to, msg } if to == me => local.push(msg),
+                other => done.push(other),
+            }
+        }
+        if local.is_empty() {
+            return Ok(done);
+        }
+        for msg in local {
+            outputs.extend(deliver(m, tx, writer, me, msg, now, changes)?);
+        }
+    }
+    panic!("local protocol messages still flowing after {LOOPBACK_ROUNDS_MAX} rounds: {outputs:?}");
 }
 
 fn participant_outputs(outputs: Vec<ParticipantOutput>) -> Vec<ProtocolOutput> {
