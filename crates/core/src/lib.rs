@@ -11,6 +11,7 @@
 //! - [`ledger`]: the ledger state machine (accounts, balances, holds, idempotency).
 //! - [`twopc`]: two-phase commit across banks, the coordinator and the participant as state
 //!   machines over the ledger's holds.
+//! - [`ring`]: the token ring that orders cross-bank work, as one state machine per bank.
 
 pub mod account;
 pub mod contact;
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod pixkey;
+pub mod ring;
 pub mod twopc;
 
 pub use error::Error;
