@@ -434,67 +434,10 @@ fn serde_urlencoded_query(raw: &str) -> ApiResult<StatementQuery> {
 }
 
 pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Json<ConsortiumAccountsOut>> {
-    let (actor, visible) = visible_accounts(&state, &session).await?;
-    let accounts = state
-        .reads
-        .run(move |c| {
-            let mut out = Vec::new();
-            for n in &visible {
-                if let Some(view) = read::account(c, n)? {
-                    out.push(view.account);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-    let mut out: Vec<ConsortiumAccountOut> = accounts
-        .iter()
-        .map(|a| ConsortiumAccountOut {
-            bank_id: state.bank_id.0,
-            bank_name: state.bank_name.clone(),
-            number: a.number.to_string(),
-            kind: a.kind.as_str(),
-            balance: Some(BalanceOut::of(a)),
-        })
-        .collect();
-    let mut unreachable_banks = Vec::new();
-    // A joint account's session acts only on that account: nothing to ask elsewhere.
-    if let (Some(interbank), Some(document)) = (&state.interbank, actor.acting_document()) {
-        let query = crate::coordination::AccountsOf { document: document.clone() };
-        let asks = interbank.members.values().filter(|m| m.id != state.bank_id).map(|member| {
-            let (client, query) = (interbank.peers.clone(), query.clone());
-            async move {
-                let answer = client
-                    .post_json::<_, crate::coordination::HeldAccounts>(
-                        member.id,
-                        crate::coordination::ACCOUNTS_OF_PATH,
-                        &query,
-                    )
-                    .await;
-                (member, answer)
-            }
-        });
-        for (member, answer) in futures::future::join_all(asks).await {
-            match answer {
-                Ok(held) => out.extend(held.accounts.into_iter().map(|a| ConsortiumAccountOut {
-                    bank_id: member.id.0,
-                    bank_name: member.name.clone(),
-                    number: a.number.to_string(),
-                    kind: a.kind.as_str(),
-                    balance: Some(BalanceOut {
-                        posted_cents: a.posted_cents,
-                        held_cents: a.held_cents,
-                        available_cents: a.posted_cents - a.held_cents,
-                    }),
-                })),
-                Err(e) => {
-                    tracing::debug!(bank = %member.id, error = %e, "accounts of a customer: bank unreachable");
-                    unreachable_banks.push(member.id.0);
-                }
-            }
-        }
-    }
-    Ok(Json(ConsortiumAccountsOut { accounts: out, unreachable_banks }))
+    // The same query the web pages use: this bank's accounts of the customer, then every other
+    // bank's by document (a joint account's session asks no one), naming banks that did not answer.
+    let (accounts, unreachable_banks) = crate::web::ops::consortium_accounts(&state, &session.account).await?;
+    Ok(Json(ConsortiumAccountsOut { accounts, unreachable_banks }))
 }
 
 /// The consortium as this bank sees it: members (`up` when its last request to them got an
