@@ -91,18 +91,25 @@ async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("element {css}: {e}")).click().await.expect("click");
 }
 
+/// The text of the element `css`, waiting for it. A page that is still being replaced can hand
+/// back an element of the page before (stale once the new one lands): look it up again then.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("element {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let element = c.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("element {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("text of {css}: {e}"),
+        }
+    }
 }
 
 async fn body(c: &Client) -> String {
-    c.find(Locator::Css("body")).await.expect("body").text().await.expect("text")
+    text_of(c, "body").await
 }
 
 async fn sign_up(c: &Client, bank: &str, name: &str, document: &str, email: &str, screenshot: Option<&str>) {
