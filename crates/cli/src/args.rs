@@ -99,6 +99,50 @@ pub struct NodeArgs {
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "BANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// How cross-bank work is ordered (DESIGN.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoordinationArg {
+    /// A bank begins cross-bank transactions only while it holds the token.
+    TokenRing,
+    /// No gate: every bank begins its cross-bank transactions at once.
+    Concurrent,
+}
+
+/// The token ring's settings, shared by `bank node` and `bank up` (which passes them on to every
+/// bank: the banks of a consortium must agree on them).
+#[derive(Debug, Clone, Args)]
+pub struct RingArgs {
+    /// How cross-bank work is ordered.
+    #[arg(long, env = "BANK_COORDINATION", value_enum, default_value_t = CoordinationArg::TokenRing)]
+    pub coordination: CoordinationArg,
+    /// Most cross-bank transactions a bank begins per visit of the token (1 reproduces the
+    /// original design).
+    #[arg(long, env = "BANK_OPS_PER_TOKEN", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub ops_per_token: u32,
+    /// Enable the operator's fault switch (`bank fault`), which cuts a running bank off from its
+    /// peers. For tests and demonstrations only.
+    #[arg(long, env = "BANK_FAULT_SWITCH")]
+    pub fault_switch: bool,
+}
+
+impl RingArgs {
+    /// The flags that reproduce these settings on a `bank node` command line.
+    pub fn to_args(&self) -> Vec<String> {
+        let mode = match self.coordination {
+            CoordinationArg::TokenRing => "token-ring",
+            CoordinationArg::Concurrent => "concurrent",
+        };
+        let mut args =
+            vec!["--coordination".into(), mode.into(), "--ops-per-token".into(), self.ops_per_token.to_string()];
+        if self.fault_switch {
+            args.push("--fault-switch".into());
+        }
+        args
+    }
 }
 
 /// `bank up`.
@@ -117,6 +161,8 @@ pub struct UpArgs {
     /// Log format of the banks (their logs go to DATA/bank-N/node.log).
     #[arg(long, env = "BANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub ring: RingArgs,
 }
 
 #[derive(Debug, Subcommand)]

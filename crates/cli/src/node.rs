@@ -78,6 +78,12 @@ pub fn resolve(args: &NodeArgs) -> Result<NodeConfig> {
     };
     let data = args.data.clone().or(settings.data).unwrap_or_else(|| default_data_dir(id));
     let mut config = NodeConfig::new(id.0, name, listen, data);
+    config.coordination = match args.ring.coordination {
+        crate::args::CoordinationArg::TokenRing => bank_node::CoordinationMode::TokenRing,
+        crate::args::CoordinationArg::Concurrent => bank_node::CoordinationMode::Concurrent,
+    };
+    config.ring.settings.ops_per_visit = args.ring.ops_per_token;
+    config.fault_switch = args.ring.fault_switch;
     match &file {
         Some(file) => {
             let key_path = args.signing_key.clone().or(settings.signing_key_file).ok_or_else(|| {

@@ -35,7 +35,7 @@ use bank_node::consortium::{
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::args::{LogFormat, UpArgs};
+use crate::args::{LogFormat, RingArgs, UpArgs};
 
 /// Banks of a new consortium when `--banks` is not given.
 pub const BANKS_DEFAULT: u32 = 5;
@@ -55,8 +55,18 @@ const NAMES: [&str; 5] = ["Eleven", "Automobili", "Secret", "Formula", "Titanium
 
 /// Every environment variable `bank node` reads a setting from: a child must get its settings
 /// from its flags only, not from whatever the user's shell exports.
-const NODE_ENV: [&str; 7] =
-    ["BANK_ID", "BANK_NAME", "BANK_LISTEN", "BANK_DATA", "BANK_CONFIG", "BANK_SIGNING_KEY", "BANK_LOG_FORMAT"];
+const NODE_ENV: [&str; 10] = [
+    "BANK_ID",
+    "BANK_NAME",
+    "BANK_LISTEN",
+    "BANK_DATA",
+    "BANK_CONFIG",
+    "BANK_SIGNING_KEY",
+    "BANK_LOG_FORMAT",
+    "BANK_COORDINATION",
+    "BANK_OPS_PER_TOKEN",
+    "BANK_FAULT_SWITCH",
+];
 
 /// The display name of bank `id` in a new consortium.
 pub fn bank_name(id: u32) -> String {
@@ -259,7 +269,7 @@ impl Bank {
     }
 }
 
-fn spawn(layout: &Layout, program: &Path, member: &Member, log_format: LogFormat) -> Result<Bank> {
+fn spawn(layout: &Layout, program: &Path, member: &Member, log_format: LogFormat, ring: &RingArgs) -> Result<Bank> {
     let dir = layout.bank_dir(member.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = layout.log_file(member.id);
@@ -272,6 +282,7 @@ fn spawn(layout: &Layout, program: &Path, member: &Member, log_format: LogFormat
     let mut command = Command::new(&words[0]);
     command.args(&words[1..]);
     command.args(["--log-format", if log_format == LogFormat::Json { "json" } else { "text" }]);
+    command.args(ring.to_args());
     for name in NODE_ENV {
         command.env_remove(name);
     }
@@ -405,7 +416,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let program = std::env::current_exe().context("cannot find the bank executable")?;
     let mut banks = Vec::new();
     for member in config.members.values() {
-        match spawn(&layout, &program, member, args.log_format) {
+        match spawn(&layout, &program, member, args.log_format, &args.ring) {
             Ok(bank) => banks.push(bank),
             Err(e) => {
                 stop_all(&layout, &mut banks).await;

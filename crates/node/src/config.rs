@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use bank_core::ids::BankId;
 
 use crate::consortium::Consortium;
+pub use crate::storage::ring::{CoordinationMode, RingOptions};
 
 /// Settings of one bank node.
 #[derive(Debug, Clone)]
@@ -20,6 +21,13 @@ pub struct NodeConfig {
     /// The consortium this bank belongs to; `None` runs it alone (a consortium of one) that
     /// refuses every inter-bank request.
     pub consortium: Option<Consortium>,
+    /// How cross-bank work is ordered: the token ring (default) or no gate.
+    pub coordination: CoordinationMode,
+    /// The token ring's settings (the same at every bank of a consortium).
+    pub ring: RingOptions,
+    /// Enables the operator's fault switch (`POST /interbank/v1/fault`), which cuts this bank off
+    /// from its peers without stopping it: for tests and demonstrations only.
+    pub fault_switch: bool,
 }
 
 impl NodeConfig {
@@ -31,6 +39,9 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             limits: Limits::default(),
             consortium: None,
+            coordination: CoordinationMode::default(),
+            ring: RingOptions::default(),
+            fault_switch: false,
         }
     }
 }

@@ -25,8 +25,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bank_core::ids::{BankId, TransferId};
+use bank_core::ids::{BankId, TimestampMs, TransferId};
 use bank_core::ledger::{Decision, Vote};
+use bank_core::ring::RingMessage;
 use bank_core::twopc::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -42,6 +43,35 @@ pub const OUTBOX_LEN_MAX: usize = 16_384;
 pub const TICK_MS: u64 = 100;
 /// Path of the message exchange.
 pub const MESSAGES_PATH: &str = "/interbank/v1/messages";
+/// Path of the token ring's message exchange (apart from the two-phase commit's, so a pass never
+/// waits behind a large batch of prepares).
+pub const RING_PATH: &str = "/interbank/v1/ring";
+/// Most ring messages in one request (a handful in practice).
+pub const RING_BATCH_MAX: usize = 64;
+/// Ring messages waiting for one peer; more are dropped (the ring re-sends or regenerates).
+pub const RING_OUTBOX_LEN_MAX: usize = 256;
+
+/// One ring message with the time it was produced (the sender's clock, Unix ms): the receiver
+/// drops it if it is older than the ring may rely on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampedRingMessage {
+    pub sent_at_ms: i64,
+    pub message: RingMessage,
+}
+
+/// The body of a ring message exchange, both ways.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingEnvelope {
+    pub messages: Vec<StampedRingMessage>,
+}
+
+impl RingEnvelope {
+    fn into_pairs(self) -> Vec<(TimestampMs, RingMessage)> {
+        self.messages.into_iter().map(|m| (TimestampMs(m.sent_at_ms), m.message)).collect()
+    }
+}
 
 /// The body of a message exchange, both ways.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -64,6 +94,7 @@ pub struct Coordination {
     self_id: BankId,
     writer: WriterHandle,
     outboxes: HashMap<BankId, mpsc::Sender<Message>>,
+    ring_outboxes: HashMap<BankId, mpsc::Sender<(TimestampMs, RingMessage)>>,
     waiters: Mutex<HashMap<TransferId, watch::Sender<Progress>>>,
     /// Why watched transactions were aborted (the first refusal's code and detail).
     refusals: Mutex<HashMap<TransferId, (String, String)>>,
@@ -81,19 +112,32 @@ pub struct PeerSeen {
 }
 
 impl Coordination {
-    /// Starts the outbox of every peer and the tick loop.
-    pub fn start(self_id: BankId, writer: WriterHandle, peers: Option<PeerClient>, members: Vec<BankId>) -> Arc<Self> {
+    /// Starts the outbox of every peer and the tick loops; `ring_tick_ms` is the token ring's
+    /// tick (`None`: no ring, `concurrent` mode).
+    pub fn start(
+        self_id: BankId,
+        writer: WriterHandle,
+        peers: Option<PeerClient>,
+        members: Vec<BankId>,
+        ring_tick_ms: Option<u64>,
+    ) -> Arc<Self> {
         let mut receivers = Vec::new();
+        let mut ring_receivers = Vec::new();
         let mut outboxes = HashMap::new();
+        let mut ring_outboxes = HashMap::new();
         for peer in members.into_iter().filter(|&m| m != self_id) {
             let (tx, rx) = mpsc::channel(OUTBOX_LEN_MAX);
             outboxes.insert(peer, tx);
             receivers.push((peer, rx));
+            let (tx, rx) = mpsc::channel(RING_OUTBOX_LEN_MAX);
+            ring_outboxes.insert(peer, tx);
+            ring_receivers.push((peer, rx));
         }
         let this = Arc::new(Coordination {
             self_id,
             writer,
             outboxes,
+            ring_outboxes,
             waiters: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
@@ -102,6 +146,24 @@ impl Coordination {
             for (peer, rx) in receivers {
                 tokio::spawn(outbox(this.clone(), client.clone(), peer, rx));
             }
+            for (peer, rx) in ring_receivers {
+                tokio::spawn(ring_outbox(this.clone(), client.clone(), peer, rx));
+            }
+        }
+        if let Some(tick_ms) = ring_tick_ms {
+            let ticker = Arc::downgrade(&this);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(tick_ms));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    every.tick().await;
+                    let Some(this) = ticker.upgrade() else { return };
+                    match this.writer.ring_tick().await {
+                        Ok(outputs) => this.dispatch(outputs).await,
+                        Err(e) => tracing::debug!(error = %e, "ring tick skipped"),
+                    }
+                }
+            });
         }
         let ticker = Arc::downgrade(&this);
         tokio::spawn(async move {
@@ -196,6 +258,7 @@ impl Coordination {
                 ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
                 ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
                 ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
+                ProtocolOutput::Ring { to, sent_at, msg } => self.enqueue_ring(to, sent_at, msg),
             }
         }
         // Local delivery loops until the machines are quiet (a begin's local prepare yields a
@@ -210,6 +273,7 @@ impl Coordination {
                             ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
                             ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
                             ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
+                            ProtocolOutput::Ring { to, sent_at, msg } => self.enqueue_ring(to, sent_at, msg),
                         }
                     }
                 }
@@ -227,6 +291,41 @@ impl Coordination {
         if let Err(mpsc::error::TrySendError::Full(msg)) = outbox.try_send(msg) {
             tracing::debug!(bank = %to, tx = %msg.tx(), "outbox full; message dropped (the protocol re-sends it)");
         }
+    }
+
+    fn enqueue_ring(&self, to: BankId, sent_at: TimestampMs, msg: RingMessage) {
+        let Some(outbox) = self.ring_outboxes.get(&to) else {
+            tracing::warn!(bank = %to, "ring message for a bank that is not a member dropped");
+            return;
+        };
+        if outbox.try_send((sent_at, msg)).is_err() {
+            tracing::debug!(bank = %to, "ring outbox full; message dropped (the ring re-sends or regenerates)");
+        }
+    }
+
+    /// Handles ring messages that peer `from` sent: feeds them to the ring and returns its
+    /// answers to `from` (carried back in the HTTP answer); the rest is dispatched.
+    pub async fn receive_ring(
+        self: &Arc<Self>,
+        from: BankId,
+        messages: Vec<(TimestampMs, RingMessage)>,
+    ) -> Result<Vec<StampedRingMessage>, bank_core::Error> {
+        let outputs = self.writer.ring_deliver(from, messages).await?;
+        let mut back = Vec::new();
+        let mut rest = Vec::new();
+        for output in outputs {
+            match output {
+                ProtocolOutput::Ring { to, sent_at, msg } if to == from => {
+                    back.push(StampedRingMessage { sent_at_ms: sent_at.0, message: msg })
+                }
+                other => rest.push(other),
+            }
+        }
+        if !rest.is_empty() {
+            let this = self.clone();
+            tokio::spawn(async move { this.dispatch(rest).await });
+        }
+        Ok(back)
     }
 
     /// Handles messages that peer `from` sent: feeds them to the machines and returns the
@@ -298,10 +397,54 @@ async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut r
     }
 }
 
-/// The `/interbank/v1` routes of the two-phase commit.
+/// The outbox of one peer's ring messages: sends what is queued in one request, feeds the
+/// answers (acknowledgements, votes) back to the ring. A lost request is not retried here: the
+/// ring re-sends what it must.
+async fn ring_outbox(
+    this: Arc<Coordination>,
+    client: PeerClient,
+    peer: BankId,
+    mut rx: mpsc::Receiver<(TimestampMs, RingMessage)>,
+) {
+    let mut batch = Vec::with_capacity(RING_BATCH_MAX);
+    while rx.recv_many(&mut batch, RING_BATCH_MAX).await > 0 {
+        let messages = batch.drain(..).map(|(t, m)| StampedRingMessage { sent_at_ms: t.0, message: m }).collect();
+        match client.post_json::<RingEnvelope, RingEnvelope>(peer, RING_PATH, &RingEnvelope { messages }).await {
+            Ok(answer) => {
+                this.saw(peer, true);
+                if !answer.messages.is_empty() {
+                    match this.writer.ring_deliver(peer, answer.into_pairs()).await {
+                        Ok(outputs) => this.dispatch(outputs).await,
+                        Err(e) => tracing::debug!(error = %e, "ring answers from bank {peer} dropped"),
+                    }
+                }
+            }
+            Err(e) => {
+                this.saw(peer, false);
+                tracing::debug!(bank = %peer, error = %e, "ring message not delivered");
+            }
+        }
+    }
+}
+
+/// `POST /interbank/v1/ring`: a peer's token-ring messages; the answer carries this bank's
+/// answers to them.
+async fn receive_ring(
+    state: crate::api::State,
+    signed: crate::interbank::extract::Signed<RingEnvelope>,
+) -> Result<axum::Json<RingEnvelope>, crate::api::problem::ApiError> {
+    if signed.value.messages.len() > RING_BATCH_MAX {
+        return Err(crate::api::problem::invalid(format!("at most {RING_BATCH_MAX} ring messages per request")));
+    }
+    let messages = state.coordination.receive_ring(signed.from, signed.value.into_pairs()).await?;
+    Ok(axum::Json(RingEnvelope { messages }))
+}
+
+/// The `/interbank/v1` routes of the two-phase commit and the token ring.
 pub fn routes() -> axum::Router<Arc<crate::api::AppState>> {
     axum::Router::new()
         .route(MESSAGES_PATH, axum::routing::post(receive_messages))
+        .route(RING_PATH, axum::routing::post(receive_ring))
         .route(ACCOUNTS_OF_PATH, axum::routing::post(accounts_of))
 }
 

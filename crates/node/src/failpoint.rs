@@ -8,7 +8,9 @@
 //! Steps (each hit right after the writer's batch is durable, before any message of it leaves):
 //! - `coordinator_prepared`: the coordinator recorded a new transaction as preparing;
 //! - `participant_voted_yes`: a participant's holds are durable, its yes vote not yet sent;
-//! - `coordinator_decided_commit`: a commit decision is durable, not yet sent.
+//! - `coordinator_decided_commit`: a commit decision is durable, not yet sent;
+//! - `ring_batch_begun`: this bank, holding the token, began a batch of queued cross-bank
+//!   transactions (recorded as preparing), none of their prepares sent yet.
 
 use std::sync::OnceLock;
 

@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod storage;
 pub mod web;
 
-pub use config::{Limits, NodeConfig};
+pub use config::{CoordinationMode, Limits, NodeConfig, RingOptions};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,13 +61,15 @@ impl Node {
         let lock = storage::lock_data_dir(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
-        let (conn, ledger, entry_index, records) =
+        let (conn, ledger, entry_index, records, ring_state, ring_queue) =
             tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
                 let conn = storage::open_writer(&data_dir, bank_id)?;
                 let ledger = storage::load_ledger(&conn, bank_id)?;
                 let entry_index = storage::EntryIndex::load(&conn)?;
                 let records = storage::load_coordinator_records(&conn)?;
-                Ok((conn, ledger, entry_index, records))
+                let ring_state = storage::load_ring_state(&conn)?;
+                let ring_queue = storage::load_ring_queue(&conn)?;
+                Ok((conn, ledger, entry_index, records, ring_state, ring_queue))
             })
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
@@ -83,8 +85,25 @@ impl Node {
         if members.len() > 1 {
             ledger.set_consortium_keys();
         }
-        let machines =
-            storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms);
+        let ring_mode = members.len() > 1 && config.coordination == CoordinationMode::TokenRing;
+        let (ring, unqueued) = if ring_mode {
+            let gate = storage::ring::RingGate::recover(
+                bank_id,
+                members.iter().copied(),
+                config.ring,
+                ring_state,
+                ring_queue,
+                metrics.clone(),
+            )
+            .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
+            (Some(gate), Vec::new())
+        } else {
+            (None, ring_queue)
+        };
+        let ring_view = ring.as_ref().map(|g| g.view());
+        let mut machines =
+            storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms, ring);
+        machines.unqueued = unqueued;
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
             machines,
@@ -99,6 +118,7 @@ impl Node {
             writer.clone(),
             interbank.as_ref().map(|ib| ib.peers.clone()),
             members.into_iter().collect(),
+            ring_view.as_ref().map(|_| config.ring.tick_ms),
         );
         tracing::debug!(coordinator_records = in_flight, "two-phase commit recovered");
         let reads = ReadPool::new(storage::database_path(&config.data_dir), config.limits.read_connections_max);
@@ -123,6 +143,9 @@ impl Node {
             limits: config.limits.clone(),
             interbank,
             coordination,
+            coordination_mode: config.coordination,
+            ring: ring_view,
+            fault_switch: config.fault_switch,
         });
         Ok(Node { addr, listener, state, writer, writer_thread, _lock: lock })
     }

@@ -25,6 +25,14 @@ pub struct Metrics {
     fsync_seconds: Histogram,
     operations: Family<OperationLabels, Counter>,
     sessions: Gauge,
+    ring_visits: Counter,
+    ring_passes: Counter,
+    ring_regenerations: Counter,
+    ring_stale_refused: Counter,
+    ring_messages_dropped: Counter,
+    ring_token_wait_seconds: Histogram,
+    ring_epoch: Gauge,
+    ring_queue_len: Gauge,
 }
 
 impl Metrics {
@@ -50,7 +58,55 @@ impl Metrics {
         registry.register("operations", "Customer operations by kind and outcome", operations.clone());
         let sessions = Gauge::default();
         registry.register("sessions", "Live sessions in the cache", sessions.clone());
-        Metrics { registry, batches, batch_commands, commit_seconds, fsync_seconds, operations, sessions }
+        let ring_visits = Counter::default();
+        registry.register("ring_visits", "Visits of the token to this bank (one per rotation)", ring_visits.clone());
+        let ring_passes = Counter::default();
+        registry.register("ring_token_passes", "Visits this bank ended by passing the token on", ring_passes.clone());
+        let ring_regenerations = Counter::default();
+        registry.register(
+            "ring_regenerations",
+            "Tokens this bank created by winning an election after the first",
+            ring_regenerations.clone(),
+        );
+        let ring_stale_refused = Counter::default();
+        registry.register(
+            "ring_stale_tokens_refused",
+            "Tokens refused here as older than what this bank accepted or voted for",
+            ring_stale_refused.clone(),
+        );
+        let ring_messages_dropped = Counter::default();
+        registry.register(
+            "ring_messages_dropped",
+            "Ring messages dropped on arrival as older than the hop timeout allows",
+            ring_messages_dropped.clone(),
+        );
+        let ring_token_wait_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "ring_token_wait_seconds",
+            "Time a cross-bank transaction waited for the token before it began",
+            ring_token_wait_seconds.clone(),
+        );
+        let ring_epoch = Gauge::default();
+        registry.register("ring_epoch", "The highest token epoch this bank knows", ring_epoch.clone());
+        let ring_queue_len = Gauge::default();
+        registry.register("ring_queue_len", "Cross-bank transactions waiting for the token", ring_queue_len.clone());
+        Metrics {
+            registry,
+            batches,
+            batch_commands,
+            commit_seconds,
+            fsync_seconds,
+            operations,
+            sessions,
+            ring_visits,
+            ring_passes,
+            ring_regenerations,
+            ring_stale_refused,
+            ring_messages_dropped,
+            ring_token_wait_seconds,
+            ring_epoch,
+            ring_queue_len,
+        }
     }
 
     pub fn observe_commit(&self, elapsed: Duration) {
@@ -69,6 +125,35 @@ impl Metrics {
 
     pub fn set_sessions(&self, n: usize) {
         self.sessions.set(n as i64);
+    }
+
+    /// The token visited this bank; `regenerated` when this bank created it by election.
+    pub fn ring_visit(&self, regenerated: bool) {
+        self.ring_visits.inc();
+        if regenerated {
+            self.ring_regenerations.inc();
+        }
+    }
+
+    pub fn ring_pass(&self) {
+        self.ring_passes.inc();
+    }
+
+    pub fn ring_refused_stale(&self) {
+        self.ring_stale_refused.inc();
+    }
+
+    pub fn ring_message_dropped(&self) {
+        self.ring_messages_dropped.inc();
+    }
+
+    pub fn observe_token_wait(&self, seconds: f64) {
+        self.ring_token_wait_seconds.observe(seconds);
+    }
+
+    pub fn set_ring(&self, epoch: u64, queue_len: usize) {
+        self.ring_epoch.set(epoch as i64);
+        self.ring_queue_len.set(queue_len as i64);
     }
 
     /// The text exposition format.

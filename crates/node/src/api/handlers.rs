@@ -11,9 +11,7 @@ use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
 use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
 use bank_core::ledger::Decision;
-use bank_core::ledger::{
-    AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest, Outcome, TransferRequest,
-};
+use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest, Outcome};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 use serde_json::json;
@@ -306,53 +304,9 @@ pub async fn transfer(
         };
         legs.push(LegRequest { from, to, amount: Amount::from_cents(leg.amount_cents).map_err(at)? });
     }
-    let request = TransferRequest {
-        idempotency_key: idem.0,
-        fingerprint: bank_core::ids::Fingerprint(body.digest),
-        actor: session.account.clone(),
-        legs,
-        description: input.description.clone(),
-        transfer_id: TransferId(uuid::Uuid::now_v7()),
-        now: TimestampMs(0),
-    };
-    let deadline = std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
-    let started = tokio::time::Instant::now();
-    let result = state.writer.transfer(request).await;
-    let (outcome, outputs) = match result {
-        Ok((outcome, outputs)) => (outcome, outputs),
-        Err(e) => {
-            state.metrics.operation("transfer", "rejected");
-            return Err(e.into());
-        }
-    };
-    let Outcome::Transfer(pending) = &outcome else {
-        record(&state, "transfer", &Ok(outcome.clone()));
-        return Ok(outcome_response(outcome));
-    };
-    if pending.status != bank_core::ledger::Status::Pending || outputs.is_empty() {
-        // Ran here at once, or a repeat: the answer is what is recorded.
-        record(&state, "transfer", &Ok(outcome.clone()));
-        return Ok(outcome_response(outcome));
-    }
-    // Cross-bank: wait for the decision and its delivery, up to the response deadline.
-    let id = pending.id;
-    let progress = state.coordination.watch(id);
-    state.coordination.dispatch(outputs).await;
-    let last = state.coordination.wait(progress, started + deadline).await;
-    let _ = state.coordination.take_refusal(id);
-    state.coordination.unwatch(id);
-    let stored = state.reads.run(move |c| read::transfer(c, &id)).await?;
-    let transfer = stored.ok_or_else(|| ApiError::Internal(format!("transfer {id} vanished")))?;
-    let mut out = TransferOut::from(&transfer);
-    if transfer.status == bank_core::ledger::Status::Pending {
-        out.decision = match last {
-            Progress::Decided(Decision::Committed) | Progress::Finished(Decision::Committed) => Some("commit"),
-            Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => Some("abort"),
-            Progress::Preparing => None,
-        };
-    }
-    state.metrics.operation("transfer", transfer.status.as_str());
-    tracing::debug!(transfer_id = %id, status = transfer.status.as_str(), "cross-bank transfer answered");
+    let idempotency = (idem.0, bank_core::ids::Fingerprint(body.digest));
+    let out = crate::web::ops::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency)
+        .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -467,11 +421,28 @@ pub async fn consortium_status(state: State) -> ApiResult<Json<serde_json::Value
             .collect(),
     };
     let in_doubt = state.reads.run(read::holds_count).await?;
+    let ring = match (&state.ring, state.interbank.is_some()) {
+        (Some(view), _) => {
+            let ring = view.snapshot();
+            json!({
+                "epoch": ring.epoch, "holder": ring.holder.map(|b| b.0), "last_seen_ms": ring.last_seen_ms,
+                "rotations_per_s": (ring.rotations_per_s * 100.0).round() / 100.0, "queue_len": ring.queue_len,
+                "role": ring.role, "suspected": ring.suspected.iter().map(|b| b.0).collect::<Vec<_>>(),
+            })
+        }
+        // Concurrent mode: no token. A bank alone is a ring of one that always holds it.
+        (None, true) => {
+            json!({ "epoch": 0, "holder": null, "last_seen_ms": null, "rotations_per_s": 0.0, "queue_len": 0 })
+        }
+        (None, false) => json!({
+            "epoch": 0, "holder": state.bank_id.0, "last_seen_ms": 0, "rotations_per_s": 0.0, "queue_len": 0,
+        }),
+    };
     Ok(Json(json!({
         "bank_id": state.bank_id.0,
-        "mode": "concurrent",
+        "mode": state.coordination_mode.as_str(),
         "members": members,
-        "ring": { "epoch": 0, "holder": null, "last_seen_ms": null, "rotations_per_s": 0.0, "queue_len": 0 },
+        "ring": ring,
         "in_doubt": in_doubt,
     })))
 }

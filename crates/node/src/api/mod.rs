@@ -49,6 +49,12 @@ pub struct AppState {
     /// The consortium link (verifier and peer client); `None` for a bank running alone.
     pub interbank: Option<Arc<crate::interbank::Interbank>>,
     pub coordination: Arc<crate::coordination::Coordination>,
+    /// The coordination mode this bank runs (a bank alone reports its configured mode).
+    pub coordination_mode: crate::config::CoordinationMode,
+    /// The token ring as the writer last published it; `None` unless in `token-ring` mode.
+    pub ring: Option<Arc<crate::storage::ring::RingView>>,
+    /// Whether the operator's fault switch route is enabled.
+    pub fault_switch: bool,
 }
 
 pub type State = axum::extract::State<Arc<AppState>>;

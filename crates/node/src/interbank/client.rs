@@ -70,6 +70,8 @@ pub struct PeerClient {
     key: Arc<SigningKey>,
     urls: Arc<BTreeMap<BankId, reqwest::Url>>,
     http: reqwest::Client,
+    /// The fault switch (see [`super::fault`]): while set, every call fails as unreachable.
+    cut_off: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerClient {
@@ -98,7 +100,23 @@ impl PeerClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| PeerError::Local(format!("cannot build the HTTP client: {e}")))?;
-        Ok(PeerClient { self_id, key: Arc::new(key), urls: Arc::new(urls), http })
+        Ok(PeerClient {
+            self_id,
+            key: Arc::new(key),
+            urls: Arc::new(urls),
+            http,
+            cut_off: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        })
+    }
+
+    /// Cuts this bank off from its peers (`true`) or reconnects it: the fault switch.
+    pub fn set_cut_off(&self, cut_off: bool) {
+        self.cut_off.store(cut_off, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the fault switch cuts this bank off.
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The bank this client signs for.
@@ -127,6 +145,9 @@ impl PeerClient {
     /// Sends one signed request; returns the body of a 2xx answer, or the refusal.
     async fn send(&self, to: BankId, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<Vec<u8>, PeerError> {
         let base = self.urls.get(&to).ok_or(PeerError::UnknownPeer(to))?;
+        if self.is_cut_off() {
+            return Err(PeerError::Unreachable { to, detail: "this bank is cut off by the fault switch".into() });
+        }
         let url = base.join(path).map_err(|e| PeerError::Local(format!("bad path {path:?}: {e}")))?;
         // Sign what is actually sent: the URL's normalised path and query.
         let path_and_query = match url.query() {

@@ -32,6 +32,11 @@ pub trait InterbankState {
     fn operator_verifier(&self) -> Option<&Verifier> {
         None
     }
+    /// Whether the fault switch cuts this bank off: member banks' requests are then refused as
+    /// if it were down.
+    fn cut_off(&self) -> bool {
+        false
+    }
 }
 
 /// The raw body of a request whose signature verified, and who sent it.
@@ -87,6 +92,10 @@ async fn verified<S: InterbankState + Send + Sync>(
             "this bank runs without a consortium file; it accepts no inter-bank requests".into(),
         )));
     };
+    if signer == Signer::Member && state.cut_off() {
+        // The fault switch: to its peers this bank looks down (the operator can still reach it).
+        return Err(ApiError::Core(Error::BankUnavailable("this bank is cut off by the fault switch".into())));
+    }
     // The path as the sender addressed it, even if a router nests this handler.
     let uri = req.extensions().get::<OriginalUri>().map_or_else(|| req.uri().clone(), |original| original.0.clone());
     let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());

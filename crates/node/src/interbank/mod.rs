@@ -18,11 +18,13 @@
 //!
 //! Routes so far: `GET /interbank/v1/ping` answers `{ "bank_id": <this bank>, "from": <caller> }`
 //! to a correctly signed request: a way to check keys, clocks and addresses end to end.
-//! `GET /interbank/v1/audit` answers the operator only (see [`audit`]).
+//! `GET /interbank/v1/audit` answers the operator only (see [`audit`]); so does
+//! `POST /interbank/v1/fault`, the test-only fault switch (see [`fault`]).
 
 pub mod audit;
 pub mod client;
 pub mod extract;
+pub mod fault;
 pub mod sign;
 
 use std::collections::BTreeMap;
@@ -101,6 +103,9 @@ impl InterbankState for Arc<AppState> {
     fn operator_verifier(&self) -> Option<&Verifier> {
         self.interbank.as_deref().map(|interbank| &interbank.operator_verifier)
     }
+    fn cut_off(&self) -> bool {
+        self.interbank.as_deref().is_some_and(|interbank| interbank.peers.is_cut_off())
+    }
 }
 
 /// Path of the ping route.
@@ -123,7 +128,10 @@ pub async fn ping(state: crate::api::State, signed: SignedBody) -> Json<Pong> {
 
 /// Every `/interbank/v1` route, merged into the node's router.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route(PING_PATH, get(ping)).route(audit::AUDIT_PATH, get(audit::audit))
+    Router::new()
+        .route(PING_PATH, get(ping))
+        .route(audit::AUDIT_PATH, get(audit::audit))
+        .route(fault::FAULT_PATH, axum::routing::post(fault::fault))
 }
 
 #[cfg(test)]

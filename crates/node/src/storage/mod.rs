@@ -22,6 +22,7 @@
 //! Replication: a bank that needs it should use a replicated backend (the seam is the writer).
 
 pub mod read;
+pub mod ring;
 pub mod schema;
 pub mod writer;
 
@@ -274,6 +275,61 @@ pub fn load_coordinator_records(conn: &Connection) -> Result<Vec<bank_core::twop
     let mut stmt = conn.prepare("SELECT body FROM coordinator_records")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     rows.map(|body| serde_json::from_str(&body?).map_err(corrupt)).collect()
+}
+
+/// Replaces the ring's durable state (DESIGN.md §5: persisted before the ring acts on it).
+pub fn write_ring_state(conn: &Connection, durable: &bank_core::ring::RingDurable) -> Result<()> {
+    let body = serde_json::to_string(durable).map_err(corrupt)?;
+    conn.prepare_cached(
+        "INSERT INTO ring_state (id, body) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+    )?
+    .execute([body])?;
+    Ok(())
+}
+
+/// The ring's durable state as last written (the default on a first start).
+pub fn load_ring_state(conn: &Connection) -> Result<bank_core::ring::RingDurable> {
+    let body: Option<String> =
+        conn.query_row("SELECT body FROM ring_state WHERE id = 1", [], |r| r.get(0)).optional()?;
+    body.map_or(Ok(Default::default()), |b| serde_json::from_str(&b).map_err(corrupt))
+}
+
+/// A cross-bank transaction planned here, waiting for the token to begin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedTx {
+    pub tx: TransferId,
+    pub legs: bank_core::twopc::LegsByBank,
+    pub queued_at: TimestampMs,
+}
+
+pub fn enqueue_ring_tx(conn: &Connection, queued: &QueuedTx) -> Result<()> {
+    let legs: Vec<_> = queued.legs.iter().collect();
+    let legs = serde_json::to_string(&legs).map_err(corrupt)?;
+    conn.prepare_cached("INSERT INTO ring_queue (tx, legs, queued_at) VALUES (?1, ?2, ?3)")?.execute(params![
+        queued.tx.0.to_string(),
+        legs,
+        queued.queued_at.0
+    ])?;
+    Ok(())
+}
+
+/// Removes a transaction from the queue (begun, or failed without beginning).
+pub fn dequeue_ring_tx(conn: &Connection, tx: &TransferId) -> Result<()> {
+    conn.prepare_cached("DELETE FROM ring_queue WHERE tx = ?1")?.execute([tx.0.to_string()])?;
+    Ok(())
+}
+
+/// The queue, oldest first, for a restart.
+pub fn load_ring_queue(conn: &Connection) -> Result<Vec<QueuedTx>> {
+    let mut stmt = conn.prepare("SELECT tx, legs, queued_at FROM ring_queue ORDER BY queued_at, tx")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+    rows.map(|row| {
+        let (tx, legs, queued_at) = row?;
+        let tx = Uuid::parse_str(&tx).map(TransferId).map_err(corrupt)?;
+        let legs: Vec<(BankId, bank_core::twopc::Legs)> = serde_json::from_str(&legs).map_err(corrupt)?;
+        Ok(QueuedTx { tx, legs: legs.into_iter().collect(), queued_at: TimestampMs(queued_at) })
+    })
+    .collect()
 }
 
 /// Rebuilds the in-memory ledger from the tables.

@@ -110,6 +110,20 @@ CREATE TABLE remote_keys (
     masked_document TEXT NOT NULL
 ) STRICT;
 "#,
+    // The token ring: what this bank must remember of it across a restart (one row), and the
+    // cross-bank transactions planned here that wait for the token (begun ones leave the queue).
+    r#"
+CREATE TABLE ring_state (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE ring_queue (
+    tx        TEXT PRIMARY KEY,
+    legs      TEXT NOT NULL,
+    queued_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the newest schema, each step in its own transaction.

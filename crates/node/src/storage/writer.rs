@@ -23,6 +23,7 @@ use bank_core::ledger::{
 };
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
+use bank_core::ring::{RingMessage, RingOutput};
 use bank_core::twopc::{
     Coordinator, CoordinatorOutput, CoordinatorRecord, Message, Participant, ParticipantOutput, RetryPolicy, Role,
 };
@@ -30,6 +31,7 @@ use rusqlite::{Connection, params};
 use std::collections::{BTreeSet, HashMap};
 use tokio::sync::oneshot;
 
+use super::ring::RingGate;
 use super::{BatchWriter, EntryIndex};
 use crate::metrics::Metrics;
 
@@ -54,6 +56,12 @@ pub enum ProtocolOutput {
         tx: TransferId,
         decision: Decision,
     },
+    /// A message of the token ring, produced at `sent_at` (this bank's clock).
+    Ring {
+        to: BankId,
+        sent_at: TimestampMs,
+        msg: RingMessage,
+    },
 }
 
 /// Everything the writer thread owns besides the connection: the ledger and the two-phase
@@ -71,6 +79,10 @@ pub struct Machines {
     refusals: HashMap<TransferId, (String, String)>,
     /// Failpoints reached in the current batch, hit once it is durable.
     failpoints: Vec<&'static str>,
+    /// The token ring's gate on cross-bank work; `None` in `concurrent` mode (or alone).
+    pub ring: Option<RingGate>,
+    /// Transactions a `token-ring` run left queued, begun at the first tick of a `concurrent` one.
+    pub unqueued: Vec<super::QueuedTx>,
 }
 
 impl Machines {
@@ -79,6 +91,7 @@ impl Machines {
         records: Vec<CoordinatorRecord>,
         members: BTreeSet<BankId>,
         prepare_expiry_ms: i64,
+        ring: Option<RingGate>,
     ) -> Self {
         let bank = ledger.bank_id();
         Machines {
@@ -89,6 +102,8 @@ impl Machines {
             prepare_expiry_ms,
             refusals: HashMap::new(),
             failpoints: Vec::new(),
+            ring,
+            unqueued: Vec::new(),
         }
     }
 }
@@ -137,6 +152,16 @@ pub enum Command {
     },
     /// Runs the protocol machines' timers.
     ProtocolTick {
+        reply: Reply<Vec<ProtocolOutput>>,
+    },
+    /// Runs the token ring's timers.
+    RingTick {
+        reply: Reply<Vec<ProtocolOutput>>,
+    },
+    /// Token-ring messages from bank `from`, each with the time it was produced there.
+    RingDeliver {
+        from: BankId,
+        messages: Vec<(TimestampMs, RingMessage)>,
         reply: Reply<Vec<ProtocolOutput>>,
     },
     CreateSession {
@@ -227,6 +252,18 @@ impl WriterHandle {
 
     pub async fn protocol_tick(&self) -> Result<Vec<ProtocolOutput>, Error> {
         self.submit(|reply| Command::ProtocolTick { reply }).await
+    }
+
+    pub async fn ring_tick(&self) -> Result<Vec<ProtocolOutput>, Error> {
+        self.submit(|reply| Command::RingTick { reply }).await
+    }
+
+    pub async fn ring_deliver(
+        &self,
+        from: BankId,
+        messages: Vec<(TimestampMs, RingMessage)>,
+    ) -> Result<Vec<ProtocolOutput>, Error> {
+        self.submit(|reply| Command::RingDeliver { from, messages, reply }).await
     }
 
     pub async fn create_session(
@@ -408,11 +445,26 @@ fn apply(
                 }
                 Ok(Plan::CrossBank { transfer, legs }) => {
                     flush(writer, changes)?;
-                    let expires_at = TimestampMs(now.0 + m.prepare_expiry_ms);
-                    let outputs = m.coordinator.begin(transfer.id, legs, expires_at, now);
-                    let outputs = carry_out_coordinator(m, tx, writer, outputs)?;
-                    let outputs = loopback(m, tx, writer, outputs, now, changes)?;
-                    tracing::debug!(transfer_id = %transfer.id, "cross-bank transfer begun");
+                    let outputs = match &mut m.ring {
+                        None => begin_cross_bank(m, tx, writer, transfer.id, legs, now, changes)?,
+                        Some(gate) if gate.has_room() => {
+                            let queued = super::QueuedTx { tx: transfer.id, legs, queued_at: now };
+                            super::enqueue_ring_tx(tx, &queued)?;
+                            gate.enqueue(queued);
+                            tracing::debug!(transfer_id = %transfer.id, "cross-bank transfer waits for the token");
+                            ring_turn(m, tx, writer, now, changes)?
+                        }
+                        Some(_) => {
+                            let reason =
+                                ("overloaded".to_string(), "too many transfers wait for the token".to_string());
+                            settle(m, tx, writer, transfer.id, Status::Failed, Some(reason.clone()))?;
+                            vec![ProtocolOutput::Decided {
+                                tx: transfer.id,
+                                decision: Decision::Aborted,
+                                refusal: Some(reason),
+                            }]
+                        }
+                    };
                     answer(reply, Ok((Outcome::Transfer(transfer), outputs)))
                 }
             }
@@ -422,7 +474,9 @@ fn apply(
             for msg in messages {
                 outputs.extend(deliver(m, tx, writer, from, msg, now, changes)?);
             }
-            answer(reply, Ok(loopback(m, tx, writer, outputs, now, changes)?))
+            let mut outputs = loopback(m, tx, writer, outputs, now, changes)?;
+            outputs.extend(ring_turn(m, tx, writer, now, changes)?);
+            answer(reply, Ok(outputs))
         }
         Command::ClaimKey { account, request, reply } => {
             let claim = match request {
@@ -451,8 +505,34 @@ fn apply(
         Command::ProtocolTick { reply } => {
             let out = m.coordinator.tick(now);
             let mut outputs = carry_out_coordinator(m, tx, writer, out)?;
+            for queued in std::mem::take(&mut m.unqueued) {
+                super::dequeue_ring_tx(tx, &queued.tx)?;
+                outputs.extend(begin_cross_bank(m, tx, writer, queued.tx, queued.legs, now, changes)?);
+            }
             outputs.extend(participant_outputs(m.participant.tick(&m.ledger, now)));
-            answer(reply, Ok(loopback(m, tx, writer, outputs, now, changes)?))
+            let mut outputs = loopback(m, tx, writer, outputs, now, changes)?;
+            outputs.extend(ring_turn(m, tx, writer, now, changes)?);
+            answer(reply, Ok(outputs))
+        }
+        Command::RingTick { reply } => {
+            let mut outputs = Vec::new();
+            if let Some(gate) = &mut m.ring {
+                let out = gate.tick();
+                outputs = carry_out_ring(m, tx, out, now)?;
+            }
+            outputs.extend(ring_turn(m, tx, writer, now, changes)?);
+            answer(reply, Ok(outputs))
+        }
+        Command::RingDeliver { from, messages, reply } => {
+            let mut outputs = Vec::new();
+            for (sent_at, msg) in messages {
+                if let Some(gate) = &mut m.ring {
+                    let out = gate.step(from, sent_at, msg, now);
+                    outputs.extend(carry_out_ring(m, tx, out, now)?);
+                }
+            }
+            outputs.extend(ring_turn(m, tx, writer, now, changes)?);
+            answer(reply, Ok(outputs))
         }
         Command::CreateSession { token_hash, account, expires_at, reply } => {
             if ledger.account(&account).is_none() {
@@ -473,6 +553,99 @@ fn apply(
     };
     flush(writer, changes)?;
     Ok(answer)
+}
+
+/// Begins coordinating a planned cross-bank transaction: its prepares go out after this batch.
+#[allow(clippy::too_many_arguments)]
+fn begin_cross_bank(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    id: TransferId,
+    legs: bank_core::twopc::LegsByBank,
+    now: TimestampMs,
+    changes: &mut Vec<Change>,
+) -> super::Result<Vec<ProtocolOutput>> {
+    let expires_at = TimestampMs(now.0 + m.prepare_expiry_ms);
+    let outputs = m.coordinator.begin(id, legs, expires_at, now);
+    let outputs = carry_out_coordinator(m, tx, writer, outputs)?;
+    tracing::debug!(transfer_id = %id, "cross-bank transfer begun");
+    loopback(m, tx, writer, outputs, now, changes)
+}
+
+/// Most visits one command may start and end (a ring of one starts a new visit at once).
+const RING_TURNS_MAX: usize = 4;
+
+/// Moves the token ring's gate along after a command: fails transactions that waited too long
+/// for the token, begins what the current visit allows, and tells the ring when the visit's
+/// batch is decided (which may pass the token, or — alone — start the next visit).
+fn ring_turn(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    now: TimestampMs,
+    changes: &mut Vec<Change>,
+) -> super::Result<Vec<ProtocolOutput>> {
+    let mut outputs = Vec::new();
+    if m.ring.is_none() {
+        return Ok(outputs);
+    }
+    for _ in 0..RING_TURNS_MAX {
+        let Some(gate) = &mut m.ring else { break };
+        let expired = gate.expired(now);
+        let wait_s = gate.options().queue_wait_max_ms / 1000;
+        for queued in expired {
+            super::dequeue_ring_tx(tx, &queued.tx)?;
+            let reason = (
+                "bank_unavailable".to_string(),
+                format!("the consortium's token did not reach this bank within {wait_s} s; nothing was moved"),
+            );
+            settle(m, tx, writer, queued.tx, Status::Failed, Some(reason.clone()))?;
+            outputs.push(ProtocolOutput::Decided { tx: queued.tx, decision: Decision::Aborted, refusal: Some(reason) });
+        }
+        let Some(gate) = &mut m.ring else { break };
+        let startable = gate.startable(now);
+        if !startable.is_empty() {
+            m.failpoints.push("ring_batch_begun");
+        }
+        for queued in startable {
+            super::dequeue_ring_tx(tx, &queued.tx)?;
+            outputs.extend(begin_cross_bank(m, tx, writer, queued.tx, queued.legs, now, changes)?);
+        }
+        let Some(gate) = &mut m.ring else { break };
+        let out = gate.drive();
+        let visit_started = out.iter().any(|o| matches!(o, RingOutput::StartWork { .. }));
+        outputs.extend(carry_out_ring(m, tx, out, now)?);
+        if !visit_started {
+            break;
+        }
+    }
+    if let Some(gate) = &m.ring {
+        gate.refresh_view();
+    }
+    Ok(outputs)
+}
+
+/// Carries out the ring's outputs inside the batch: its durable state is written (committed
+/// before anything of the batch leaves), visits begin and end, messages are returned to send.
+fn carry_out_ring(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    outputs: Vec<RingOutput>,
+    now: TimestampMs,
+) -> super::Result<Vec<ProtocolOutput>> {
+    let Some(gate) = &mut m.ring else { return Ok(Vec::new()) };
+    gate.observe(&outputs);
+    let mut out = Vec::new();
+    for output in outputs {
+        match output {
+            RingOutput::Persist(durable) => super::write_ring_state(tx, &durable)?,
+            RingOutput::Send { to, msg } => out.push(ProtocolOutput::Ring { to, sent_at: now, msg }),
+            RingOutput::StartWork { epoch, hop, .. } => tracing::trace!(%epoch, hop = hop.0, "token visit begins"),
+            RingOutput::StopWork { epoch, hop } => tracing::trace!(%epoch, hop = hop.0, "token visit ends"),
+        }
+    }
+    Ok(out)
 }
 
 /// Feeds one message from bank `from` to the machine it is for; returns what that produced.
@@ -583,6 +756,9 @@ fn carry_out_coordinator(
             CoordinatorOutput::Decided { tx: id, decision } => {
                 if decision == Decision::Committed {
                     m.failpoints.push("coordinator_decided_commit");
+                }
+                if let Some(gate) = &mut m.ring {
+                    gate.decided(&id);
                 }
                 let refusal = m.refusals.remove(&id);
                 let refusal = match decision {

@@ -149,42 +149,52 @@ pub async fn entries(
     Ok((entries.iter().map(EntryOut::from).collect(), next))
 }
 
-/// Runs a transfer (as `POST /api/v1/transfers`): a rejection is an error and changes nothing;
-/// an executed transfer is answered as it stands at the response deadline.
+/// Runs a transfer — `POST /api/v1/transfers` and the pages alike: a rejection is an error and
+/// changes nothing; an executed transfer is answered as it stands at the response deadline (a
+/// cross-bank one after its decision and delivery, or `pending` with the decision if known).
 pub async fn transfer(
     state: &Arc<AppState>,
     actor: AccountNumber,
     legs: Vec<LegRequest>,
+    description: Option<String>,
     idempotency: (bank_core::ids::IdempotencyKey, bank_core::ids::Fingerprint),
 ) -> OpResult<TransferOut> {
+    let id = TransferId(uuid::Uuid::now_v7());
     let request = TransferRequest {
         idempotency_key: idempotency.0,
         fingerprint: idempotency.1,
         actor,
         legs,
-        description: None,
-        transfer_id: TransferId(uuid::Uuid::now_v7()),
+        description,
+        transfer_id: id,
         now: TimestampMs(0),
     };
     let deadline = std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
     let started = tokio::time::Instant::now();
+    // Watched before it is submitted: a transfer that waits for the token may be begun — and
+    // decided — by another command, before this request is told it was queued.
+    let progress = state.coordination.watch(id);
     let (outcome, outputs) = match state.writer.transfer(request).await {
         Ok(done) => done,
         Err(e) => {
+            state.coordination.unwatch(id);
             state.metrics.operation("transfer", "rejected");
             return Err(e.into());
         }
     };
     let pending = match outcome {
         Outcome::Transfer(t) => t,
-        other => return Err(ApiError::Internal(format!("a transfer answered {other:?}"))),
+        other => {
+            state.coordination.unwatch(id);
+            return Err(ApiError::Internal(format!("a transfer answered {other:?}")));
+        }
     };
-    if pending.status != Status::Pending || outputs.is_empty() {
+    if pending.id != id || pending.status != Status::Pending {
+        // Ran here at once, or a repeat: the answer is what is recorded.
+        state.coordination.unwatch(id);
         state.metrics.operation("transfer", pending.status.as_str());
         return Ok(TransferOut::from(&pending));
     }
-    let id = pending.id;
-    let progress = state.coordination.watch(id);
     state.coordination.dispatch(outputs).await;
     let last = state.coordination.wait(progress, started + deadline).await;
     let _ = state.coordination.take_refusal(id);
@@ -200,6 +210,7 @@ pub async fn transfer(
         };
     }
     state.metrics.operation("transfer", transfer.status.as_str());
+    tracing::debug!(transfer_id = %id, status = transfer.status.as_str(), "transfer answered");
     Ok(out)
 }
 

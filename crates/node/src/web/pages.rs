@@ -541,7 +541,7 @@ pub async fn pix_send(state: St, session: WebSession, body: Bytes) -> Response {
         let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
         let idem = f.idempotency("/pix/send", &format!("{}|{}", key.normalized(), amount.cents()));
         let legs = vec![LegRequest { from: None, to: Destination::Key(key), amount }];
-        ops::transfer(&state, session.account.clone(), legs, idem).await.map_err(refusal)
+        ops::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(refusal)
     }
     .await;
     match sent {
@@ -789,7 +789,7 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         return render_status(status, &page(rows, totals, error, sources));
     }
     let idem = f.idempotency("/packet", &meaning);
-    match ops::transfer(&state, session.account.clone(), legs, idem).await {
+    match ops::transfer(&state, session.account.clone(), legs, None, idem).await {
         Ok(t) => Redirect::to(&format!("/transfers/{}", t.id)).into_response(),
         Err(e) => render_status(refused(&e), &page(rows, totals, Some(friendly(&e)), sources)),
     }

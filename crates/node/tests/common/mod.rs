@@ -305,9 +305,15 @@ pub struct Cluster {
     pub nodes: Vec<TestNode>,
     pub config: bank_node::consortium::ConsortiumConfig,
     pub keys: Vec<bank_node::consortium::SigningKey>,
+    pub operator: bank_node::consortium::SigningKey,
 }
 
 pub async fn cluster(n: u32) -> Cluster {
+    cluster_with(n, |_| {}).await
+}
+
+/// A consortium whose every node's configuration `tweak` adjusts.
+pub async fn cluster_with(n: u32, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
     use bank_core::ids::BankId;
     use bank_node::consortium::{Consortium, ConsortiumConfig, Member, NodeSettings, generate_signing_key};
     let keys: Vec<_> = (1..=n).map(|_| generate_signing_key().expect("key")).collect();
@@ -323,8 +329,8 @@ pub async fn cluster(n: u32) -> Cluster {
             (BankId(id), member)
         })
         .collect();
-    let operator_key = generate_signing_key().expect("key").verifying_key();
-    let config = ConsortiumConfig { operator_key, members, node: NodeSettings::default() };
+    let operator = generate_signing_key().expect("key");
+    let config = ConsortiumConfig { operator_key: operator.verifying_key(), members, node: NodeSettings::default() };
     let mut nodes = Vec::new();
     for id in 1..=n {
         let consortium = Consortium::new(&config, BankId(id), keys[id as usize - 1].clone()).expect("member");
@@ -335,16 +341,40 @@ pub async fn cluster(n: u32) -> Cluster {
                 c.name = format!("Bank {id}");
                 c.listen = listen;
                 c.consortium = Some(consortium);
+                tweak(c);
             })
             .await,
         );
     }
-    Cluster { nodes, config, keys }
+    Cluster { nodes, config, keys, operator }
 }
 
 impl Cluster {
     /// The node of bank `id`.
     pub fn bank(&self, id: u32) -> &TestNode {
         &self.nodes[id as usize - 1]
+    }
+
+    /// `POST path` to bank `to`, signed by `from` (a member id, or 0: the operator).
+    pub async fn signed_post(&self, from: u32, to: u32, path: &str, body: &Value) -> (u16, Value) {
+        use bank_core::ids::BankId;
+        use bank_node::interbank::sign::{fresh_nonce, sign, unix_now_ms};
+        let key = if from == 0 { &self.operator } else { &self.keys[from as usize - 1] };
+        let bytes = serde_json::to_vec(body).expect("json");
+        let signed =
+            sign(key, BankId(from), BankId(to), "POST", path, &bytes, unix_now_ms(), fresh_nonce().expect("nonce"));
+        let mut request = self.bank(to).http.post(format!("{}{path}", self.bank(to).url));
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let response = request.header("content-type", "application/json").body(bytes).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Throws bank `id`'s fault switch: cut off from its peers, or reconnected.
+    pub async fn cut_off(&self, id: u32, cut_off: bool) {
+        let (status, answer) = self.signed_post(0, id, "/interbank/v1/fault", &json!({ "cut_off": cut_off })).await;
+        assert_eq!(status, 200, "fault switch of bank {id}: {answer}");
     }
 }

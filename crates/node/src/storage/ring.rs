@@ -1,0 +1,327 @@
+//! The token ring's gate on cross-bank work, inside the ledger writer.
+//!
+//! In `token-ring` mode (DESIGN.md §5) a cross-bank transaction planned here is not begun at once:
+//! it waits in a queue (durable: `ring_queue`, so a restart neither loses nor double-begins it)
+//! until this bank holds the token. The gate owns this bank's [`RingNode`], and lives in the
+//! writer thread beside the ledger and the two-phase commit, so a ring state change is committed
+//! by the same group commit as the work it allows (write-ahead: `(epoch, hop)` is durable before
+//! the acknowledgement leaves, and before any prepare sent under it).
+//!
+//! A visit: on [`RingOutput::StartWork`] the gate lets the writer begin queued transactions —
+//! and ones planned during the visit — while the lease lasts, up to the visit's budget
+//! (`ops_per_visit`). Once every transaction begun in the visit is decided, the ring is told
+//! ([`RingNode::batch_done`]) and passes the token on; with nothing to do it passes after the idle
+//! pause; at the lease's end at the latest. Intra-bank work never comes here.
+//!
+//! A transaction that waits longer than [`RingOptions::queue_wait_max_ms`] (the token is lost and
+//! not yet regenerated, or this bank is cut off from a majority) fails without having held or
+//! moved anything: nothing was begun, so failing it is purely local.
+//!
+//! Ticks: the ring counts logical ticks of [`RingOptions::tick_ms`] on this process's monotonic
+//! clock. Ring messages carry the wall-clock time they were produced; one older than
+//! [`RingOptions::message_age_max_ms`] when it reaches the machine is dropped, which is how the
+//! driver upholds the ring's assumption A1 (a message arrives within the hop timeout, or never).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bank_core::ids::{BankId, TimestampMs, TransferId};
+use bank_core::ring::{RingConfig, RingDurable, RingMessage, RingNode, RingOutput, RingRole, RingSettings, Tick};
+
+use super::QueuedTx;
+use crate::metrics::Metrics;
+
+/// How cross-bank work is ordered (DESIGN.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoordinationMode {
+    /// A bank begins cross-bank transactions only while it holds the token.
+    #[default]
+    TokenRing,
+    /// No gate: every bank begins its cross-bank transactions at once.
+    Concurrent,
+}
+
+impl CoordinationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoordinationMode::TokenRing => "token-ring",
+            CoordinationMode::Concurrent => "concurrent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "token-ring" => Ok(CoordinationMode::TokenRing),
+            "concurrent" => Ok(CoordinationMode::Concurrent),
+            other => Err(format!("coordination is `token-ring` or `concurrent`, not {other:?}")),
+        }
+    }
+}
+
+/// The ring's settings as the node runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingOptions {
+    /// The ring's own settings, in ticks. Every bank of a consortium must use the same ones.
+    pub settings: RingSettings,
+    /// Length of a tick.
+    pub tick_ms: u64,
+    /// Cross-bank transactions waiting for the token; more are recorded failed (`overloaded`).
+    pub queue_len_max: usize,
+    /// Longest wait for the token; then the transaction fails, having moved nothing.
+    pub queue_wait_max_ms: i64,
+    /// A ring message older than this (by its sender's clock) is dropped on arrival: the hop
+    /// timeout less the clock skew allowed between banks.
+    pub message_age_max_ms: i64,
+}
+
+impl RingOptions {
+    /// The node's defaults for a 10 ms tick: a 300 ms lease, a 150 ms hop timeout, 30 ms idle
+    /// pause and re-sends, 100 ms per priority rank, 64 operations per visit. Three banks notice a
+    /// lost token after 1.5 s (the loss timeout), five after 2.7 s.
+    pub const DEFAULT: RingOptions = RingOptions {
+        settings: RingSettings {
+            lease_ticks: 30,
+            hop_timeout_ticks: 15,
+            idle_pause_ticks: 3,
+            retry_ticks: 3,
+            priority_stagger_ticks: 10,
+            ops_per_visit: 64,
+        },
+        tick_ms: 10,
+        queue_len_max: 65_536,
+        queue_wait_max_ms: 10_000,
+        message_age_max_ms: 100,
+    };
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        RingOptions::DEFAULT
+    }
+}
+
+/// The ring as this bank sees it, for the status route (refreshed by the writer).
+#[derive(Debug, Clone, Default)]
+pub struct RingSnapshot {
+    pub epoch: u64,
+    pub role: &'static str,
+    pub holder: Option<BankId>,
+    /// Milliseconds since this bank last held or passed the token.
+    pub last_seen_ms: Option<u64>,
+    /// Visits of the token to this bank per second, over the last ten seconds.
+    pub rotations_per_s: f64,
+    pub queue_len: usize,
+    pub suspected: Vec<BankId>,
+}
+
+/// What the status route reads.
+#[derive(Debug, Default)]
+pub struct RingView {
+    snapshot: Mutex<RingSnapshot>,
+}
+
+impl RingView {
+    pub fn snapshot(&self) -> RingSnapshot {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The work of the current visit.
+#[derive(Debug)]
+struct VisitWork {
+    budget_left: u32,
+    started: u32,
+    undecided: HashSet<TransferId>,
+}
+
+/// The gate: this bank's ring machine, its queue, and the visit under way.
+#[derive(Debug)]
+pub struct RingGate {
+    node: RingNode,
+    options: RingOptions,
+    started_at: Instant,
+    queue: VecDeque<QueuedTx>,
+    visit: Option<VisitWork>,
+    /// When recent visits began, for the rotation rate.
+    recent_visits: VecDeque<Instant>,
+    view: Arc<RingView>,
+    metrics: Arc<Metrics>,
+}
+
+/// The window of the rotation rate.
+const ROTATION_WINDOW_S: u64 = 10;
+
+impl RingGate {
+    /// The gate of bank `me` among `members`, recovering the ring's durable state and the queue.
+    pub fn recover(
+        me: BankId,
+        members: impl IntoIterator<Item = BankId>,
+        options: RingOptions,
+        durable: RingDurable,
+        queue: Vec<QueuedTx>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, bank_core::Error> {
+        let config = RingConfig::new(me, members, options.settings)?;
+        let started_at = Instant::now();
+        let node = RingNode::recover(config, durable, Tick(0));
+        let gate = RingGate {
+            node,
+            options,
+            started_at,
+            queue: queue.into(),
+            visit: None,
+            recent_visits: VecDeque::new(),
+            view: Arc::new(RingView::default()),
+            metrics,
+        };
+        gate.refresh_view();
+        Ok(gate)
+    }
+
+    pub fn view(&self) -> Arc<RingView> {
+        self.view.clone()
+    }
+
+    pub fn options(&self) -> &RingOptions {
+        &self.options
+    }
+
+    /// This process's current tick.
+    pub fn now(&self) -> Tick {
+        Tick(self.started_at.elapsed().as_millis() as u64 / self.options.tick_ms)
+    }
+
+    /// Whether another transaction may wait in the queue.
+    pub fn has_room(&self) -> bool {
+        self.queue.len() < self.options.queue_len_max
+    }
+
+    /// Queues a planned transaction (the caller wrote it to `ring_queue` in the same batch).
+    pub fn enqueue(&mut self, queued: QueuedTx) {
+        self.queue.push_back(queued);
+    }
+
+    /// Takes the queued transactions that waited too long: they fail, never begun.
+    pub fn expired(&mut self, now: TimestampMs) -> Vec<QueuedTx> {
+        let max = self.options.queue_wait_max_ms;
+        let mut out = Vec::new();
+        while self.queue.front().is_some_and(|q| now.0 - q.queued_at.0 > max) {
+            out.extend(self.queue.pop_front());
+        }
+        out
+    }
+
+    /// Takes the queued transactions this bank may begin now: within the lease and the visit's
+    /// budget. The caller begins every one of them in this batch.
+    pub fn startable(&mut self, now: TimestampMs) -> Vec<QueuedTx> {
+        let tick = self.now();
+        let (Some(visit), Some(_permit)) = (&mut self.visit, self.node.work_permit(tick)) else {
+            return Vec::new();
+        };
+        let n = (visit.budget_left as usize).min(self.queue.len());
+        let taken: Vec<QueuedTx> = self.queue.drain(..n).collect();
+        visit.budget_left -= n as u32;
+        visit.started += n as u32;
+        for q in &taken {
+            visit.undecided.insert(q.tx);
+            let waited_ms = (now.0 - q.queued_at.0).max(0) as f64;
+            self.metrics.observe_token_wait(waited_ms / 1000.0);
+        }
+        taken
+    }
+
+    /// A transaction this bank coordinates is decided.
+    pub fn decided(&mut self, tx: &TransferId) {
+        if let Some(visit) = &mut self.visit {
+            visit.undecided.remove(tx);
+        }
+    }
+
+    /// Tells the ring how the visit is going: done once every transaction begun in it is decided,
+    /// or nothing to do yet.
+    pub fn drive(&mut self) -> Vec<RingOutput> {
+        let tick = self.now();
+        match &self.visit {
+            Some(v) if v.started > 0 && v.undecided.is_empty() => {
+                let started = v.started;
+                self.node.batch_done(tick, started)
+            }
+            Some(v) if v.started == 0 && self.queue.is_empty() => self.node.batch_done(tick, 0),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Runs the ring's timers.
+    pub fn tick(&mut self) -> Vec<RingOutput> {
+        let tick = self.now();
+        self.node.tick(tick)
+    }
+
+    /// A ring message from bank `from`, sent at `sent_at` by its clock; dropped when older than
+    /// the ring may rely on (assumption A1), or dated too far ahead.
+    pub fn step(&mut self, from: BankId, sent_at: TimestampMs, msg: RingMessage, now: TimestampMs) -> Vec<RingOutput> {
+        let age = now.0 - sent_at.0;
+        if age > self.options.message_age_max_ms || age < -self.options.message_age_max_ms {
+            self.metrics.ring_message_dropped();
+            tracing::debug!(bank = %from, age_ms = age, ?msg, "ring message too old (or from the future): dropped");
+            return Vec::new();
+        }
+        let tick = self.now();
+        self.node.step(from, msg, tick)
+    }
+
+    /// Takes note of the ring's outputs before the writer carries them out: a visit begins or
+    /// ends, and the metrics count passes, regenerations and refusals.
+    pub fn observe(&mut self, outputs: &[RingOutput]) {
+        for output in outputs {
+            match output {
+                RingOutput::StartWork { epoch, hop, budget_ops, .. } => {
+                    self.visit = Some(VisitWork { budget_left: *budget_ops, started: 0, undecided: HashSet::new() });
+                    self.metrics.ring_visit(hop.0 == 0 && epoch.0 > 1);
+                    let now = Instant::now();
+                    self.recent_visits.push_back(now);
+                    while self
+                        .recent_visits
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t).as_secs() >= ROTATION_WINDOW_S)
+                    {
+                        self.recent_visits.pop_front();
+                    }
+                }
+                RingOutput::StopWork { .. } => {
+                    self.visit = None;
+                    if self.node.config().members().len() > 1 {
+                        self.metrics.ring_pass();
+                    }
+                }
+                RingOutput::Send { msg: RingMessage::TokenRefused { .. }, .. } => self.metrics.ring_refused_stale(),
+                RingOutput::Send { .. } | RingOutput::Persist(_) => {}
+            }
+        }
+    }
+
+    /// Publishes the ring's state for the status route and the gauges.
+    pub fn refresh_view(&self) {
+        let tick = self.now();
+        let status = self.node.status(tick);
+        let window_s = (self.started_at.elapsed().as_secs_f64()).clamp(1.0, ROTATION_WINDOW_S as f64);
+        let snapshot = RingSnapshot {
+            epoch: status.epoch.0,
+            role: match status.role {
+                RingRole::Idle => "idle",
+                RingRole::Holding => "holding",
+                RingRole::Passing => "passing",
+                RingRole::PreCandidate => "pre-candidate",
+                RingRole::Candidate => "candidate",
+            },
+            holder: status.holder,
+            last_seen_ms: status.last_seen.map(|t| tick.0.saturating_sub(t.0) * self.options.tick_ms),
+            rotations_per_s: self.recent_visits.len() as f64 / window_s,
+            queue_len: self.queue.len(),
+            suspected: status.suspected.into_iter().collect(),
+        };
+        self.metrics.set_ring(snapshot.epoch, snapshot.queue_len);
+        *self.view.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+}
