@@ -63,6 +63,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check the consortium's invariants (DESIGN.md §8) against every live bank, as the operator.
     Audit(AuditArgs),
+    /// Cut a running bank off from its peers, or reconnect it (the operator's fault switch, for
+    /// tests and demonstrations; the bank must run with --fault-switch).
+    Fault(FaultArgs),
 }
 
 /// Log output format.
@@ -367,6 +370,31 @@ pub struct AuditArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `bank fault`.
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// Consortium file (TOML): where the bank is, and the operator's public key.
+    #[arg(long, env = "BANK_CONSORTIUM")]
+    pub consortium: PathBuf,
+    /// The operator's secret key file (default: keys/operator.key beside the consortium file).
+    #[arg(long, env = "BANK_OPERATOR_KEY")]
+    pub operator_key: Option<PathBuf>,
+    /// The bank to cut off or reconnect.
+    #[arg(long)]
+    pub bank: u32,
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: FaultAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultAction {
+    /// Cut the bank off from its peers (a partition with it alone on one side).
+    CutOff,
+    /// Reconnect it.
+    Heal,
 }
 
 /// Parses a customer-typed amount (`1234,56`, `1234.56`, `R$ 1.234,56`).

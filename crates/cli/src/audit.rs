@@ -843,6 +843,28 @@ impl OperatorClient {
         Ok(snapshot)
     }
 
+    /// Throws the fault switch of `member` (`POST /interbank/v1/fault`).
+    pub async fn fault(&self, member: &Member, cut_off: bool) -> std::result::Result<(), String> {
+        let path = bank_node::interbank::fault::FAULT_PATH;
+        let body = serde_json::to_vec(&bank_node::interbank::fault::FaultRequest { cut_off })
+            .map_err(|e| format!("cannot encode the request: {e}"))?;
+        let nonce = fresh_nonce().map_err(|e| format!("no randomness for a nonce: {e}"))?;
+        let signed = sign(&self.key, OPERATOR, member.id, "POST", path, &body, unix_now_ms(), nonce);
+        let mut request = self.http.post(format!("{}{path}", member.url));
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let response =
+            request.header("content-type", "application/json").body(body).send().await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let problem: serde_json::Value = response.json().await.unwrap_or_default();
+        let detail = problem.get("detail").and_then(serde_json::Value::as_str).unwrap_or("no detail").to_owned();
+        Err(format!("bank {} refused: {status}: {detail}", member.id))
+    }
+
     /// Reads one bank whole: the first answer, then every further page of every list.
     pub async fn read_bank(&self, member: &Member, clock: Instant) -> BankSnapshot {
         let started_ms = clock.elapsed().as_millis() as u64;
@@ -960,19 +982,36 @@ pub fn operator_key_path(consortium: &Path, given: Option<&Path>) -> PathBuf {
     }
 }
 
-/// `bank audit`.
-pub async fn run(args: AuditArgs) -> Result<ExitCode> {
-    let config = ConsortiumConfig::load(&args.consortium)?;
-    let key_path = operator_key_path(&args.consortium, args.operator_key.as_deref());
+/// The consortium file and the operator's client, the key checked against the file.
+pub fn operator(consortium: &Path, given_key: Option<&Path>) -> Result<(ConsortiumConfig, OperatorClient)> {
+    let config = ConsortiumConfig::load(consortium)?;
+    let key_path = operator_key_path(consortium, given_key);
     let key = read_signing_key(&key_path).with_context(|| format!("the operator key {}", key_path.display()))?;
     if key.verifying_key() != config.operator_key {
         bail!(
             "{} is not the operator key that {} lists in [operator] (the banks would refuse its signature)",
             key_path.display(),
-            args.consortium.display()
+            consortium.display()
         );
     }
-    let client = OperatorClient::new(key)?;
+    Ok((config, OperatorClient::new(key)?))
+}
+
+/// `bank fault`.
+pub async fn run_fault(args: crate::args::FaultArgs) -> Result<ExitCode> {
+    let (config, client) = operator(&args.consortium, args.operator_key.as_deref())?;
+    let Some(member) = config.members.get(&BankId(args.bank)) else {
+        bail!("bank {} is not a member of {}", args.bank, args.consortium.display());
+    };
+    let cut_off = args.action == crate::args::FaultAction::CutOff;
+    client.fault(member, cut_off).await.map_err(|e| anyhow::anyhow!(e))?;
+    println!("bank {} is {}", member.id, if cut_off { "cut off from its peers" } else { "reconnected" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bank audit`.
+pub async fn run(args: AuditArgs) -> Result<ExitCode> {
+    let (config, client) = operator(&args.consortium, args.operator_key.as_deref())?;
     let members: Vec<Member> = config.members.values().cloned().collect();
     let (snapshots, verdict) = audit(&client, &members, Duration::from_secs(args.wait_s)).await;
     if args.json {

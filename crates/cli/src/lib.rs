@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up(args) => up::run(args).await,
         Command::Bench(args) => run_bench(&cli.target, args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Fault(args) => audit::run_fault(args).await,
         Command::Account(command) => commands::account(&context()?, command).await,
         Command::Login(args) => commands::login(&context()?, args).await,
         Command::Logout => commands::logout(&context()?).await,
