@@ -214,12 +214,19 @@ pub struct Cluster {
     children: Mutex<BTreeMap<u32, Child>>,
     pub http: reqwest::Client,
     operator: SigningKey,
+    /// Flags every `bank node` of this cluster gets after the ones `bank up` gives.
+    node_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Keys, consortium file and `n` running, healthy banks.
     pub async fn start(n: u32) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// As [`Cluster::start`], every bank run with `node_args` too (e.g. `--fault-switch`).
+    pub async fn start_with(n: u32, node_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout { root: dir.path().join("data") };
         std::fs::create_dir_all(layout.keys_dir()).expect("keys dir");
@@ -245,7 +252,9 @@ impl Cluster {
             ConsortiumConfig { operator_key: operator.verifying_key(), members, node: NodeSettings::default() };
         std::fs::write(layout.consortium_file(), config.to_toml()).expect("write consortium.toml");
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("http client");
-        let cluster = Cluster { layout, n, urls, children: Mutex::new(BTreeMap::new()), http, operator, _dir: dir };
+        let node_args = node_args.iter().map(|a| (*a).to_owned()).collect();
+        let cluster =
+            Cluster { layout, n, urls, children: Mutex::new(BTreeMap::new()), http, operator, node_args, _dir: dir };
         for id in 1..=n {
             cluster.spawn(id, None);
         }
@@ -273,7 +282,7 @@ impl Cluster {
         writeln!(log, "==== cluster test: starting bank {id} (failpoint {failpoint:?}) ====").expect("log");
         let words = self.layout.node_command(bin(), bank);
         let mut command = Command::new(&words[0]);
-        command.args(&words[1..]);
+        command.args(&words[1..]).args(&self.node_args);
         // Settings come from the flags only, not from whatever the test's environment exports.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("BANK_") {
@@ -416,6 +425,52 @@ impl Cluster {
         let status = response.status().as_u16();
         let text = response.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// `POST path` to bank `to`, signed by bank `from` (or by the operator, `from` = 0) with its
+    /// key from the consortium's key directory.
+    pub async fn signed_post(&self, from: u32, to: u32, path: &str, body: &Value) -> (u16, Value) {
+        let key = if from == OPERATOR.0 {
+            self.operator.clone()
+        } else {
+            bank_node::consortium::read_signing_key(&self.layout.bank_key(BankId(from))).expect("bank key")
+        };
+        let bytes = serde_json::to_vec(body).expect("json");
+        let signed =
+            sign(&key, BankId(from), BankId(to), "POST", path, &bytes, unix_now_ms(), fresh_nonce().expect("nonce"));
+        let mut request = self.http.post(format!("{}{path}", self.url(to)));
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let response = request
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} at bank {to}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Throws bank `id`'s fault switch (the bank runs with `--fault-switch`).
+    pub async fn cut_off(&self, id: u32, cut_off: bool) {
+        let (code, answer) =
+            self.signed_post(OPERATOR.0, id, "/interbank/v1/fault", &json!({ "cut_off": cut_off })).await;
+        assert_eq!(code, 200, "fault switch of bank {id}: {answer}");
+    }
+
+    /// `GET /api/v1/consortium/status` of bank `id`.
+    pub async fn ring_status(&self, id: u32) -> Value {
+        let (code, status) = self.call(id, "GET", "/api/v1/consortium/status", None, None).await;
+        assert_eq!(code, 200, "{status}");
+        status
+    }
+
+    /// A counter or gauge of bank `id`'s `/metrics` (0 if absent).
+    pub async fn metric(&self, id: u32, name: &str) -> f64 {
+        let text = self.http.get(format!("{}/metrics", self.url(id))).send().await.expect("metrics");
+        let text = text.text().await.expect("metrics text");
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
     }
 
     #[track_caller]
