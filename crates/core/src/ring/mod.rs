@@ -307,7 +307,7 @@ pub struct RingSettings {
     pub hop_timeout_ticks: u64,
     /// How long a holder with nothing to do keeps the token, so an idle ring does not spin.
     pub idle_pause_ticks: u64,
-    /// Interval of re-sends (an unacknowledged pass, unanswered (pre-)vote requests).
+    /// Interval of re-sends (an unacknowledged pass, (pre-)vote requests not yet granted).
     pub retry_ticks: u64,
     /// Extra wait before candidacy per live member with a lower id.
     pub priority_stagger_ticks: u64,

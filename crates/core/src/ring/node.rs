@@ -278,12 +278,15 @@ impl RingNode {
                 } else if now >= round.next_send_at {
                     round.next_send_at = now.plus(retry);
                     let (epoch, started_at) = (round.epoch, round.started_at);
+                    // Re-asked: the silent, and those that refused — a refusal often only means
+                    // the member's own loss timer runs a hop behind this bank's, and a grant a few
+                    // ticks later still counts in this round (instead of costing two rounds).
                     let silent: Vec<BankId> = self
                         .config
                         .members()
                         .iter()
                         .copied()
-                        .filter(|b| *b != me && !round.answered.contains(b))
+                        .filter(|b| *b != me && !round.granted.contains(b))
                         .collect();
                     let msg = match self.role {
                         Role::PreCandidate(_) => RingMessage::PreVote { epoch, round: started_at },
