@@ -186,6 +186,51 @@ async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
     assert_eq!(back["status"], "completed", "{back}");
 }
 
+/// What the ring must remember survives a restart: the token position the bank accepted (its
+/// epoch) and the cross-bank transfers waiting for the token. The waiting transfer is begun once
+/// the restarted bank gets the token, and moves money exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_bank_keeps_its_ring_state_and_its_queue() {
+    let tweak = |n: &mut bank_node::NodeConfig| {
+        n.fault_switch = true;
+        n.limits.transfer_deadline_ms = 300;
+    };
+    let mut c = common::cluster_with(3, tweak).await;
+    let people = customers(&c, 10_000).await;
+    token_circulates(&c, 2.0).await;
+    c.cut_off(3, true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = send(&c, 3, &people[2].0, 1, &people[0].1, 700).await;
+    assert_eq!(queued["status"], "pending", "{queued}");
+    let before = status(c.bank(3)).await;
+    assert_eq!(before["ring"]["queue_len"], 1, "{before}");
+    let known_epoch = before["ring"]["epoch"].as_u64().expect("epoch");
+
+    c.restart(
+        3,
+        |data| {
+            let db = rusqlite::Connection::open(bank_node::storage::database_path(data)).expect("open the ledger");
+            let state: String = db.query_row("SELECT body FROM ring_state", [], |r| r.get(0)).expect("ring state");
+            let state: Value = serde_json::from_str(&state).expect("json");
+            assert_eq!(state["accepted"]["epoch"].as_u64(), Some(known_epoch), "{state}");
+            let queue: i64 = db.query_row("SELECT count(*) FROM ring_queue", [], |r| r.get(0)).expect("queue");
+            assert_eq!(queue, 1, "the waiting transfer is on disk");
+        },
+        tweak,
+    )
+    .await;
+
+    let id = queued["id"].as_str().expect("id").to_string();
+    eventually("the queued transfer completes after the restart", Duration::from_secs(20), || async {
+        let (_, t) = c.bank(3).call("GET", &format!("/api/v1/transfers/{id}"), Some(&people[2].0), None).await;
+        if t["status"] == "completed" { Ok(()) } else { Err(t.to_string()) }
+    })
+    .await;
+    assert_eq!(c.bank(3).balance(&people[2].0).await, (9_300, 0, 9_300));
+    assert_eq!(c.bank(1).balance(&people[0].0).await, (10_700, 0, 10_700));
+    assert_eq!(status(c.bank(3)).await["ring"]["queue_len"], 0);
+}
+
 /// A token older than what a bank accepted is refused (and counted); a ring message older than
 /// the hop timeout allows is dropped unread; malformed or unsigned ring requests change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -372,6 +372,33 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Stops bank `id` gracefully, hands its data directory to `inspect` while it is down, then
+    /// starts it again on the same data and address with `tweak` applied.
+    pub async fn restart(
+        &mut self,
+        id: u32,
+        inspect: impl FnOnce(&std::path::Path),
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) {
+        use bank_core::ids::BankId;
+        let node = self.nodes.remove(id as usize - 1);
+        let dir = node.stop().await;
+        inspect(&dir.path().join("bank-1"));
+        let consortium =
+            bank_node::consortium::Consortium::new(&self.config, BankId(id), self.keys[id as usize - 1].clone())
+                .expect("member");
+        let listen = self.config.default_listen(BankId(id)).expect("listen");
+        let node = spawn_node_in_with(dir, |c| {
+            c.bank_id = BankId(id);
+            c.name = format!("Bank {id}");
+            c.listen = listen;
+            c.consortium = Some(consortium);
+            tweak(c);
+        })
+        .await;
+        self.nodes.insert(id as usize - 1, node);
+    }
+
     /// Throws bank `id`'s fault switch: cut off from its peers, or reconnected.
     pub async fn cut_off(&self, id: u32, cut_off: bool) {
         let (status, answer) = self.signed_post(0, id, "/interbank/v1/fault", &json!({ "cut_off": cut_off })).await;
