@@ -462,6 +462,35 @@ mod tests {
     }
 
     #[test]
+    fn ring_settings_default_to_the_token_ring_and_pass_on_to_every_bank() {
+        let cli = parse(&["up"]).expect("parse");
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert_eq!(
+            (up.ring.coordination, up.ring.ops_per_token, up.ring.fault_switch),
+            (CoordinationArg::TokenRing, 64, false)
+        );
+        let cli =
+            parse(&["up", "--coordination", "concurrent", "--ops-per-token", "1", "--fault-switch"]).expect("parse");
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert_eq!(up.ring.to_args(), ["--coordination", "concurrent", "--ops-per-token", "1", "--fault-switch"]);
+        let cli = parse(&["node", "--id", "1", "--coordination", "token-ring"]).expect("parse");
+        let Command::Node(node) = cli.command else { panic!("not node") };
+        assert_eq!(node.ring.coordination, CoordinationArg::TokenRing);
+        assert!(parse(&["up", "--ops-per-token", "0"]).is_err());
+        assert!(parse(&["up", "--ops-per-token", "4097"]).is_err());
+        assert!(parse(&["node", "--coordination", "central"]).is_err());
+    }
+
+    #[test]
+    fn fault_names_a_bank_and_an_action() {
+        let cli = parse(&["fault", "--consortium", "c.toml", "--bank", "2", "cut-off"]).expect("parse");
+        let Command::Fault(fault) = cli.command else { panic!("not fault") };
+        assert_eq!((fault.bank, fault.action), (2, FaultAction::CutOff));
+        assert!(parse(&["fault", "--consortium", "c.toml", "--bank", "2", "unplug"]).is_err());
+        assert!(parse(&["fault", "--consortium", "c.toml", "heal"]).is_err());
+    }
+
+    #[test]
     fn amounts_accept_comma_and_dot() {
         for (text, cents) in [("1234,56", 123_456), ("1234.56", 123_456), ("10", 1000)] {
             let cli = parse(&["deposit", text]).expect("parse");
