@@ -102,7 +102,7 @@ pub struct Coordination {
     peers: Mutex<HashMap<BankId, PeerSeen>>,
 }
 
-/// The last time this bank heard from a peer, as its outbox saw it.
+/// The last time this bank heard from a peer: an answer to one of its requests, or a request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PeerSeen {
     /// Whether the last request reached it.
@@ -310,6 +310,7 @@ impl Coordination {
         from: BankId,
         messages: Vec<(TimestampMs, RingMessage)>,
     ) -> Result<Vec<StampedRingMessage>, bank_core::Error> {
+        self.saw(from, true);
         let outputs = self.writer.ring_deliver(from, messages).await?;
         let mut back = Vec::new();
         let mut rest = Vec::new();
@@ -335,6 +336,7 @@ impl Coordination {
         from: BankId,
         messages: Vec<Message>,
     ) -> Result<Vec<Message>, bank_core::Error> {
+        self.saw(from, true);
         let outputs = self.writer.protocol_deliver(from, messages).await?;
         let mut back = Vec::new();
         let mut rest = Vec::new();
