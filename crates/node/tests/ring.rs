@@ -141,7 +141,7 @@ async fn concurrent_mode_runs_without_a_token() {
 }
 
 /// A bank cut off from its peers (the fault switch) cannot get the token: its cross-bank
-/// transfer fails after the queue wait having moved nothing, while the other two keep
+/// transfer fails after the queue wait having moved nothing (its intra-bank work goes on), while the other two keep
 /// transacting (a new token among them if it held the old one). Reconnected, it learns the new
 /// epoch, rejoins the ring and transacts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,12 +157,20 @@ async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
     // Past any lease bank 3 held when it was cut off (300 ms): from now on it cannot begin.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let refused = send(&c, 3, &people[2].0, 1, &people[0].1, 700).await;
+    // Intra-bank work never waits for the token: a deposit while the transfer waits in vain.
+    let started = Instant::now();
+    let (refused, deposited_after) = tokio::join!(send(&c, 3, &people[2].0, 1, &people[0].1, 700), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.bank(3).deposit(&people[2].0, 500).await;
+        started.elapsed()
+    });
+    let refused_after = started.elapsed();
+    assert!(deposited_after < Duration::from_millis(1_000) && deposited_after < refused_after, "{deposited_after:?}");
     assert_eq!(refused["status"], "failed", "{refused}");
     assert_eq!(refused["failure"]["code"], "bank_unavailable", "{refused}");
     // It never began (a begun one would fail fast as "could not be reached"): it waited for the token.
     assert!(refused["failure"]["detail"].as_str().is_some_and(|d| d.contains("token")), "{refused}");
-    assert_eq!(c.bank(3).balance(&people[2].0).await, (10_000, 0, 10_000));
+    assert_eq!(c.bank(3).balance(&people[2].0).await, (10_500, 0, 10_500));
     assert_eq!(c.bank(1).balance(&people[0].0).await, (10_000, 0, 10_000));
 
     eventually("banks 1 and 2 transact without bank 3", Duration::from_secs(20), || async {
