@@ -380,7 +380,7 @@ async fn stop_all(layout: &Layout, banks: &mut [Bank]) {
     }
 }
 
-fn print_banks(layout: &Layout, program: &Path, banks: &[Bank]) {
+fn print_banks(layout: &Layout, program: &Path, banks: &[Bank], ring: &RingArgs) {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY).set_header(["bank", "name", "url", "pid"]);
     for bank in banks {
@@ -396,7 +396,7 @@ fn print_banks(layout: &Layout, program: &Path, banks: &[Bank]) {
     println!("logs:            {}", layout.root.join("bank-N").join("node.log").display());
     println!("bank up does not restart a bank that stops; to restart one by hand:");
     for bank in banks {
-        println!("  {}", layout.node_command(program, bank.member.id).join(" "));
+        println!("  {} {}", layout.node_command(program, bank.member.id).join(" "), ring.to_args().join(" "));
     }
     println!("Ctrl-C stops every bank.");
 }
@@ -433,7 +433,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         stop_all(&layout, &mut banks).await;
         return Err(e);
     }
-    print_banks(&layout, &program, &banks);
+    print_banks(&layout, &program, &banks, &args.ring);
     let code = loop {
         tokio::select! {
             () = &mut shutdown => break ExitCode::SUCCESS,
@@ -443,10 +443,11 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             if bank.poll() {
                 let id = bank.member.id;
                 println!(
-                    "bank {id} ({}) exited ({}); bank up does not restart it. To restart it by hand:\n  {}",
+                    "bank {id} ({}) exited ({}); bank up does not restart it. To restart it by hand:\n  {} {}",
                     bank.member.name,
                     bank.exited.as_deref().unwrap_or_default(),
-                    layout.node_command(&program, id).join(" ")
+                    layout.node_command(&program, id).join(" "),
+                    args.ring.to_args().join(" ")
                 );
             }
         }
