@@ -440,10 +440,11 @@ async fn receive_keys_brcode_and_consortium_pages() {
     let page = b.get("/consortium").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
-        page.body.contains("Bank 1") && page.body.contains("Bank 2") && page.body.contains("Mode"),
+        page.body.contains("Bank 1") && page.body.contains("Bank 2") && page.body.contains("token-ring"),
         "{}",
         page.body
     );
+    assert!(page.body.contains("Epoch") && page.body.contains("Transfers waiting for the token"), "{}", page.body);
     let css = b.get("/static/web.css").await;
     assert!(css.status == 200 && css.body.contains("--hue"));
 }

@@ -913,6 +913,29 @@ fn text_of(v: &serde_json::Value) -> String {
     }
 }
 
+/// The ring of a status answer, in words (in the order a person reads it).
+fn ring_facts(ring: &serde_json::Value, mode: &str) -> Vec<(String, String)> {
+    if mode == "concurrent" {
+        return vec![("Token ring".into(), "off: every bank starts its cross-bank work at once".into())];
+    }
+    let bank = |v: &serde_json::Value| v.as_u64().map_or_else(|| "—".into(), |id| format!("bank {id}"));
+    let mut facts = vec![
+        ("Epoch".into(), text_of(&ring["epoch"])),
+        ("Last known holder".into(), bank(&ring["holder"])),
+        ("This bank".into(), text_of(&ring["role"])),
+        (
+            "Token last here".into(),
+            ring["last_seen_ms"].as_u64().map_or_else(|| "not yet".into(), |ms| format!("{ms} ms ago")),
+        ),
+        ("Visits per second".into(), text_of(&ring["rotations_per_s"])),
+        ("Transfers waiting for the token".into(), text_of(&ring["queue_len"])),
+    ];
+    if let Some(suspected) = ring["suspected"].as_array().filter(|s| !s.is_empty()) {
+        facts.push(("Not heard from".into(), suspected.iter().map(bank).collect::<Vec<_>>().join(", ")));
+    }
+    facts
+}
+
 /// Shows what `GET /api/v1/consortium/status` answers (asked over loopback, so the page follows
 /// whatever the API reports).
 pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Response {
@@ -957,9 +980,7 @@ pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Res
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Some(ring) = status["ring"].as_object() {
-                page.ring = ring.iter().map(|(k, v)| (k.replace('_', " "), text_of(v))).collect();
-            }
+            page.ring = ring_facts(&status["ring"], &page.mode);
             render(&page)
         }
         Err(e) => {
