@@ -199,6 +199,16 @@ async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
 /// the restarted bank gets the token, and moves money exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_bank_keeps_its_ring_state_and_its_queue() {
+    restart_with_a_queued_transfer(CoordinationMode::TokenRing).await;
+}
+
+/// A transfer left waiting by a `token-ring` run is begun at once by a `concurrent` restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_restart_begins_what_the_ring_left_queued() {
+    restart_with_a_queued_transfer(CoordinationMode::Concurrent).await;
+}
+
+async fn restart_with_a_queued_transfer(mode_after: CoordinationMode) {
     let tweak = |n: &mut bank_node::NodeConfig| {
         n.fault_switch = true;
         n.limits.transfer_deadline_ms = 300;
@@ -224,7 +234,10 @@ async fn a_restarted_bank_keeps_its_ring_state_and_its_queue() {
             let queue: i64 = db.query_row("SELECT count(*) FROM ring_queue", [], |r| r.get(0)).expect("queue");
             assert_eq!(queue, 1, "the waiting transfer is on disk");
         },
-        tweak,
+        |n| {
+            tweak(n);
+            n.coordination = mode_after;
+        },
     )
     .await;
 
