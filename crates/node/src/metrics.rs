@@ -31,6 +31,7 @@ pub struct Metrics {
     ring_stale_refused: Counter,
     ring_messages_dropped: Counter,
     ring_token_wait_seconds: Histogram,
+    ring_message_age_seconds: Histogram,
     ring_epoch: Gauge,
     ring_queue_len: Gauge,
 }
@@ -86,6 +87,13 @@ impl Metrics {
             "Time a cross-bank transaction waited for the token before it began",
             ring_token_wait_seconds.clone(),
         );
+        let ring_message_age_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 12));
+        registry.register(
+            "ring_message_age_seconds",
+            "Age of ring messages when they reach the ring (sender's clock to this bank's): how close \
+             they come to the hop timeout the ring relies on",
+            ring_message_age_seconds.clone(),
+        );
         let ring_epoch = Gauge::default();
         registry.register("ring_epoch", "The highest token epoch this bank knows", ring_epoch.clone());
         let ring_queue_len = Gauge::default();
@@ -104,6 +112,7 @@ impl Metrics {
             ring_stale_refused,
             ring_messages_dropped,
             ring_token_wait_seconds,
+            ring_message_age_seconds,
             ring_epoch,
             ring_queue_len,
         }
@@ -141,6 +150,10 @@ impl Metrics {
 
     pub fn ring_refused_stale(&self) {
         self.ring_stale_refused.inc();
+    }
+
+    pub fn observe_ring_message_age(&self, seconds: f64) {
+        self.ring_message_age_seconds.observe(seconds.max(0.0));
     }
 
     pub fn ring_message_dropped(&self) {

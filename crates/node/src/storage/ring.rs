@@ -262,6 +262,7 @@ impl RingGate {
     /// the ring may rely on (assumption A1), or dated too far ahead.
     pub fn step(&mut self, from: BankId, sent_at: TimestampMs, msg: RingMessage, now: TimestampMs) -> Vec<RingOutput> {
         let age = now.0 - sent_at.0;
+        self.metrics.observe_ring_message_age(age as f64 / 1000.0);
         if age > self.options.message_age_max_ms || age < -self.options.message_age_max_ms {
             self.metrics.ring_message_dropped();
             tracing::debug!(bank = %from, age_ms = age, ?msg, "ring message too old (or from the future): dropped");
