@@ -390,7 +390,9 @@ pub struct Ledger {
     keys_of: HashMap<AccountNumber, Vec<PixKey>>,
     idempotency: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
     holds: BTreeMap<TransferId, HoldSet>,
-    decided: HashMap<TransferId, Decision>,
+    /// Decisions applied here, by transaction (UUIDv7 ids sort by time, so the oldest can be
+    /// forgotten in one split; storage keeps them all, see [`Ledger::forget_decisions_before`]).
+    decided: BTreeMap<TransferId, Decision>,
     next_account_seq: u64,
     next_entry_id: u64,
 }
@@ -410,7 +412,7 @@ impl Ledger {
             keys_of: HashMap::new(),
             idempotency: HashMap::new(),
             holds: BTreeMap::new(),
-            decided: HashMap::new(),
+            decided: BTreeMap::new(),
             next_account_seq: 1,
             next_entry_id: 1,
         }
@@ -460,6 +462,28 @@ impl Ledger {
 
     pub fn decision(&self, transfer: &TransferId) -> Option<Decision> {
         self.decided.get(transfer).copied()
+    }
+
+    /// Whether this bank holds something for `transfer` or remembers its decision.
+    pub fn knows(&self, transfer: &TransferId) -> bool {
+        self.decided.contains_key(transfer) || self.holds.contains_key(transfer)
+    }
+
+    /// Forgets the decisions of transactions whose ids sort before `bound` (for UUIDv7 ids:
+    /// created before a time), returning how many. Only the memory forgets: the driver must give a
+    /// decision back ([`Ledger::restore_decision`]) from storage before handing a message about
+    /// a transaction the ledger does not [`know`](Ledger::knows) to the participant, so the
+    /// answers stay exactly those of a ledger that never forgot.
+    pub fn forget_decisions_before(&mut self, bound: TransferId) -> usize {
+        let keep = self.decided.split_off(&bound);
+        let forgotten = self.decided.len();
+        self.decided = keep;
+        forgotten
+    }
+
+    /// Decisions remembered in memory.
+    pub fn decisions_remembered(&self) -> usize {
+        self.decided.len()
     }
 
     /// Σ posted over every account.

@@ -1229,6 +1229,32 @@ fn placing_holds_reserves_debits_and_emits_balance_and_holds_placed() {
     w.ledger.assert_invariants();
 }
 
+/// Forgetting decisions only empties memory: a forgotten transaction is unknown until its
+/// decision is restored (the driver's read-back), then answered exactly as before.
+#[test]
+fn forgotten_decisions_are_unknown_until_restored() {
+    let mut w = world();
+    deposit(&mut w.ledger, &w.alice, 1_000);
+    let mut changes = Vec::new();
+    let debits = vec![(w.alice.clone(), cents(300))];
+    assert_eq!(w.ledger.place_holds(tx(1), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
+    w.ledger.post_holds(tx(1), &mut changes).expect("commit");
+    w.ledger.release_holds(tx(2), &mut changes).expect("abort of an unknown transaction");
+    assert_eq!(w.ledger.place_holds(tx(3), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
+
+    assert_eq!(w.ledger.forget_decisions_before(tx(3)), 2);
+    assert!(!w.ledger.knows(&tx(1)) && !w.ledger.knows(&tx(2)));
+    assert!(w.ledger.knows(&tx(3)), "a transaction holding money is never forgotten");
+    assert_eq!(w.ledger.decisions_remembered(), 0);
+
+    w.ledger.restore_decision(tx(1), Decision::Committed);
+    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
+    assert!(matches!(vote, Vote::No { ref code, .. } if code == "already_decided"), "{vote:?}");
+    assert_eq!(unchanged(&mut w.ledger, |l, ch| l.post_holds(tx(1), ch)), Ok(()));
+    assert_eq!(balance(&w.ledger, &w.alice), (700, 300));
+    w.ledger.assert_invariants();
+}
+
 #[test]
 fn a_repeated_place_votes_yes_again_and_changes_nothing() {
     let mut w = world();

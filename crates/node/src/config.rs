@@ -63,6 +63,10 @@ pub struct Limits {
     pub read_connections_max: usize,
     /// How long a coordinator waits for the votes of a cross-bank transaction before aborting.
     pub prepare_expiry_ms: i64,
+    /// How long the decisions of finished cross-bank transactions stay in memory (coordinator
+    /// and participant); older ones are read back from storage when a message names them, so
+    /// this bounds memory, never what the bank answers.
+    pub decision_memory_ms: i64,
     /// How long a customer's transfer request waits for the outcome; past it the answer is
     /// `pending` (API.md: 5 s).
     pub transfer_deadline_ms: u64,
@@ -92,6 +96,7 @@ impl Default for Limits {
             batch_len_max: 1024,
             read_connections_max: 8,
             prepare_expiry_ms: 2_000,
+            decision_memory_ms: 10 * 60 * 1000,
             transfer_deadline_ms: 5_000,
             session_ttl_s: 8 * 3600,
             password_hashers: 2,

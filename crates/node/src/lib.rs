@@ -61,12 +61,14 @@ impl Node {
         let lock = storage::lock_data_dir(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
+        let decision_memory_ms = config.limits.decision_memory_ms;
         let (conn, ledger, entry_index, records, ring_state, ring_queue) =
             tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
                 let conn = storage::open_writer(&data_dir, bank_id)?;
-                let ledger = storage::load_ledger(&conn, bank_id)?;
+                let since = storage::transfer_id_at(now_ms().0 - decision_memory_ms);
+                let ledger = storage::load_ledger(&conn, bank_id, since)?;
                 let entry_index = storage::EntryIndex::load(&conn)?;
-                let records = storage::load_coordinator_records(&conn)?;
+                let records = storage::load_coordinator_records(&conn, since)?;
                 let ring_state = storage::load_ring_state(&conn)?;
                 let ring_queue = storage::load_ring_queue(&conn)?;
                 Ok((conn, ledger, entry_index, records, ring_state, ring_queue))
@@ -104,6 +106,7 @@ impl Node {
         let mut machines =
             storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms, ring);
         machines.unqueued = unqueued;
+        machines.decision_memory_ms = decision_memory_ms;
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
             machines,

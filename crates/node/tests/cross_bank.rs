@@ -255,3 +255,47 @@ async fn the_status_lists_members_and_suspects_a_silent_one() {
     let (_, view) = c.bank(1).call("GET", "/api/v1/consortium/status", None, None).await;
     assert_eq!(view["members"][1]["state"], "suspected", "{view}");
 }
+
+/// Memory keeps only recent decisions (`decision_memory_ms`; 0 here: forgotten at every tick).
+/// Late copies of protocol messages about forgotten transactions are answered from storage as if
+/// nothing had been forgotten: a repeated commit is acknowledged and moves nothing, a repeated
+/// prepare places nothing, and a late query gets the real decision, not a presumed abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_decisions_are_read_back_so_late_messages_get_the_same_answers() {
+    let c = common::cluster_with(2, |n| n.limits.decision_memory_ms = 0).await;
+    let (ana, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (bia, acc_bia) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana, 5_000).await;
+    let to_bia =
+        |cents: i64| json!({ "legs": [{ "to": { "bank_id": 2, "number": number(&acc_bia) }, "amount_cents": cents }] });
+    let (_, done) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana), Some(to_bia(1_000))).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, failed) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana), Some(to_bia(9_000))).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (committed, aborted) = (done["id"].as_str().expect("id"), failed["id"].as_str().expect("id"));
+
+    let messages = "/interbank/v1/messages";
+    let (code, answer) =
+        c.signed_post(1, 2, messages, &json!({ "messages": [{ "type": "commit", "tx": committed }] })).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["messages"][0], json!({ "type": "ack", "tx": committed, "from": 2 }), "{answer}");
+
+    let expires_at = bank_node::interbank::sign::unix_now_ms() + 60_000;
+    let prepare = json!({ "messages": [{
+        "type": "prepare", "tx": committed, "coordinator": 1, "expires_at": expires_at,
+        "debits": [], "credits": [[number(&acc_bia), 1_000]],
+    }]});
+    let (code, answer) = c.signed_post(1, 2, messages, &prepare).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["messages"][0]["vote"]["No"]["code"], "already_decided", "{answer}");
+    assert_eq!(c.bank(2).balance(&bia).await, (1_000, 0, 1_000), "nothing posted or held twice");
+
+    for (tx, decision) in [(committed, "committed"), (aborted, "aborted")] {
+        let query = json!({ "messages": [{ "type": "query_outcome", "tx": tx, "from": 2 }] });
+        let (code, answer) = c.signed_post(2, 1, messages, &query).await;
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(answer["messages"][0], json!({ "type": "outcome", "tx": tx, "decision": decision }), "{answer}");
+    }
+    assert_eq!(c.bank(1).balance(&ana).await, (4_000, 0, 4_000));
+}

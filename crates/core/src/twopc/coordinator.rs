@@ -173,6 +173,31 @@ impl Coordinator {
         })
     }
 
+    /// Forgets finished transactions whose ids sort before `bound` (for UUIDv7 ids: created
+    /// before a time), returning how many. Only the memory forgets: the driver must give a
+    /// finished decision back ([`recall_finished`](Self::recall_finished)) from its records before
+    /// handing a message about a transaction of unknown [`phase`](Self::phase) to the coordinator,
+    /// so a late query is answered with the decision, never with a presumed abort.
+    pub fn forget_finished_before(&mut self, bound: TransferId) -> usize {
+        let keep = self.finished.split_off(&bound);
+        let forgotten = self.finished.len();
+        self.finished = keep;
+        forgotten
+    }
+
+    /// Remembers again a finished transaction's decision, read back from its durable record.
+    /// Ignored for a transaction still active here.
+    pub fn recall_finished(&mut self, tx: TransferId, decision: Decision) {
+        if !self.active.contains_key(&tx) {
+            self.finished.insert(tx, decision);
+        }
+    }
+
+    /// Finished transactions remembered in memory.
+    pub fn finished_remembered(&self) -> usize {
+        self.finished.len()
+    }
+
     /// How many transactions are not finished yet (preparing, or delivering their decision).
     pub fn in_flight(&self) -> usize {
         self.active.len()
@@ -611,5 +636,33 @@ mod tests {
                 CoordinatorRecord::Finished { tx: tx(), decision: Decision::Aborted },
             ],
         );
+    }
+
+    /// Forgetting finished transactions is a memory matter only: before its driver recalls the
+    /// decision, a late query gets a presumed abort (which is why the driver must recall first);
+    /// after, the real decision. Active transactions are never forgotten.
+    #[test]
+    fn forgotten_finished_transactions_answer_again_once_recalled() {
+        let mut c = begun();
+        vote(&mut c, B2, Vote::Yes, at(1));
+        vote(&mut c, B3, Vote::Yes, at(2));
+        c.step(B2, Message::Ack { tx: tx(), from: B2 }, at(3));
+        c.step(B3, Message::Ack { tx: tx(), from: B3 }, at(4));
+        assert_eq!(c.phase(&tx()), Some(TxPhase::Finished(Decision::Committed)));
+        let later = TransferId(Uuid::from_u128(43));
+        c.begin(later, legs(), EXPIRY, at(5));
+
+        assert_eq!(c.forget_finished_before(TransferId(Uuid::from_u128(u128::MAX))), 1, "the active one stays");
+        assert_eq!((c.phase(&tx()), c.phase(&later)), (None, Some(TxPhase::Preparing)));
+        let query = Message::QueryOutcome { tx: tx(), from: B2 };
+        let answer = sends(&c.step(B2, query.clone(), at(6)));
+        assert_eq!(answer, vec![(B2, Message::Outcome { tx: tx(), decision: Some(Decision::Aborted) })]);
+
+        c.recall_finished(tx(), Decision::Committed);
+        c.recall_finished(later, Decision::Aborted);
+        assert_eq!(c.phase(&later), Some(TxPhase::Preparing), "recalling never overrides an active transaction");
+        let answer = sends(&c.step(B2, query, at(7)));
+        assert_eq!(answer, vec![(B2, Message::Outcome { tx: tx(), decision: Some(Decision::Committed) })]);
+        assert_eq!(c.finished_remembered(), 1);
     }
 }

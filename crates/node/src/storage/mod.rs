@@ -270,11 +270,55 @@ pub fn write_coordinator_record(conn: &Connection, record: &bank_core::twopc::Co
     Ok(())
 }
 
-/// Every coordinator record, for [`bank_core::twopc::Coordinator::recover`].
-pub fn load_coordinator_records(conn: &Connection) -> Result<Vec<bank_core::twopc::CoordinatorRecord>> {
-    let mut stmt = conn.prepare("SELECT body FROM coordinator_records")?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+/// The coordinator records for [`bank_core::twopc::Coordinator::recover`]: every unfinished one,
+/// and the finished ones from `remembered_since` on (older ones are read on demand,
+/// [`read_finished_decision`]).
+pub fn load_coordinator_records(
+    conn: &Connection,
+    remembered_since: TransferId,
+) -> Result<Vec<bank_core::twopc::CoordinatorRecord>> {
+    let mut stmt = conn.prepare("SELECT body FROM coordinator_records WHERE state != 'finished' OR tx >= ?1")?;
+    let rows = stmt.query_map([remembered_since.0.to_string()], |r| r.get::<_, String>(0))?;
     rows.map(|body| serde_json::from_str(&body?).map_err(corrupt)).collect()
+}
+
+/// The decision of a transaction this bank coordinated and finished, from its record.
+pub fn read_finished_decision(conn: &Connection, tx: &TransferId) -> Result<Option<Decision>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM coordinator_records WHERE tx = ?1 AND state = 'finished'")?
+        .query_row([tx.0.to_string()], |r| r.get(0))
+        .optional()?;
+    match body {
+        None => Ok(None),
+        Some(body) => match serde_json::from_str(&body).map_err(corrupt)? {
+            bank_core::twopc::CoordinatorRecord::Finished { decision, .. } => Ok(Some(decision)),
+            other => Err(corrupt(format!("a finished record that is not: {other:?}"))),
+        },
+    }
+}
+
+/// The decision this bank applied as a participant of `tx`, if any.
+pub fn read_decision(conn: &Connection, tx: &TransferId) -> Result<Option<Decision>> {
+    let decision: Option<String> = conn
+        .prepare_cached("SELECT decision FROM decisions WHERE transfer_id = ?1")?
+        .query_row([tx.0.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(decision.as_deref().map(decision_of_text))
+}
+
+fn decision_of_text(text: &str) -> Decision {
+    match text {
+        "committed" => Decision::Committed,
+        _ => Decision::Aborted,
+    }
+}
+
+/// The smallest transfer id of the millisecond `ms` (Unix): UUIDv7 ids sort by creation time, so
+/// every transaction created before `ms` sorts below it, and every later one above.
+pub fn transfer_id_at(ms: i64) -> TransferId {
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&(ms.max(0) as u64).to_be_bytes()[2..]);
+    TransferId(Uuid::from_bytes(bytes))
 }
 
 /// Replaces the ring's durable state (DESIGN.md §5: persisted before the ring acts on it).
@@ -333,7 +377,7 @@ pub fn load_ring_queue(conn: &Connection) -> Result<Vec<QueuedTx>> {
 }
 
 /// Rebuilds the in-memory ledger from the tables.
-pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
+pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: TransferId) -> Result<Ledger> {
     let mut ledger = Ledger::new(bank_id);
     let mut stmt = conn.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY number"))?;
     for raw in stmt.query_map([], account_from_row)? {
@@ -370,14 +414,12 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId) -> Result<Ledger> {
         let holds: HoldSet = serde_json::from_str(&body).map_err(corrupt)?;
         ledger.restore_holds(TransferId(parse_uuid(&id)?), holds);
     }
-    let mut stmt = conn.prepare("SELECT transfer_id, decision FROM decisions")?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+    // Only recent decisions come back into memory; older ones are read on demand (read_decision).
+    let mut stmt = conn.prepare("SELECT transfer_id, decision FROM decisions WHERE transfer_id >= ?1")?;
+    let since = remembered_since.0.to_string();
+    for row in stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (id, decision) = row?;
-        let decision = match decision.as_str() {
-            "committed" => Decision::Committed,
-            _ => Decision::Aborted,
-        };
-        ledger.restore_decision(TransferId(parse_uuid(&id)?), decision);
+        ledger.restore_decision(TransferId(parse_uuid(&id)?), decision_of_text(&decision));
     }
     let mut stmt =
         conn.prepare("SELECT scope, key, fingerprint, entry_id, transfer_id FROM idempotency ORDER BY seq")?;

@@ -83,6 +83,8 @@ pub struct Machines {
     pub ring: Option<RingGate>,
     /// Transactions a `token-ring` run left queued, begun at the first tick of a `concurrent` one.
     pub unqueued: Vec<super::QueuedTx>,
+    /// How long finished decisions stay in memory (see `Limits::decision_memory_ms`).
+    pub decision_memory_ms: i64,
 }
 
 impl Machines {
@@ -104,6 +106,7 @@ impl Machines {
             failpoints: Vec::new(),
             ring,
             unqueued: Vec::new(),
+            decision_memory_ms: i64::MAX,
         }
     }
 }
@@ -503,6 +506,10 @@ fn apply(
             }
         }
         Command::ProtocolTick { reply } => {
+            // Memory keeps recent decisions only; `deliver` reads older ones back when needed.
+            let bound = super::transfer_id_at(now.0.saturating_sub(m.decision_memory_ms));
+            m.coordinator.forget_finished_before(bound);
+            m.ledger.forget_decisions_before(bound);
             let out = m.coordinator.tick(now);
             let mut outputs = carry_out_coordinator(m, tx, writer, out)?;
             for queued in std::mem::take(&mut m.unqueued) {
@@ -659,6 +666,22 @@ fn deliver(
     now: TimestampMs,
     changes: &mut Vec<Change>,
 ) -> super::Result<Vec<ProtocolOutput>> {
+    // A transaction the machines forgot (memory keeps recent decisions only) is read back from
+    // storage first, so they answer as if they had never forgotten it.
+    let id = msg.tx();
+    match msg.addressee() {
+        Role::Coordinator if m.coordinator.phase(&id).is_none() => {
+            if let Some(decision) = super::read_finished_decision(tx, &id)? {
+                m.coordinator.recall_finished(id, decision);
+            }
+        }
+        Role::Participant if !m.ledger.knows(&id) => {
+            if let Some(decision) = super::read_decision(tx, &id)? {
+                m.ledger.restore_decision(id, decision);
+            }
+        }
+        _ => {}
+    }
     Ok(match msg.addressee() {
         Role::Coordinator => {
             // Remember why, for the customer's answer — only while the vote can still decide (a
