@@ -82,7 +82,8 @@ pub fn resolve(args: &NodeArgs) -> Result<NodeConfig> {
         crate::args::CoordinationArg::TokenRing => bank_node::CoordinationMode::TokenRing,
         crate::args::CoordinationArg::Concurrent => bank_node::CoordinationMode::Concurrent,
     };
-    config.ring.settings.ops_per_visit = args.ring.ops_per_token;
+    let timing = file.as_ref().map(|f| f.ring).unwrap_or_default();
+    config.ring = bank_node::RingOptions::from_timing(&timing, args.ring.ops_per_token);
     config.fault_switch = args.ring.fault_switch;
     match &file {
         Some(file) => {

@@ -201,7 +201,7 @@ pub fn prepare(layout: &Layout, banks: Option<u32>, base_port: Option<u16>) -> R
     }
     key_at(&layout.operator_key())?;
     let operator_key = read_public_key(&bank_node::consortium::public_key_path(&layout.operator_key()))?;
-    let config = ConsortiumConfig { operator_key, members, node: NodeSettings::default() };
+    let config = ConsortiumConfig { operator_key, members, ring: Default::default(), node: NodeSettings::default() };
     let text = format!(
         "# The consortium run by `bank up` (DESIGN.md §7). Every bank reads this file; the secret keys are in\n\
          # keys/. Edit with care: every bank must be restarted with the same file.\n\n{}",

@@ -14,6 +14,14 @@
 //! url = "http://127.0.0.1:8081"
 //! public_key = "<base64 of bank 1's Ed25519 public key>"
 //!
+//! # Optional: the token ring's timing (DESIGN.md §5), the same for every bank since every bank
+//! # reads this file. Defaults as shown; a wide-area consortium needs a longer hop timeout.
+//! [ring]
+//! hop_timeout_ms = 150   # a pass unacknowledged this long is given up (regeneration replaces it)
+//! lease_ms = 300         # the longest a holder may start work after taking the token
+//! clock_skew_ms = 50     # how far apart the banks' clocks may be (ring messages older than
+//!                        # hop_timeout_ms - clock_skew_ms by the sender's clock are dropped)
+//!
 //! # Optional: this node's own settings. Flags and environment variables override them.
 //! [node]
 //! id = 1
@@ -92,12 +100,66 @@ pub struct NodeSettings {
     pub data: Option<PathBuf>,
 }
 
+/// The `[ring]` table: the token ring's timing, in milliseconds (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingTiming {
+    #[serde(default = "RingTiming::default_hop_timeout_ms")]
+    pub hop_timeout_ms: u64,
+    #[serde(default = "RingTiming::default_lease_ms")]
+    pub lease_ms: u64,
+    #[serde(default = "RingTiming::default_clock_skew_ms")]
+    pub clock_skew_ms: u64,
+}
+
+impl RingTiming {
+    fn default_hop_timeout_ms() -> u64 {
+        150
+    }
+    fn default_lease_ms() -> u64 {
+        300
+    }
+    fn default_clock_skew_ms() -> u64 {
+        50
+    }
+
+    /// Refuses timings the ring cannot keep: a hop timeout outside 30 ms (three 10 ms ticks) to
+    /// 60 s, a lease outside 10 ms to 10 min, a clock skew over half the hop timeout.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(30..=60_000).contains(&self.hop_timeout_ms) {
+            return Err(format!("hop_timeout_ms is {}; it must be 30 to 60000", self.hop_timeout_ms));
+        }
+        if !(10..=600_000).contains(&self.lease_ms) {
+            return Err(format!("lease_ms is {}; it must be 10 to 600000", self.lease_ms));
+        }
+        if self.clock_skew_ms * 2 > self.hop_timeout_ms {
+            return Err(format!(
+                "clock_skew_ms is {}; it must be at most half of hop_timeout_ms ({}), or too little of the hop \
+                 timeout is left for a message to arrive",
+                self.clock_skew_ms, self.hop_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for RingTiming {
+    fn default() -> Self {
+        RingTiming {
+            hop_timeout_ms: Self::default_hop_timeout_ms(),
+            lease_ms: Self::default_lease_ms(),
+            clock_skew_ms: Self::default_clock_skew_ms(),
+        }
+    }
+}
+
 /// A parsed and validated consortium file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsortiumConfig {
     pub operator_key: VerifyingKey,
     /// Sorted by id (STYLE.md 6: deterministic iteration).
     pub members: BTreeMap<BankId, Member>,
+    pub ring: RingTiming,
     pub node: NodeSettings,
 }
 
@@ -140,6 +202,8 @@ struct RawFile {
     operator: RawOperator,
     #[serde(default)]
     members: Vec<RawMember>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring: Option<RingTiming>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     node: Option<RawNode>,
 }
@@ -229,6 +293,8 @@ impl ConsortiumConfig {
         if let Some(bank) = keys.get(&operator_key.to_bytes()) {
             return Err(format!("[operator] public_key is bank {bank}'s key; the operator needs a key of its own"));
         }
+        let ring = raw.ring.unwrap_or_default();
+        ring.validate().map_err(|e| format!("[ring] {e}"))?;
         let raw_node = raw.node.unwrap_or_default();
         let node = NodeSettings {
             id: raw_node.id.map(BankId),
@@ -236,7 +302,7 @@ impl ConsortiumConfig {
             listen: raw_node.listen,
             data: raw_node.data,
         };
-        Ok(ConsortiumConfig { operator_key, members, node })
+        Ok(ConsortiumConfig { operator_key, members, ring, node })
     }
 
     /// The file's text (what [`ConsortiumConfig::parse`] reads back to an equal value).
@@ -254,6 +320,7 @@ impl ConsortiumConfig {
                     public_key: encode_public_key(&m.public_key),
                 })
                 .collect(),
+            ring: (self.ring != RingTiming::default()).then_some(self.ring),
             node: (*node != NodeSettings::default()).then(|| RawNode {
                 id: node.id.map(|id| id.0),
                 signing_key_file: node.signing_key_file.clone(),
@@ -424,6 +491,26 @@ mod tests {
 
     fn two() -> Vec<Row> {
         vec![(1, "Eleven", "http://127.0.0.1:8081", public(1)), (2, "Automobili", "http://127.0.0.1:8082/", public(2))]
+    }
+
+    #[test]
+    fn the_ring_table_is_optional_validated_and_round_trips() {
+        let config = ConsortiumConfig::parse(&file(&two())).expect("valid");
+        assert_eq!(config.ring, RingTiming::default());
+        assert!(!config.to_toml().contains("[ring]"), "defaults are not written out");
+        let text = format!("{}\n[ring]\nhop_timeout_ms = 1000\nlease_ms = 2000\n", file(&two()));
+        let config = ConsortiumConfig::parse(&text).expect("valid");
+        assert_eq!(config.ring, RingTiming { hop_timeout_ms: 1_000, lease_ms: 2_000, clock_skew_ms: 50 });
+        assert_eq!(ConsortiumConfig::parse(&config.to_toml()).expect("round trip"), config);
+        for (table, needle) in [
+            ("hop_timeout_ms = 10", "hop_timeout_ms is 10"),
+            ("lease_ms = 0", "lease_ms is 0"),
+            ("clock_skew_ms = 100", "clock_skew_ms is 100"),
+            ("hop_timeout = 100", "unknown field"),
+        ] {
+            let err = ConsortiumConfig::parse(&format!("{}\n[ring]\n{table}\n", file(&two()))).expect_err(table);
+            assert!(err.contains(needle), "{table}: {err}");
+        }
     }
 
     #[test]

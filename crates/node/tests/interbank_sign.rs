@@ -38,7 +38,7 @@ async fn two_banks() -> Pair {
         })
         .collect();
     let operator_key = generate_signing_key().expect("key").verifying_key();
-    let config = ConsortiumConfig { operator_key, members, node: NodeSettings::default() };
+    let config = ConsortiumConfig { operator_key, members, ring: Default::default(), node: NodeSettings::default() };
     let mut nodes = Vec::new();
     for (&id, key) in &keys {
         let consortium = Consortium::new(&config, id, key.clone()).expect("member");

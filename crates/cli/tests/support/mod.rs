@@ -248,8 +248,12 @@ impl Cluster {
         }
         let operator = generate_signing_key().expect("operator key");
         write_key_files(&layout.operator_key(), &operator).expect("write operator key");
-        let config =
-            ConsortiumConfig { operator_key: operator.verifying_key(), members, node: NodeSettings::default() };
+        let config = ConsortiumConfig {
+            operator_key: operator.verifying_key(),
+            members,
+            ring: Default::default(),
+            node: NodeSettings::default(),
+        };
         std::fs::write(layout.consortium_file(), config.to_toml()).expect("write consortium.toml");
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("http client");
         let node_args = node_args.iter().map(|a| (*a).to_owned()).collect();

@@ -95,6 +95,31 @@ impl RingOptions {
     };
 }
 
+impl RingOptions {
+    /// The options for a consortium file's `[ring]` timing (validated there), with
+    /// `ops_per_visit` operations per visit. Durations are rounded up to whole ticks; re-sends
+    /// come five times per hop timeout, the priority stagger is two thirds of it, and the idle
+    /// pause is three ticks (within the lease).
+    pub fn from_timing(timing: &crate::consortium::RingTiming, ops_per_visit: u32) -> RingOptions {
+        let tick_ms = RingOptions::DEFAULT.tick_ms;
+        let ticks = |ms: u64| ms.div_ceil(tick_ms).max(1);
+        let hop_timeout_ticks = ticks(timing.hop_timeout_ms);
+        let lease_ticks = ticks(timing.lease_ms);
+        RingOptions {
+            settings: RingSettings {
+                lease_ticks,
+                hop_timeout_ticks,
+                idle_pause_ticks: 3.min(lease_ticks),
+                retry_ticks: (hop_timeout_ticks / 5).max(1),
+                priority_stagger_ticks: (hop_timeout_ticks * 2 / 3).max(1),
+                ops_per_visit,
+            },
+            message_age_max_ms: (timing.hop_timeout_ms - timing.clock_skew_ms) as i64,
+            ..RingOptions::DEFAULT
+        }
+    }
+}
+
 impl Default for RingOptions {
     fn default() -> Self {
         RingOptions::DEFAULT
@@ -324,5 +349,26 @@ impl RingGate {
         };
         self.metrics.set_ring(snapshot.epoch, snapshot.queue_len);
         *self.view.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consortium::RingTiming;
+
+    #[test]
+    fn the_default_timing_gives_the_default_options() {
+        assert_eq!(RingOptions::from_timing(&RingTiming::default(), 64), RingOptions::DEFAULT);
+    }
+
+    #[test]
+    fn a_wide_area_timing_scales_every_duration_and_stays_valid() {
+        let timing = RingTiming { hop_timeout_ms: 1_000, lease_ms: 2_005, clock_skew_ms: 200 };
+        let options = RingOptions::from_timing(&timing, 1);
+        let s = options.settings;
+        assert_eq!((s.hop_timeout_ticks, s.lease_ticks, s.retry_ticks, s.priority_stagger_ticks), (100, 201, 20, 66));
+        assert_eq!((s.idle_pause_ticks, s.ops_per_visit, options.message_age_max_ms), (3, 1, 800));
+        s.validate().expect("valid ring settings");
     }
 }

@@ -330,7 +330,12 @@ pub async fn cluster_with(n: u32, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         })
         .collect();
     let operator = generate_signing_key().expect("key");
-    let config = ConsortiumConfig { operator_key: operator.verifying_key(), members, node: NodeSettings::default() };
+    let config = ConsortiumConfig {
+        operator_key: operator.verifying_key(),
+        members,
+        ring: Default::default(),
+        node: NodeSettings::default(),
+    };
     let mut nodes = Vec::new();
     for id in 1..=n {
         let consortium = Consortium::new(&config, BankId(id), keys[id as usize - 1].clone()).expect("member");
