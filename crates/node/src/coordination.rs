@@ -151,33 +151,9 @@ impl Coordination {
             }
         }
         if let Some(tick_ms) = ring_tick_ms {
-            let ticker = Arc::downgrade(&this);
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_millis(tick_ms));
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                loop {
-                    every.tick().await;
-                    let Some(this) = ticker.upgrade() else { return };
-                    match this.writer.ring_tick().await {
-                        Ok(outputs) => this.dispatch(outputs).await,
-                        Err(e) => tracing::debug!(error = %e, "ring tick skipped"),
-                    }
-                }
-            });
+            spawn_ticker(&this, tick_ms, "ring", |writer| Box::pin(async move { writer.ring_tick().await }));
         }
-        let ticker = Arc::downgrade(&this);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(TICK_MS));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                let Some(this) = ticker.upgrade() else { return };
-                match this.writer.protocol_tick().await {
-                    Ok(outputs) => this.dispatch(outputs).await,
-                    Err(e) => tracing::debug!(error = %e, "protocol tick skipped"),
-                }
-            }
-        });
+        spawn_ticker(&this, TICK_MS, "protocol", |writer| Box::pin(async move { writer.protocol_tick().await }));
         this
     }
 
@@ -251,39 +227,34 @@ impl Coordination {
     /// Carries out the machines' outputs: local messages go back to the machines, the rest to
     /// the outboxes; decisions wake waiters. Returns nothing: every send is best effort.
     pub async fn dispatch(self: &Arc<Self>, outputs: Vec<ProtocolOutput>) {
-        let mut local = Vec::new();
-        for output in outputs {
-            match output {
-                ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
-                ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
-                ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
-                ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
-                ProtocolOutput::Ring { to, sent_at, msg } => self.enqueue_ring(to, sent_at, msg),
-            }
-        }
+        let mut local = self.route(outputs);
         // Local delivery loops until the machines are quiet (a begin's local prepare yields a
         // vote, which may yield a decision, which yields a local commit, ...).
         while !local.is_empty() {
-            let msgs = std::mem::take(&mut local);
-            match self.writer.protocol_deliver(self.self_id, msgs).await {
-                Ok(outputs) => {
-                    for output in outputs {
-                        match output {
-                            ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
-                            ProtocolOutput::Send { to, msg } => self.enqueue(to, msg).await,
-                            ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
-                            ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
-                            ProtocolOutput::Ring { to, sent_at, msg } => self.enqueue_ring(to, sent_at, msg),
-                        }
-                    }
-                }
+            match self.writer.protocol_deliver(self.self_id, std::mem::take(&mut local)).await {
+                Ok(outputs) => local = self.route(outputs),
                 // Overloaded or shutting down: the timers re-send what was lost.
                 Err(e) => tracing::debug!(error = %e, "local protocol delivery dropped"),
             }
         }
     }
 
-    async fn enqueue(self: &Arc<Self>, to: BankId, msg: Message) {
+    /// Queues what goes to peers and wakes waiters; returns the messages for this bank itself.
+    fn route(&self, outputs: Vec<ProtocolOutput>) -> Vec<Message> {
+        let mut local = Vec::new();
+        for output in outputs {
+            match output {
+                ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
+                ProtocolOutput::Send { to, msg } => self.enqueue(to, msg),
+                ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
+                ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
+                ProtocolOutput::Ring { to, sent_at, msg } => self.enqueue_ring(to, sent_at, msg),
+            }
+        }
+        local
+    }
+
+    fn enqueue(&self, to: BankId, msg: Message) {
         let Some(outbox) = self.outboxes.get(&to) else {
             tracing::warn!(bank = %to, "message for a bank that is not a member dropped");
             return;
@@ -352,6 +323,28 @@ impl Coordination {
         }
         Ok(back)
     }
+}
+
+/// A writer command that runs timers and returns their outputs.
+type TickCommand =
+    fn(WriterHandle) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<ProtocolOutput>, bank_core::Error>> + Send>>;
+
+/// Runs `tick` every `period_ms` (late ticks are skipped, not bunched) and dispatches its
+/// outputs, until the driver is dropped.
+fn spawn_ticker(this: &Arc<Coordination>, period_ms: u64, what: &'static str, tick: TickCommand) {
+    let ticker = Arc::downgrade(this);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(period_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            let Some(this) = ticker.upgrade() else { return };
+            match tick(this.writer.clone()).await {
+                Ok(outputs) => this.dispatch(outputs).await,
+                Err(e) => tracing::debug!(error = %e, "{what} tick skipped"),
+            }
+        }
+    });
 }
 
 /// The outbox of one peer: batches what is queued into one request, feeds the answers back.

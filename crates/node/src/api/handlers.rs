@@ -1,6 +1,5 @@
 //! Route handlers: parse, delegate to the core (through the writer or a read), shape the answer.
 
-use crate::coordination::Progress;
 use axum::Json;
 use axum::extract::{Path, Query, RawQuery};
 use axum::http::StatusCode;
@@ -10,7 +9,6 @@ use bank_core::account::{AccountKind, Holder, NewAccount, check_password, parse_
 use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
 use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
-use bank_core::ledger::Decision;
 use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest, Outcome};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
@@ -88,7 +86,7 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
     let mut opened = opened?;
     if state.interbank.is_some() && opened.account.acting_document().is_some() {
         // The CPF/CNPJ key is registered consortium-wide; the account stands either way.
-        match register_consortium_key(&state, opened.account.number.clone(), None).await {
+        match crate::web::ops::register_consortium_key(&state, opened.account.number.clone(), None).await {
             Ok(key) => opened.keys.push(key),
             Err(e) => opened.warnings.push(format!("the account was opened without its CPF/CNPJ Pix key: {e}")),
         }
@@ -200,43 +198,8 @@ pub async fn register_key(
         }
         other => return Err(invalid(format!("{other:?} is not a key type you can register (email, phone, random)"))),
     };
-    let key = if state.interbank.is_some() {
-        register_consortium_key(&state, session.account.clone(), Some(request)).await?
-    } else {
-        state.writer.register_key(session.account.clone(), request).await?
-    };
+    let key = crate::web::ops::register_key(&state, session.account.clone(), request).await?;
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))
-}
-
-/// Registers a key at every bank of the consortium (DESIGN.md §5a) and waits until every bank has
-/// it: 409 `conflict` when a bank has it (or is registering it), 503 `bank_unavailable` when a
-/// bank cannot be asked — uniqueness is never guessed.
-async fn register_consortium_key(
-    state: &State,
-    account: AccountNumber,
-    request: Option<KeyRequest>,
-) -> Result<PixKey, Error> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
-    let (id, key, outputs) = state.writer.claim_key(account, request).await?;
-    let progress = state.coordination.watch(id);
-    state.coordination.dispatch(outputs).await;
-    let last = state.coordination.wait(progress, deadline).await;
-    state.coordination.unwatch(id);
-    match last {
-        Progress::Finished(Decision::Committed) => Ok(key),
-        Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
-            let (code, detail) = state.coordination.take_refusal(id).unwrap_or_default();
-            Err(match code.as_str() {
-                "conflict" => Error::Conflict(detail),
-                _ => Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}")),
-            })
-        }
-        // Committed but not yet delivered everywhere, or still undecided at the deadline.
-        _ => Err(Error::BankUnavailable(format!(
-            "the registration of {} is still in progress; look the key up again shortly",
-            key.normalized()
-        ))),
-    }
 }
 
 pub async fn lookup_key(state: State, _session: Session, Path(key): Path<String>) -> ApiResult<Json<KeyLookupOut>> {

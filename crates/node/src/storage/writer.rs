@@ -458,14 +458,8 @@ fn apply(
                             ring_turn(m, tx, writer, now, changes)?
                         }
                         Some(_) => {
-                            let reason =
-                                ("overloaded".to_string(), "too many transfers wait for the token".to_string());
-                            settle(m, tx, writer, transfer.id, Status::Failed, Some(reason.clone()))?;
-                            vec![ProtocolOutput::Decided {
-                                tx: transfer.id,
-                                decision: Decision::Aborted,
-                                refusal: Some(reason),
-                            }]
+                            let reason = ("overloaded", "too many transfers wait for the token".to_string());
+                            vec![fail_unbegun(m, tx, writer, transfer.id, reason)?]
                         }
                     };
                     answer(reply, Ok((Outcome::Transfer(transfer), outputs)))
@@ -512,10 +506,8 @@ fn apply(
             m.ledger.forget_decisions_before(bound);
             let out = m.coordinator.tick(now);
             let mut outputs = carry_out_coordinator(m, tx, writer, out)?;
-            for queued in std::mem::take(&mut m.unqueued) {
-                super::dequeue_ring_tx(tx, &queued.tx)?;
-                outputs.extend(begin_cross_bank(m, tx, writer, queued.tx, queued.legs, now, changes)?);
-            }
+            let unqueued = std::mem::take(&mut m.unqueued);
+            outputs.extend(begin_queued(m, tx, writer, unqueued, now, changes)?);
             outputs.extend(participant_outputs(m.participant.tick(&m.ledger, now)));
             let mut outputs = loopback(m, tx, writer, outputs, now, changes)?;
             outputs.extend(ring_turn(m, tx, writer, now, changes)?);
@@ -580,6 +572,37 @@ fn begin_cross_bank(
     loopback(m, tx, writer, outputs, now, changes)
 }
 
+/// Fails a planned cross-bank transaction that was never begun (it held and moved nothing):
+/// its record says why, and its waiter hears the abort.
+fn fail_unbegun(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    id: TransferId,
+    (code, detail): (&str, String),
+) -> super::Result<ProtocolOutput> {
+    let reason = (code.to_string(), detail);
+    settle(m, tx, writer, id, Status::Failed, Some(reason.clone()))?;
+    Ok(ProtocolOutput::Decided { tx: id, decision: Decision::Aborted, refusal: Some(reason) })
+}
+
+/// Takes queued transactions out of the durable queue and begins them, in this batch.
+fn begin_queued(
+    m: &mut Machines,
+    tx: &rusqlite::Transaction<'_>,
+    writer: &mut BatchWriter<'_>,
+    queued: Vec<super::QueuedTx>,
+    now: TimestampMs,
+    changes: &mut Vec<Change>,
+) -> super::Result<Vec<ProtocolOutput>> {
+    let mut outputs = Vec::new();
+    for q in queued {
+        super::dequeue_ring_tx(tx, &q.tx)?;
+        outputs.extend(begin_cross_bank(m, tx, writer, q.tx, q.legs, now, changes)?);
+    }
+    Ok(outputs)
+}
+
 /// Most visits one command may start and end (a ring of one starts a new visit at once).
 const RING_TURNS_MAX: usize = 4;
 
@@ -603,22 +626,15 @@ fn ring_turn(
         let wait_s = gate.options().queue_wait_max_ms / 1000;
         for queued in expired {
             super::dequeue_ring_tx(tx, &queued.tx)?;
-            let reason = (
-                "bank_unavailable".to_string(),
-                format!("the consortium's token did not reach this bank within {wait_s} s; nothing was moved"),
-            );
-            settle(m, tx, writer, queued.tx, Status::Failed, Some(reason.clone()))?;
-            outputs.push(ProtocolOutput::Decided { tx: queued.tx, decision: Decision::Aborted, refusal: Some(reason) });
+            let detail = format!("the consortium's token did not reach this bank within {wait_s} s; nothing was moved");
+            outputs.push(fail_unbegun(m, tx, writer, queued.tx, ("bank_unavailable", detail))?);
         }
         let Some(gate) = &mut m.ring else { break };
         let startable = gate.startable(now);
         if !startable.is_empty() {
             m.failpoints.push("ring_batch_begun");
         }
-        for queued in startable {
-            super::dequeue_ring_tx(tx, &queued.tx)?;
-            outputs.extend(begin_cross_bank(m, tx, writer, queued.tx, queued.legs, now, changes)?);
-        }
+        outputs.extend(begin_queued(m, tx, writer, startable, now, changes)?);
         let Some(gate) = &mut m.ring else { break };
         let out = gate.drive();
         let visit_started = out.iter().any(|o| matches!(o, RingOutput::StartWork { .. }));

@@ -243,16 +243,18 @@ pub async fn register_key(state: &Arc<AppState>, account: AccountNumber, request
     if state.interbank.is_none() {
         return Ok(state.writer.register_key(account, request).await?);
     }
-    register_consortium_key(state, account, Some(request)).await
+    Ok(register_consortium_key(state, account, Some(request)).await?)
 }
 
-/// Registers a key at every bank and waits until every bank has it (`None`: the account's
-/// CPF/CNPJ key, at opening).
+/// Registers a key at every bank of the consortium (DESIGN.md §5a) and waits until every bank has
+/// it (`None`: the account's CPF/CNPJ key, at opening): 409 `conflict` when a bank has it (or is
+/// registering it), 503 `bank_unavailable` when a bank cannot be asked — uniqueness is never
+/// guessed. The API and the pages both call this.
 pub async fn register_consortium_key(
     state: &Arc<AppState>,
     account: AccountNumber,
     request: Option<KeyRequest>,
-) -> OpResult<PixKey> {
+) -> Result<PixKey, Error> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
     let (id, key, outputs) = state.writer.claim_key(account, request).await?;
     let progress = state.coordination.watch(id);
@@ -263,14 +265,15 @@ pub async fn register_consortium_key(
         Progress::Finished(Decision::Committed) => Ok(key),
         Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
             let (code, detail) = state.coordination.take_refusal(id).unwrap_or_default();
-            Err(ApiError::Core(match code.as_str() {
+            Err(match code.as_str() {
                 "conflict" => Error::Conflict(detail),
                 _ => Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}")),
-            }))
+            })
         }
-        _ => Err(ApiError::Core(Error::BankUnavailable(format!(
+        // Committed but not yet delivered everywhere, or still undecided at the deadline.
+        _ => Err(Error::BankUnavailable(format!(
             "the registration of {} is still in progress; look the key up again shortly",
             key.normalized()
-        )))),
+        ))),
     }
 }
