@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bank_node::interbank::sign::unix_now_ms;
 use serde_json::{Value, json};
-use support::{Account, Book, Cluster, Request, leg, status};
+use support::{Account, Book, Cluster, Customer, Request, leg, status};
 
 /// How long the ring may take to replace a lost token and complete a transfer, generously.
 const RECOVER: Duration = Duration::from_secs(30);
@@ -48,14 +48,8 @@ async fn visits_after(c: &Cluster, banks: &[u32], before: f64) {
     }
 }
 
-/// Bank 2 is killed (SIGKILL, at a failpoint) right after it began a batch under the token —
-/// recorded as preparing, holds placed, no prepare sent. Banks 1 and 3 create a new token (a
-/// higher epoch) and transact. Restarted, bank 2 never resumes the old token; its 2PC recovery
-/// settles the batch (presumed abort: nothing moved), queued work it had not begun goes on, it
-/// rejoins the ring, and the invariants hold.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_settles_its_batch() {
-    let c = Cluster::start(3).await;
+/// Ana with 100.00 at banks 1 and 2, Bia with an empty account at bank 3, and their book.
+async fn ana_and_bia(c: &Cluster) -> (Customer, Customer, Book) {
     let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
     let bia = c.customer(2, "Bia Lima", &[3]).await;
     let mut book = Book::default();
@@ -63,6 +57,18 @@ async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_s
     book.track_all(&bia);
     c.deposit(&mut book, ana.at(1), 10_000).await;
     c.deposit(&mut book, ana.at(2), 10_000).await;
+    (ana, bia, book)
+}
+
+/// Bank 2 is killed at a failpoint (it aborts on the spot, as `kill -9` would) right after it
+/// began a batch under the token — recorded as preparing, holds placed, no prepare sent. Banks 1
+/// and 3 create a new token (a higher epoch) and transact. Restarted, bank 2 never resumes the old
+/// token; its 2PC recovery settles the batch (presumed abort: nothing moved), queued work it had
+/// not begun goes on, it rejoins the ring, and the invariants hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_settles_its_batch() {
+    let c = Cluster::start(3).await;
+    let (ana, bia, mut book) = ana_and_bia(&c).await;
     c.restart(2, Some("ring_batch_begun")).await;
     let epoch_before = epoch(&c.ring_status(1).await);
 
@@ -108,13 +114,7 @@ async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_cut_off_from_its_peers_has_its_stale_token_refused_and_rejoins() {
     let c = Cluster::start_with(3, &["--fault-switch"]).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 10_000).await;
+    let (ana, bia, mut book) = ana_and_bia(&c).await;
 
     // Catch bank 2 holding the token (a few tens of ms per rotation), and cut it off.
     let started = Instant::now();
