@@ -207,6 +207,38 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_comes_from_the_file_and_the_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = consortium(dir.path());
+        let key = dir.path().join("bank-2.key");
+        let (path, key) = (file.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+        let config = resolve(&args(&["--id", "2", "--config", path, "--signing-key", key])).expect("resolves");
+        assert_eq!(config.ring, bank_node::RingOptions::DEFAULT);
+        assert_eq!((config.coordination, config.fault_switch), (bank_node::CoordinationMode::TokenRing, false));
+        let text = std::fs::read_to_string(&file).expect("read");
+        std::fs::write(&file, format!("{text}\n[ring]\nhop_timeout_ms = 1000\n")).expect("write");
+        let config = resolve(&args(&[
+            "--id",
+            "2",
+            "--config",
+            path,
+            "--signing-key",
+            key,
+            "--coordination",
+            "concurrent",
+            "--ops-per-token",
+            "1",
+            "--fault-switch",
+        ]))
+        .expect("resolves");
+        assert_eq!((config.ring.settings.hop_timeout_ticks, config.ring.settings.ops_per_visit), (100, 1));
+        assert_eq!((config.coordination, config.fault_switch), (bank_node::CoordinationMode::Concurrent, true));
+        std::fs::write(&file, format!("{text}\n[ring]\nhop_timeout_ms = 5\n")).expect("write");
+        let err = resolve(&args(&["--id", "2", "--config", path, "--signing-key", key])).expect_err("too short");
+        assert!(format!("{err:#}").contains("hop_timeout_ms is 5"), "{err:#}");
+    }
+
+    #[test]
     fn missing_or_wrong_settings_are_explained() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = consortium(dir.path());

@@ -153,6 +153,17 @@ async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
     .await;
     let people = customers(&c, 10_000).await;
     token_circulates(&c, 2.0).await;
+    // Bad requests to the switch are refused and change nothing: bank 3 stays in the ring.
+    let fault = "/interbank/v1/fault";
+    for bad in [json!({ "cut_off": "yes" }), json!({ "cut_off": true, "bank": 3 }), json!({})] {
+        let (code, answer) = c.signed_post(0, 3, fault, &bad).await;
+        assert_eq!((code, answer["code"].as_str()), (400, Some("invalid_input")), "{bad}: {answer}");
+    }
+    let (code, _) = c.signed_post(1, 3, fault, &json!({ "cut_off": true })).await;
+    assert_eq!(code, 401, "a member bank may not throw another bank's switch");
+    let visits = metric(c.bank(3), "bank_ring_visits_total").await;
+    token_circulates(&c, visits + 1.0).await;
+
     c.cut_off(3, true).await;
     // Past any lease bank 3 held when it was cut off (300 ms): from now on it cannot begin.
     tokio::time::sleep(Duration::from_millis(500)).await;
