@@ -13,6 +13,7 @@ pub mod coordination;
 pub mod failpoint;
 pub mod interbank;
 pub mod metrics;
+pub mod ops;
 pub mod storage;
 pub mod web;
 

@@ -86,7 +86,7 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
     let mut opened = opened?;
     if state.interbank.is_some() && opened.account.acting_document().is_some() {
         // The CPF/CNPJ key is registered consortium-wide; the account stands either way.
-        match crate::web::ops::register_consortium_key(&state, opened.account.number.clone(), None).await {
+        match crate::ops::register_consortium_key(&state, opened.account.number.clone(), None).await {
             Ok(key) => opened.keys.push(key),
             Err(e) => opened.warnings.push(format!("the account was opened without its CPF/CNPJ Pix key: {e}")),
         }
@@ -198,7 +198,7 @@ pub async fn register_key(
         }
         other => return Err(invalid(format!("{other:?} is not a key type you can register (email, phone, random)"))),
     };
-    let key = crate::web::ops::register_key(&state, session.account.clone(), request).await?;
+    let key = crate::ops::register_key(&state, session.account.clone(), request).await?;
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))
 }
 
@@ -268,8 +268,8 @@ pub async fn transfer(
         legs.push(LegRequest { from, to, amount: Amount::from_cents(leg.amount_cents).map_err(at)? });
     }
     let idempotency = (idem.0, bank_core::ids::Fingerprint(body.digest));
-    let out = crate::web::ops::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency)
-        .await?;
+    let out =
+        crate::ops::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency).await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -353,7 +353,7 @@ fn serde_urlencoded_query(raw: &str) -> ApiResult<StatementQuery> {
 pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Json<ConsortiumAccountsOut>> {
     // The same query the web pages use: this bank's accounts of the customer, then every other
     // bank's by document (a joint account's session asks no one), naming banks that did not answer.
-    let (accounts, unreachable_banks) = crate::web::ops::consortium_accounts(&state, &session.account).await?;
+    let (accounts, unreachable_banks) = crate::ops::consortium_accounts(&state, &session.account).await?;
     Ok(Json(ConsortiumAccountsOut { accounts, unreachable_banks }))
 }
 

@@ -1,7 +1,7 @@
 //! The customers' web pages (DESIGN.md §6): server-rendered with askama, usable without
 //! JavaScript, in the bank's own name and colour.
 //!
-//! Pages run the same core operations as the JSON API ([`ops`]), so a page never does what the
+//! Pages run the same core operations as the JSON API ([`crate::ops`]), so a page never does what the
 //! API would refuse; a refused form is shown again with the reason in plain words and what was
 //! typed. Sessions are the API's sessions, carried in an HttpOnly, SameSite=Strict cookie named
 //! after the bank (several banks on one host keep their own). State-changing requests that a
@@ -9,7 +9,6 @@
 //! successful form post answers with a redirect (post/redirect/get).
 
 pub mod brcode;
-pub mod ops;
 mod pages;
 
 use std::sync::Arc;

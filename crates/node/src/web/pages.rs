@@ -16,11 +16,12 @@ use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
 use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest};
 use bank_core::pixkey::PixKey;
 
-use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, ops, parse_amount, render, render_status};
+use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status};
 use crate::api::AppState;
 use crate::api::dto::{EntryOut, KeyLookupOut, TransferOut};
 use crate::api::problem::{ApiError, status_of};
 use crate::auth;
+use crate::ops;
 use crate::storage::read;
 use crate::storage::writer::now_ms;
 

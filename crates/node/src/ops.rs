@@ -1,5 +1,6 @@
-//! The API's operations, callable from the pages: the same core calls, reads and waits as the JSON
-//! handlers in `api::handlers`, so a page never does what the API would refuse.
+//! A customer's operations, shared by the JSON API (`api::handlers`) and the web pages (`web`):
+//! the same core calls, reads and waits behind both, so a page never does what the API would
+//! refuse. The handlers only parse and answer.
 
 use std::sync::Arc;
 
