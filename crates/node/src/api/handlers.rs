@@ -204,36 +204,7 @@ pub async fn register_key(
 
 pub async fn lookup_key(state: State, _session: Session, Path(key): Path<String>) -> ApiResult<Json<KeyLookupOut>> {
     let key = PixKey::parse(&key)?;
-    let k = key.clone();
-    let view = state.reads.run(move |c| read::key_owner(c, &k)).await?;
-    let Some(view) = view else {
-        let k = key.clone();
-        let remote = state.reads.run(move |c| read::remote_key(c, &k)).await?;
-        let remote = remote.ok_or_else(|| ApiError::Core(Error::UnknownKey(key.normalized())))?;
-        let bank_name = state
-            .interbank
-            .as_ref()
-            .and_then(|ib| ib.members.get(&remote.bank_id))
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
-        return Ok(Json(KeyLookupOut {
-            key: key.normalized(),
-            kind: key.key_type(),
-            bank_id: remote.bank_id.0,
-            bank_name,
-            holder_name: remote.holder_name,
-            masked_document: remote.masked_document,
-        }));
-    };
-    let masked = view.account.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", ");
-    Ok(Json(KeyLookupOut {
-        key: view.key.normalized(),
-        kind: view.key.key_type(),
-        bank_id: state.bank_id.0,
-        bank_name: state.bank_name.clone(),
-        holder_name: view.account.display_name(),
-        masked_document: masked,
-    }))
+    Ok(Json(crate::ops::lookup_key(&state, &key).await?))
 }
 
 fn account_ref(r: &AccountRefIn) -> Result<AccountRef, Error> {
