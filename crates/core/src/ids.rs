@@ -56,6 +56,12 @@ impl AccountNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The sequence number the account was opened with (the inverse of [`Self::from_seq`]).
+    pub fn seq(&self) -> u64 {
+        // Every constructor checked six leading digits: failing here is a bug, not bad input.
+        self.0[..6].parse().expect("an account number starts with six digits")
+    }
 }
 
 impl TryFrom<String> for AccountNumber {
@@ -85,6 +91,16 @@ pub struct TransferId(pub Uuid);
 impl fmt::Display for TransferId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+impl TransferId {
+    /// The smallest id of the millisecond `ms` (Unix): UUIDv7 ids sort by creation time, so every
+    /// transaction created before `ms` sorts below it, and every later one above.
+    pub fn first_at(ms: i64) -> TransferId {
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&(ms.max(0) as u64).to_be_bytes()[2..]);
+        TransferId(Uuid::from_bytes(bytes))
     }
 }
 

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::account::{Account, AccountKind, NewAccount};
 use crate::document::Document;
+use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use crate::money::Amount;
 use crate::pixkey::{KeyType, PixKey};
@@ -154,7 +155,7 @@ pub struct TransferLeg {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
-    pub code: String,
+    pub code: crate::error::ErrorCode,
     pub detail: String,
 }
 
@@ -222,13 +223,39 @@ fn clean_description(text: Option<&str>) -> Result<Option<String>, Error> {
     }
 }
 
+/// The legs of one transaction at one bank: the accounts it debits and credits there (what a
+/// cross-bank transaction holds, then posts or releases, at each bank).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Legs {
+    pub debits: Vec<(AccountNumber, Amount)>,
+    pub credits: Vec<(AccountNumber, Amount)>,
+    /// The customer the coordinator authenticated, by document: the participant debits only
+    /// accounts this document holds (the coordinator's signed assertion, DESIGN.md §4.1). `None`
+    /// when the bank has no debits to authorise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<Document>,
+    /// Pix keys to reserve, then record, in the bank's directory (a key registration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyClaim>,
+}
+
+impl Legs {
+    /// Whether the bank has nothing to do in the transaction.
+    pub fn is_empty(&self) -> bool {
+        self.debits.is_empty() && self.credits.is_empty() && self.keys.is_empty()
+    }
+}
+
+/// The legs of one transaction, per participant bank.
+pub type LegsByBank = BTreeMap<BankId, Legs>;
+
 /// What [`Ledger::plan_transfer`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// Run here (or a repeat): this is the outcome.
     Done(Outcome),
     /// Recorded as pending; the coordinator must run these legs at these banks.
-    CrossBank { transfer: Transfer, legs: crate::twopc::LegsByBank },
+    CrossBank { transfer: Transfer, legs: LegsByBank },
 }
 
 /// A Pix key claimed for an account, carried by a key registration's two-phase commit: every
@@ -286,7 +313,7 @@ pub struct IdempotencyRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Vote {
     Yes,
-    No { code: String, detail: String },
+    No { code: ErrorCode, detail: String },
 }
 
 /// How a transaction ended at this bank.
@@ -495,8 +522,7 @@ impl Ledger {
 
     /// Puts back an account read from storage (start-up only).
     pub fn restore_account(&mut self, account: Account) {
-        let seq: u64 = account.number.as_str()[..6].parse().unwrap_or(0);
-        self.next_account_seq = self.next_account_seq.max(seq + 1);
+        self.next_account_seq = self.next_account_seq.max(account.number.seq() + 1);
         self.index_account(account);
     }
 
@@ -849,7 +875,7 @@ impl Ledger {
         let description = clean_description(request.description.as_deref())?;
         let customer = actor.acting_document().cloned();
         let mut legs = Vec::with_capacity(request.legs.len());
-        let mut per_bank: crate::twopc::LegsByBank = BTreeMap::new();
+        let mut per_bank: LegsByBank = BTreeMap::new();
         for (i, leg) in request.legs.iter().enumerate() {
             let n = i + 1;
             let from = match &leg.from {
@@ -1036,7 +1062,7 @@ impl Ledger {
             Some((number, available, requested)) => (
                 Status::Failed,
                 Some(Failure {
-                    code: "insufficient_funds".into(),
+                    code: ErrorCode::InsufficientFunds,
                     detail: format!(
                         "account {number} has {} available; the transfer needs {}",
                         crate::money::format_brl(*available),
@@ -1119,14 +1145,14 @@ impl Ledger {
         }
         if let Some(decision) = self.decided.get(&transfer) {
             return Vote::No {
-                code: "already_decided".into(),
+                code: ErrorCode::AlreadyDecided,
                 detail: format!("transaction {transfer} is already {decision:?}"),
             };
         }
-        let refuse = |ledger: &mut Ledger, changes: &mut Vec<Change>, code: &str, detail: String| {
+        let refuse = |ledger: &mut Ledger, changes: &mut Vec<Change>, code: ErrorCode, detail: String| {
             ledger.decided.insert(transfer, Decision::Aborted);
             changes.push(Change::Decided { transfer, decision: Decision::Aborted });
-            Vote::No { code: code.into(), detail }
+            Vote::No { code, detail }
         };
         let mut sums: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
         for (number, amount) in &set.debits {
@@ -1134,7 +1160,7 @@ impl Ledger {
         }
         for (number, _) in set.debits.iter().chain(&set.credits) {
             if !self.accounts.contains_key(number) {
-                return refuse(self, changes, "not_found", format!("account {number} does not exist"));
+                return refuse(self, changes, ErrorCode::NotFound, format!("account {number} does not exist"));
             }
         }
         for (number, &sum) in &sums {
@@ -1143,7 +1169,7 @@ impl Ledger {
                 return refuse(
                     self,
                     changes,
-                    "insufficient_funds",
+                    ErrorCode::InsufficientFunds,
                     format!("account {number} has {available} centavos available, {sum} needed"),
                 );
             }
@@ -1152,11 +1178,11 @@ impl Ledger {
             if self.key_taken(&claim.key) {
                 let detail =
                     format!("the Pix key {} is already registered or being registered", claim.key.normalized());
-                return refuse(self, changes, "conflict", detail);
+                return refuse(self, changes, ErrorCode::Conflict, detail);
             }
             if claim.owner.bank_id == self.bank_id && !self.accounts.contains_key(&claim.owner.account) {
                 let detail = format!("account {} does not exist", claim.owner.account);
-                return refuse(self, changes, "not_found", detail);
+                return refuse(self, changes, ErrorCode::NotFound, detail);
             }
         }
         for claim in &set.keys {

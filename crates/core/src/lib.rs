@@ -12,8 +12,11 @@
 //! - [`twopc`]: two-phase commit across banks, the coordinator and the participant as state
 //!   machines over the ledger's holds.
 //! - [`ring`]: the token ring that orders cross-bank work, as one state machine per bank.
+//! - [`bank`]: one whole bank — ledger, 2PC, key directory, ring gate — composed into one
+//!   state machine, `step(now, input) -> effects`.
 
 pub mod account;
+pub mod bank;
 pub mod contact;
 pub mod document;
 pub mod error;
@@ -24,5 +27,5 @@ pub mod pixkey;
 pub mod ring;
 pub mod twopc;
 
-pub use error::Error;
+pub use error::{Error, ErrorCode};
 pub use money::Amount;

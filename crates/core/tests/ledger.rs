@@ -1112,7 +1112,7 @@ fn a_transfer_lacking_funds_executes_fails_and_is_remembered() {
     assert_eq!(t.status, Status::Failed);
     assert!(t.legs.iter().all(|l| l.status == Status::Failed));
     let failure: &Failure = t.failure.as_ref().expect("a failure");
-    assert_eq!(failure.code, "insufficient_funds");
+    assert_eq!(failure.code, bank_core::ErrorCode::InsufficientFunds);
     assert!(failure.detail.contains(w.alice.as_str()), "{}", failure.detail);
     assert_eq!(balance(&w.ledger, &w.alice), (100, 0));
     assert_eq!(balance(&w.ledger, &w.bob), (0, 0));
@@ -1249,7 +1249,7 @@ fn forgotten_decisions_are_unknown_until_restored() {
 
     w.ledger.restore_decision(tx(1), Decision::Committed);
     let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
-    assert!(matches!(vote, Vote::No { ref code, .. } if code == "already_decided"), "{vote:?}");
+    assert!(matches!(vote, Vote::No { ref code, .. } if *code == bank_core::ErrorCode::AlreadyDecided), "{vote:?}");
     assert_eq!(unchanged(&mut w.ledger, |l, ch| l.post_holds(tx(1), ch)), Ok(()));
     assert_eq!(balance(&w.ledger, &w.alice), (700, 300));
     w.ledger.assert_invariants();
@@ -1277,7 +1277,7 @@ fn placing_without_the_funds_votes_no_holds_nothing_and_is_remembered_as_aborted
     let mut changes = Vec::new();
     let vote =
         w.ledger.place_holds(tx(1), holding(debits.clone(), vec![(w.bob.clone(), cents(1_001))], NOW), &mut changes);
-    assert!(matches!(&vote, Vote::No { code, .. } if code == "insufficient_funds"), "{vote:?}");
+    assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::InsufficientFunds), "{vote:?}");
     assert_eq!(changes, vec![Change::Decided { transfer: tx(1), decision: Decision::Aborted }]);
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 0));
     assert_eq!(w.ledger.holds(&tx(1)), None);
@@ -1300,13 +1300,13 @@ fn placing_on_an_unknown_account_votes_no() {
     let ghost = AccountNumber::from_seq(50);
     let mut changes = Vec::new();
     let vote = w.ledger.place_holds(tx(1), holding(vec![(ghost.clone(), cents(1))], vec![], NOW), &mut changes);
-    assert!(matches!(&vote, Vote::No { code, .. } if code == "not_found"), "{vote:?}");
+    assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::NotFound), "{vote:?}");
     let vote = w.ledger.place_holds(
         tx(2),
         holding(vec![(w.alice.clone(), cents(1))], vec![(ghost, cents(1))], NOW),
         &mut changes,
     );
-    assert!(matches!(&vote, Vote::No { code, .. } if code == "not_found"), "{vote:?}");
+    assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::NotFound), "{vote:?}");
     assert_eq!(
         changes,
         vec![
@@ -1351,7 +1351,7 @@ fn pending_credits_cannot_be_spent_until_posted() {
     assert_eq!(error.code(), "insufficient_funds");
     let mut changes = Vec::new();
     let vote = w.ledger.place_holds(tx(2), holding(vec![(bob.clone(), cents(1))], vec![], NOW), &mut changes);
-    assert!(matches!(&vote, Vote::No { code, .. } if code == "insufficient_funds"), "{vote:?}");
+    assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::InsufficientFunds), "{vote:?}");
     let mut changes = Vec::new();
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     w.ledger.withdraw(&bob, cents(500), (fresh_key(), FP), NOW, &mut changes).expect("posted money is spendable");
@@ -2006,7 +2006,7 @@ fn step(ledger: &mut Ledger, model: &mut Model, op: &Op, step_no: usize) {
         Op::Place { tx, debits, credits } => {
             let as_legs = |v: &[(usize, i64)]| v.iter().map(|(s, a)| (slot(*s), cents(*a))).collect::<Vec<_>>();
             let vote = ledger.place_holds(ptx(*tx), holding(as_legs(debits), as_legs(credits), now), &mut changes);
-            let no = |code: &str| matches!(&vote, Vote::No { code: c, .. } if c == code);
+            let no = |code: &str| matches!(&vote, Vote::No { code: c, .. } if c.as_str() == code);
             if model.holds.contains_key(tx) {
                 assert_eq!(vote, Vote::Yes, "a repeated place votes yes again");
                 Expect::Unchanged

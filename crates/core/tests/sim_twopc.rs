@@ -226,10 +226,10 @@ fn a_prepare_arriving_after_its_expiry_is_refused_and_remembered_as_aborted() {
     assert!(w.bank(B2).ledger.holds(&tx).is_none());
     assert_eq!(w.bank(B2).ledger.decision(&tx), Some(Decision::Aborted));
     let vote = w.network.iter().find_map(|p| match &p.msg {
-        Message::Vote { vote: Vote::No { code, .. }, .. } => Some(code.clone()),
+        Message::Vote { vote: Vote::No { code, .. }, .. } => Some(*code),
         _ => None,
     });
-    assert_eq!(vote.as_deref(), Some("expired"));
+    assert_eq!(vote, Some(bank_core::ErrorCode::Expired));
     w.heal_and_check();
     assert_eq!(w.answers.get(&tx), Some(&Decision::Aborted));
 }

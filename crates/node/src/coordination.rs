@@ -28,7 +28,7 @@ use std::time::Duration;
 use bank_core::ids::{BankId, TimestampMs, TransferId};
 use bank_core::ledger::{Decision, Vote};
 use bank_core::ring::RingMessage;
-use bank_core::twopc::Message;
+use bank_core::twopc::{Message, Refusal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -97,7 +97,7 @@ pub struct Coordination {
     ring_outboxes: HashMap<BankId, mpsc::Sender<(TimestampMs, RingMessage)>>,
     waiters: Mutex<HashMap<TransferId, watch::Sender<Progress>>>,
     /// Why watched transactions were aborted (the first refusal's code and detail).
-    refusals: Mutex<HashMap<TransferId, (String, String)>>,
+    refusals: Mutex<HashMap<TransferId, Refusal>>,
     /// How each peer answered its last request: `Some(true)` up, `Some(false)` unreachable.
     peers: Mutex<HashMap<BankId, PeerSeen>>,
 }
@@ -187,7 +187,7 @@ impl Coordination {
         }
     }
 
-    fn decided(&self, tx: TransferId, decision: Decision, refusal: Option<(String, String)>) {
+    fn decided(&self, tx: TransferId, decision: Decision, refusal: Option<Refusal>) {
         if let Some(refusal) = refusal {
             let watched = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tx);
             if watched {
@@ -198,7 +198,7 @@ impl Coordination {
     }
 
     /// Why `tx` was aborted, if a bank refused it (taken once).
-    pub fn take_refusal(&self, tx: TransferId) -> Option<(String, String)> {
+    pub fn take_refusal(&self, tx: TransferId) -> Option<Refusal> {
         self.refusals.lock().unwrap_or_else(|p| p.into_inner()).remove(&tx)
     }
 
@@ -374,7 +374,7 @@ async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut r
                             tx: *tx,
                             from: peer,
                             vote: Vote::No {
-                                code: "bank_unavailable".into(),
+                                code: bank_core::ErrorCode::BankUnavailable,
                                 detail: format!("bank {peer} could not be reached"),
                             },
                         }),

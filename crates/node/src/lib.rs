@@ -62,55 +62,41 @@ impl Node {
         let lock = storage::lock_data_dir(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
-        let decision_memory_ms = config.limits.decision_memory_ms;
-        let (conn, ledger, entry_index, records, ring_state, ring_queue) =
-            tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
-                let conn = storage::open_writer(&data_dir, bank_id)?;
-                let since = storage::transfer_id_at(now_ms().0 - decision_memory_ms);
-                let ledger = storage::load_ledger(&conn, bank_id, since)?;
-                let entry_index = storage::EntryIndex::load(&conn)?;
-                let records = storage::load_coordinator_records(&conn, since)?;
-                let ring_state = storage::load_ring_state(&conn)?;
-                let ring_queue = storage::load_ring_queue(&conn)?;
-                Ok((conn, ledger, entry_index, records, ring_state, ring_queue))
-            })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let accounts = ledger.accounts().count();
-        let entry_index = Arc::new(entry_index);
-        let metrics = Arc::new(metrics::Metrics::new());
         let members: std::collections::BTreeSet<_> = match &interbank {
             Some(ib) => ib.members.keys().copied().collect(),
             None => [bank_id].into_iter().collect(),
         };
-        let in_flight = records.len();
-        let mut ledger = ledger;
-        if members.len() > 1 {
-            ledger.set_consortium_keys();
-        }
         let ring_mode = members.len() > 1 && config.coordination == CoordinationMode::TokenRing;
-        let (ring, unqueued) = if ring_mode {
-            let gate = storage::ring::RingGate::recover(
-                bank_id,
-                members.iter().copied(),
-                config.ring,
-                ring_state,
-                ring_queue,
-                metrics.clone(),
-            )
-            .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
-            (Some(gate), Vec::new())
-        } else {
-            (None, ring_queue)
+        let bank_config = bank_core::bank::BankConfig {
+            members: members.clone(),
+            prepare_expiry_ms: config.limits.prepare_expiry_ms,
+            decision_memory_ms: config.limits.decision_memory_ms,
+            gate: ring_mode.then(|| config.ring.gate_settings()),
         };
-        let ring_view = ring.as_ref().map(|g| g.view());
-        let mut machines =
-            storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms, ring);
-        machines.unqueued = unqueued;
-        machines.decision_memory_ms = decision_memory_ms;
+        let metrics = Arc::new(metrics::Metrics::new());
+        let monitor = ring_mode.then(|| storage::ring::RingMonitor::new(config.ring, metrics.clone()));
+        let ring_view = monitor.as_ref().map(|m| m.view());
+        let (conn, state, entry_index) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+            let conn = storage::open_writer(&data_dir, bank_id)?;
+            let now = bank_core::bank::Now {
+                wall: now_ms(),
+                tick: monitor.as_ref().map_or(bank_core::ring::Tick(0), |m| m.now()),
+            };
+            let since = storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms);
+            let recovered = storage::load_bank(&conn, bank_id, since)?;
+            let entry_index = storage::EntryIndex::load(&conn)?;
+            let bank = bank_core::bank::Bank::recover(bank_config, recovered, now)
+                .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
+            Ok((conn, storage::writer::WriterState::new(bank, monitor), entry_index))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let accounts = state.bank.ledger().accounts().count();
+        let in_flight = state.bank.coordinator().in_flight();
+        let entry_index = Arc::new(entry_index);
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
-            machines,
+            state,
             bank_id,
             config.limits.writer_queue_len_max,
             config.limits.batch_len_max,

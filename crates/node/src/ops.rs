@@ -2,6 +2,8 @@
 //! the same core calls, reads and waits behind both, so a page never does what the API would
 //! refuse. The handlers only parse and answer.
 
+use bank_core::ErrorCode;
+use bank_core::twopc::Refusal;
 use std::sync::Arc;
 
 use bank_core::Error;
@@ -265,10 +267,12 @@ pub async fn register_consortium_key(
     match last {
         Progress::Finished(Decision::Committed) => Ok(key),
         Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
-            let (code, detail) = state.coordination.take_refusal(id).unwrap_or_default();
-            Err(match code.as_str() {
-                "conflict" => Error::Conflict(detail),
-                _ => Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}")),
+            Err(match state.coordination.take_refusal(id) {
+                Some(Refusal { code: ErrorCode::Conflict, detail }) => Error::Conflict(detail),
+                other => {
+                    let detail = other.map(|r| r.detail).unwrap_or_default();
+                    Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}"))
+                }
             })
         }
         // Committed but not yet delivered everywhere, or still undecided at the deadline.

@@ -454,7 +454,7 @@ mod tests {
     }
 
     fn no() -> Vote {
-        Vote::No { code: "insufficient_funds".into(), detail: String::new() }
+        Vote::No { code: crate::error::ErrorCode::InsufficientFunds, detail: String::new() }
     }
 
     fn sends(outputs: &[CoordinatorOutput]) -> Vec<(BankId, Message)> {

@@ -99,42 +99,31 @@
 mod coordinator;
 mod participant;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::document::Document;
+use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, TimestampMs, TransferId};
 use crate::ledger::{Decision, KeyClaim, Vote};
 use crate::money::Amount;
 
+pub use crate::ledger::{Legs, LegsByBank};
 pub use coordinator::{Coordinator, CoordinatorOutput, CoordinatorRecord, TxPhase};
 pub use participant::{Participant, ParticipantOutput, QUERIES_PER_TICK_MAX};
 
-/// The legs of one transaction at one bank: the accounts it debits and credits there.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Legs {
-    pub debits: Vec<(AccountNumber, Amount)>,
-    pub credits: Vec<(AccountNumber, Amount)>,
-    /// The customer the coordinator authenticated, by document: the participant debits only
-    /// accounts this document holds (the coordinator's signed assertion, DESIGN.md §4.1). `None`
-    /// when the bank has no debits to authorise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_behalf_of: Option<Document>,
-    /// Pix keys to reserve, then record, in the bank's directory (a key registration).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys: Vec<KeyClaim>,
+/// Why a bank refused a transaction (its no vote), or why a transaction failed: a code the
+/// customer's answer and the API's error mapping match on, and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub detail: String,
 }
 
-impl Legs {
-    /// Whether the bank has nothing to do in the transaction.
-    pub fn is_empty(&self) -> bool {
-        self.debits.is_empty() && self.credits.is_empty() && self.keys.is_empty()
+impl Refusal {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Refusal { code, detail: detail.into() }
     }
 }
-
-/// The legs of one transaction, per participant bank.
-pub type LegsByBank = BTreeMap<BankId, Legs>;
 
 /// A message between banks. Every one is idempotent: receiving it twice has the effect of
 /// receiving it once (and is answered again, so a lost answer is recovered by a re-send).
@@ -307,7 +296,11 @@ mod tests {
                 keys: Vec::new(),
             },
             Message::Vote { tx, from: BankId(2), vote: Vote::Yes },
-            Message::Vote { tx, from: BankId(2), vote: Vote::No { code: "x".into(), detail: "y".into() } },
+            Message::Vote {
+                tx,
+                from: BankId(2),
+                vote: Vote::No { code: crate::error::ErrorCode::Conflict, detail: "y".into() },
+            },
             Message::Commit { tx },
             Message::Abort { tx },
             Message::Ack { tx, from: BankId(2) },

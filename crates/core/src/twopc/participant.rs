@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Backoff, Message, RetryPolicy};
+use crate::error::ErrorCode;
 use crate::ids::{BankId, TimestampMs, TransferId};
 use crate::ledger::{Change, Decision, HoldSet, Ledger, Vote};
 
@@ -103,12 +104,15 @@ impl Participant {
                 } else if ledger.decision(&tx).is_none() && now > expires_at {
                     // Too late: the coordinator has given up (or will). Remember the abort.
                     ledger.release_holds(tx, changes).expect("an undecided transaction can be aborted");
-                    Vote::No { code: "expired".into(), detail: format!("the prepare of {tx} arrived after its expiry") }
+                    Vote::No {
+                        code: ErrorCode::Expired,
+                        detail: format!("the prepare of {tx} arrived after its expiry"),
+                    }
                 } else if let Some(number) = unauthorised_debit(ledger, &debits, on_behalf_of.as_ref()) {
                     // Not the customer's money: refuse, and remember the abort.
                     ledger.release_holds(tx, changes).expect("an undecided transaction can be aborted");
                     Vote::No {
-                        code: "forbidden".into(),
+                        code: ErrorCode::Forbidden,
                         detail: format!("the customer is not a holder of account {number} at bank {}", self.bank),
                     }
                 } else {
@@ -266,7 +270,7 @@ mod tests {
         let mut changes = Vec::new();
         let out = p.step(&mut ledger, COORDINATOR, msg.clone(), T0, &mut changes);
         assert!(
-            matches!(&out[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if code == "forbidden")
+            matches!(&out[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if *code == ErrorCode::Forbidden)
         );
         assert_eq!(ledger.account(&a), before.account(&a), "nothing held");
         assert_eq!(ledger.decision(&tx()), Some(Decision::Aborted), "remembered: a repeat places nothing");
@@ -322,7 +326,7 @@ mod tests {
         let mut changes = Vec::new();
         let outputs = p.step(&mut ledger, COORDINATOR, prepare(&a, 300, &b), TimestampMs(EXPIRY.0 + 1), &mut changes);
         assert!(
-            matches!(&outputs[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if code == "expired")
+            matches!(&outputs[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if *code == ErrorCode::Expired)
         );
         assert_eq!(changes, vec![Change::Decided { transfer: tx(), decision: Decision::Aborted }]);
         assert_eq!(held(&ledger, &a), (1_000, 0));
@@ -335,7 +339,7 @@ mod tests {
         let mut changes = Vec::new();
         let outputs = p.step(&mut ledger, COORDINATOR, prepare(&a, 1_001, &b), T0, &mut changes);
         assert!(
-            matches!(&outputs[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if code == "insufficient_funds")
+            matches!(&outputs[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if *code == ErrorCode::InsufficientFunds)
         );
         assert_eq!(held(&ledger, &a), (1_000, 0));
     }

@@ -270,7 +270,10 @@ impl From<&Transfer> for TransferOut {
                     status: l.status.as_str(),
                 })
                 .collect(),
-            failure: t.failure.as_ref().map(|f| FailureOut { code: f.code.clone(), detail: f.detail.clone() }),
+            failure: t
+                .failure
+                .as_ref()
+                .map(|f| FailureOut { code: f.code.as_str().to_owned(), detail: f.detail.clone() }),
             decision: None,
             description: t.description.clone(),
             created_at: rfc3339(t.created_at),

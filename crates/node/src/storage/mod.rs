@@ -31,6 +31,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bank_core::account::{Account, AccountKind, Holder};
+use bank_core::bank::Recovered;
 use bank_core::contact::{Email, Phone};
 use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
@@ -303,22 +304,21 @@ pub fn read_decision(conn: &Connection, tx: &TransferId) -> Result<Option<Decisi
         .prepare_cached("SELECT decision FROM decisions WHERE transfer_id = ?1")?
         .query_row([tx.0.to_string()], |r| r.get(0))
         .optional()?;
-    Ok(decision.as_deref().map(decision_of_text))
+    decision.as_deref().map(decision_of_text).transpose()
 }
 
-fn decision_of_text(text: &str) -> Decision {
+/// A stored decision: anything but the two words is corruption, never silently an abort.
+fn decision_of_text(text: &str) -> Result<Decision> {
     match text {
-        "committed" => Decision::Committed,
-        _ => Decision::Aborted,
+        "committed" => Ok(Decision::Committed),
+        "aborted" => Ok(Decision::Aborted),
+        other => Err(corrupt(format!("unknown decision {other:?}"))),
     }
 }
 
-/// The smallest transfer id of the millisecond `ms` (Unix): UUIDv7 ids sort by creation time, so
-/// every transaction created before `ms` sorts below it, and every later one above.
+/// The smallest transfer id of the millisecond `ms` (Unix); see [`TransferId::first_at`].
 pub fn transfer_id_at(ms: i64) -> TransferId {
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&(ms.max(0) as u64).to_be_bytes()[2..]);
-    TransferId(Uuid::from_bytes(bytes))
+    TransferId::first_at(ms)
 }
 
 /// Replaces the ring's durable state (DESIGN.md §5: persisted before the ring acts on it).
@@ -338,13 +338,7 @@ pub fn load_ring_state(conn: &Connection) -> Result<bank_core::ring::RingDurable
     body.map_or(Ok(Default::default()), |b| serde_json::from_str(&b).map_err(corrupt))
 }
 
-/// A cross-bank transaction planned here, waiting for the token to begin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedTx {
-    pub tx: TransferId,
-    pub legs: bank_core::twopc::LegsByBank,
-    pub queued_at: TimestampMs,
-}
+pub use bank_core::bank::QueuedTx;
 
 pub fn enqueue_ring_tx(conn: &Connection, queued: &QueuedTx) -> Result<()> {
     let legs: Vec<_> = queued.legs.iter().collect();
@@ -374,6 +368,29 @@ pub fn load_ring_queue(conn: &Connection) -> Result<Vec<QueuedTx>> {
         Ok(QueuedTx { tx, legs: legs.into_iter().collect(), queued_at: TimestampMs(queued_at) })
     })
     .collect()
+}
+
+/// Everything the bank's state machine is rebuilt from at start-up: the ledger, the coordinator
+/// records (unfinished ones, and finished ones from `remembered_since` on), the ring's state and
+/// queue, and the pending transfers this bank coordinates (whose records it settles on decision).
+pub fn load_bank(conn: &Connection, bank_id: BankId, remembered_since: TransferId) -> Result<Recovered> {
+    let ledger = load_ledger(conn, bank_id, remembered_since)?;
+    let coordinator_records = load_coordinator_records(conn, remembered_since)?;
+    let queue = load_ring_queue(conn)?;
+    let unfinished = coordinator_records.iter().filter_map(|r| match r {
+        bank_core::twopc::CoordinatorRecord::Finished { .. } => None,
+        other => Some(other.tx()),
+    });
+    let mut open_transfers = Vec::new();
+    for id in unfinished.chain(queue.iter().map(|q| q.tx)) {
+        // Key registrations have no transfer record; settled transfers need nothing more.
+        if let Some(transfer) = read::transfer(conn, &id)?
+            && transfer.status == Status::Pending
+        {
+            open_transfers.push(transfer);
+        }
+    }
+    Ok(Recovered { ledger, coordinator_records, ring_state: load_ring_state(conn)?, queue, open_transfers })
 }
 
 /// Rebuilds the in-memory ledger from the tables.
@@ -419,7 +436,7 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
     let since = remembered_since.0.to_string();
     for row in stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (id, decision) = row?;
-        ledger.restore_decision(TransferId(parse_uuid(&id)?), decision_of_text(&decision));
+        ledger.restore_decision(TransferId(parse_uuid(&id)?), decision_of_text(&decision)?);
     }
     let mut stmt =
         conn.prepare("SELECT scope, key, fingerprint, entry_id, transfer_id FROM idempotency ORDER BY seq")?;

@@ -1,16 +1,18 @@
-//! The token ring's gate on cross-bank work, inside the ledger writer.
+//! The token ring as the node runs it: its options, its tick clock, its metrics and status view.
+//! The gate itself — the ring machine, the queue, the visit — is pure, inside
+//! [`bank_core::bank::Bank`]; what follows describes how the two work together.
 //!
 //! In `token-ring` mode (DESIGN.md §5) a cross-bank transaction planned here is not begun at once:
 //! it waits in a queue (durable: `ring_queue`, so a restart neither loses nor double-begins it)
-//! until this bank holds the token. The gate owns this bank's [`RingNode`], and lives in the
+//! until this bank holds the token. The gate owns this bank's ring node, and lives in the
 //! writer thread beside the ledger and the two-phase commit, so a ring state change is committed
 //! by the same group commit as the work it allows (write-ahead: `(epoch, hop)` is durable before
 //! the acknowledgement leaves, and before any prepare sent under it).
 //!
-//! A visit: on [`RingOutput::StartWork`] the gate lets the writer begin queued transactions —
+//! A visit: on `RingOutput::StartWork` the gate lets the writer begin queued transactions —
 //! and ones planned during the visit — while the lease lasts, up to the visit's budget
 //! (`ops_per_visit`). Once every transaction begun in the visit is decided, the ring is told
-//! ([`RingNode::batch_done`]) and passes the token on; with nothing to do it passes after the idle
+//! (`RingNode::batch_done`) and passes the token on; with nothing to do it passes after the idle
 //! pause; at the lease's end at the latest. Intra-bank work never comes here.
 //!
 //! A transaction that waits longer than [`RingOptions::queue_wait_max_ms`] (the token is lost and
@@ -22,14 +24,14 @@
 //! [`RingOptions::message_age_max_ms`] when it reaches the machine is dropped, which is how the
 //! driver upholds the ring's assumption A1 (a message arrives within the hop timeout, or never).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bank_core::ids::{BankId, TimestampMs, TransferId};
-use bank_core::ring::{RingConfig, RingDurable, RingMessage, RingNode, RingOutput, RingRole, RingSettings, Tick};
+use bank_core::bank::{Event, GateSettings};
+use bank_core::ids::BankId;
+use bank_core::ring::{RingRole, RingSettings, RingStatus, Tick};
 
-use super::QueuedTx;
 use crate::metrics::Metrics;
 
 /// How cross-bank work is ordered (DESIGN.md §5).
@@ -120,6 +122,18 @@ impl RingOptions {
     }
 }
 
+impl RingOptions {
+    /// The settings of the pure gate (`bank_core::bank::Gate`).
+    pub fn gate_settings(&self) -> GateSettings {
+        GateSettings {
+            ring: self.settings,
+            queue_len_max: self.queue_len_max,
+            queue_wait_max_ms: self.queue_wait_max_ms,
+            message_age_max_ms: self.message_age_max_ms,
+        }
+    }
+}
+
 impl Default for RingOptions {
     fn default() -> Self {
         RingOptions::DEFAULT
@@ -152,22 +166,13 @@ impl RingView {
     }
 }
 
-/// The work of the current visit.
+/// The writer's view of the ring, beside the pure gate inside [`bank_core::bank::Bank`]: it
+/// counts ticks on this process's monotonic clock, turns the bank's ring events into metrics, and
+/// publishes the status route's snapshot.
 #[derive(Debug)]
-struct VisitWork {
-    budget_left: u32,
-    started: u32,
-    undecided: HashSet<TransferId>,
-}
-
-/// The gate: this bank's ring machine, its queue, and the visit under way.
-#[derive(Debug)]
-pub struct RingGate {
-    node: RingNode,
+pub struct RingMonitor {
     options: RingOptions,
     started_at: Instant,
-    queue: VecDeque<QueuedTx>,
-    visit: Option<VisitWork>,
     /// When recent visits began, for the rotation rate.
     recent_visits: VecDeque<Instant>,
     view: Arc<RingView>,
@@ -177,39 +182,19 @@ pub struct RingGate {
 /// The window of the rotation rate.
 const ROTATION_WINDOW_S: u64 = 10;
 
-impl RingGate {
-    /// The gate of bank `me` among `members`, recovering the ring's durable state and the queue.
-    pub fn recover(
-        me: BankId,
-        members: impl IntoIterator<Item = BankId>,
-        options: RingOptions,
-        durable: RingDurable,
-        queue: Vec<QueuedTx>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, bank_core::Error> {
-        let config = RingConfig::new(me, members, options.settings)?;
-        let started_at = Instant::now();
-        let node = RingNode::recover(config, durable, Tick(0));
-        let gate = RingGate {
-            node,
+impl RingMonitor {
+    pub fn new(options: RingOptions, metrics: Arc<Metrics>) -> Self {
+        RingMonitor {
             options,
-            started_at,
-            queue: queue.into(),
-            visit: None,
+            started_at: Instant::now(),
             recent_visits: VecDeque::new(),
             view: Arc::new(RingView::default()),
             metrics,
-        };
-        gate.refresh_view();
-        Ok(gate)
+        }
     }
 
     pub fn view(&self) -> Arc<RingView> {
         self.view.clone()
-    }
-
-    pub fn options(&self) -> &RingOptions {
-        &self.options
     }
 
     /// This process's current tick.
@@ -217,120 +202,35 @@ impl RingGate {
         Tick(self.started_at.elapsed().as_millis() as u64 / self.options.tick_ms)
     }
 
-    /// Whether another transaction may wait in the queue.
-    pub fn has_room(&self) -> bool {
-        self.queue.len() < self.options.queue_len_max
-    }
-
-    /// Queues a planned transaction (the caller wrote it to `ring_queue` in the same batch).
-    pub fn enqueue(&mut self, queued: QueuedTx) {
-        self.queue.push_back(queued);
-    }
-
-    /// Takes the queued transactions that waited too long: they fail, never begun.
-    pub fn expired(&mut self, now: TimestampMs) -> Vec<QueuedTx> {
-        let max = self.options.queue_wait_max_ms;
-        let mut out = Vec::new();
-        while self.queue.front().is_some_and(|q| now.0 - q.queued_at.0 > max) {
-            out.extend(self.queue.pop_front());
-        }
-        out
-    }
-
-    /// Takes the queued transactions this bank may begin now: within the lease and the visit's
-    /// budget. The caller begins every one of them in this batch.
-    pub fn startable(&mut self, now: TimestampMs) -> Vec<QueuedTx> {
-        let tick = self.now();
-        let (Some(visit), Some(_permit)) = (&mut self.visit, self.node.work_permit(tick)) else {
-            return Vec::new();
-        };
-        let n = (visit.budget_left as usize).min(self.queue.len());
-        let taken: Vec<QueuedTx> = self.queue.drain(..n).collect();
-        visit.budget_left -= n as u32;
-        visit.started += n as u32;
-        for q in &taken {
-            visit.undecided.insert(q.tx);
-            let waited_ms = (now.0 - q.queued_at.0).max(0) as f64;
-            self.metrics.observe_token_wait(waited_ms / 1000.0);
-        }
-        taken
-    }
-
-    /// A transaction this bank coordinates is decided.
-    pub fn decided(&mut self, tx: &TransferId) {
-        if let Some(visit) = &mut self.visit {
-            visit.undecided.remove(tx);
-        }
-    }
-
-    /// Tells the ring how the visit is going: done once every transaction begun in it is decided,
-    /// or nothing to do yet.
-    pub fn drive(&mut self) -> Vec<RingOutput> {
-        let tick = self.now();
-        match &self.visit {
-            Some(v) if v.started > 0 && v.undecided.is_empty() => {
-                let started = v.started;
-                self.node.batch_done(tick, started)
+    /// Counts what the bank reports in metrics (and logs the unusual).
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::RingVisit { regenerated } => {
+                self.metrics.ring_visit(*regenerated);
+                let now = Instant::now();
+                self.recent_visits.push_back(now);
+                while self.recent_visits.front().is_some_and(|t| now.duration_since(*t).as_secs() >= ROTATION_WINDOW_S)
+                {
+                    self.recent_visits.pop_front();
+                }
             }
-            Some(v) if v.started == 0 && self.queue.is_empty() => self.node.batch_done(tick, 0),
-            _ => Vec::new(),
-        }
-    }
-
-    /// Runs the ring's timers.
-    pub fn tick(&mut self) -> Vec<RingOutput> {
-        let tick = self.now();
-        self.node.tick(tick)
-    }
-
-    /// A ring message from bank `from`, sent at `sent_at` by its clock; dropped when older than
-    /// the ring may rely on (assumption A1), or dated too far ahead.
-    pub fn step(&mut self, from: BankId, sent_at: TimestampMs, msg: RingMessage, now: TimestampMs) -> Vec<RingOutput> {
-        let age = now.0 - sent_at.0;
-        self.metrics.observe_ring_message_age(age as f64 / 1000.0);
-        if age > self.options.message_age_max_ms || age < -self.options.message_age_max_ms {
-            self.metrics.ring_message_dropped();
-            tracing::debug!(bank = %from, age_ms = age, ?msg, "ring message too old (or from the future): dropped");
-            return Vec::new();
-        }
-        let tick = self.now();
-        self.node.step(from, msg, tick)
-    }
-
-    /// Takes note of the ring's outputs before the writer carries them out: a visit begins or
-    /// ends, and the metrics count passes, regenerations and refusals.
-    pub fn observe(&mut self, outputs: &[RingOutput]) {
-        for output in outputs {
-            match output {
-                RingOutput::StartWork { epoch, hop, budget_ops, .. } => {
-                    self.visit = Some(VisitWork { budget_left: *budget_ops, started: 0, undecided: HashSet::new() });
-                    self.metrics.ring_visit(hop.0 == 0 && epoch.0 > 1);
-                    let now = Instant::now();
-                    self.recent_visits.push_back(now);
-                    while self
-                        .recent_visits
-                        .front()
-                        .is_some_and(|t| now.duration_since(*t).as_secs() >= ROTATION_WINDOW_S)
-                    {
-                        self.recent_visits.pop_front();
-                    }
-                }
-                RingOutput::StopWork { .. } => {
-                    self.visit = None;
-                    if self.node.config().members().len() > 1 {
-                        self.metrics.ring_pass();
-                    }
-                }
-                RingOutput::Send { msg: RingMessage::TokenRefused { .. }, .. } => self.metrics.ring_refused_stale(),
-                RingOutput::Send { .. } | RingOutput::Persist(_) => {}
+            Event::RingPass => self.metrics.ring_pass(),
+            Event::StaleTokenRefused => self.metrics.ring_refused_stale(),
+            Event::TokenWait { waited_ms } => self.metrics.observe_token_wait(*waited_ms as f64 / 1000.0),
+            Event::RingMessageAge { age_ms, .. } => self.metrics.observe_ring_message_age(*age_ms as f64 / 1000.0),
+            Event::RingMessageDropped { from, age_ms } => {
+                self.metrics.ring_message_dropped();
+                tracing::debug!(bank = %from, age_ms, "ring message too old (or from the future): dropped");
+            }
+            Event::ProtocolRefused { from, tx, reason } => {
+                tracing::error!(bank = %from, transfer_id = %tx, %reason, "protocol message refused: a peer or this bank is broken");
             }
         }
     }
 
     /// Publishes the ring's state for the status route and the gauges.
-    pub fn refresh_view(&self) {
+    pub fn refresh(&self, status: RingStatus, queue_len: usize) {
         let tick = self.now();
-        let status = self.node.status(tick);
         let window_s = (self.started_at.elapsed().as_secs_f64()).clamp(1.0, ROTATION_WINDOW_S as f64);
         let snapshot = RingSnapshot {
             epoch: status.epoch.0,
@@ -344,7 +244,7 @@ impl RingGate {
             holder: status.holder,
             last_seen_ms: status.last_seen.map(|t| tick.0.saturating_sub(t.0) * self.options.tick_ms),
             rotations_per_s: self.recent_visits.len() as f64 / window_s,
-            queue_len: self.queue.len(),
+            queue_len,
             suspected: status.suspected.into_iter().collect(),
         };
         self.metrics.set_ring(snapshot.epoch, snapshot.queue_len);

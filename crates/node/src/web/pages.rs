@@ -593,7 +593,7 @@ pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<Stri
         shell: shell(&state, "Transfer", &account),
         id: t.id.clone(),
         status: t.status,
-        failure: t.failure.as_ref().map(|f| friendly_failure(&f.code, &f.detail)).unwrap_or_default(),
+        failure: t.failure.as_ref().map(|f| friendly_failure(f.code.as_str(), &f.detail)).unwrap_or_default(),
         created_at: t.created_at.replace('T', " ").chars().take(19).collect(),
         total: brl(t.legs.iter().map(|l| l.amount_cents).sum()),
         legs: t
