@@ -123,6 +123,21 @@ impl ErrorCode {
     }
 }
 
+/// Why a bank refused a transaction (its no vote, a hold it could not place), or why a
+/// transaction failed: a code the customer's answer and the API's error mapping match on, and a
+/// sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Refusal { code, detail: detail.into() }
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::account::{Account, AccountKind, NewAccount};
 use crate::document::Document;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Refusal};
 use crate::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use crate::money::Amount;
 use crate::pixkey::{KeyType, PixKey};
@@ -309,19 +309,15 @@ pub struct IdempotencyRecord {
     pub outcome: OutcomeRef,
 }
 
-/// A participant's vote on placing a transaction's holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Vote {
-    Yes,
-    No { code: ErrorCode, detail: String },
-}
-
-/// How a transaction ended at this bank.
+/// How a transaction's holds ended at this bank: posted (the money moved) or released (it
+/// did not). Remembered for every transaction the bank saw, so a repeat changes nothing and a
+/// late request to hold finds the transaction over. (The protocol's words for the same facts —
+/// commit, abort — are the two-phase commit's, [`crate::twopc::Decision`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Committed,
-    Aborted,
+pub enum Settlement {
+    Posted,
+    Released,
 }
 
 /// The holds one transaction placed here: debits reserve money, credits wait to be posted.
@@ -372,10 +368,10 @@ pub enum Change {
         transfer: TransferId,
         holds: Box<HoldSet>,
     },
-    /// The transaction is decided here; its holds (if any) are gone.
-    Decided {
+    /// The transaction is settled here; its holds (if any) are gone.
+    Settled {
         transfer: TransferId,
-        decision: Decision,
+        settlement: Settlement,
     },
 }
 
@@ -417,9 +413,9 @@ pub struct Ledger {
     keys_of: HashMap<AccountNumber, Vec<PixKey>>,
     idempotency: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
     holds: BTreeMap<TransferId, HoldSet>,
-    /// Decisions applied here, by transaction (UUIDv7 ids sort by time, so the oldest can be
-    /// forgotten in one split; storage keeps them all, see [`Ledger::forget_decisions_before`]).
-    decided: BTreeMap<TransferId, Decision>,
+    /// Settlements here, by transaction (UUIDv7 ids sort by time, so the oldest can be
+    /// forgotten in one split; storage keeps them all, see [`Ledger::forget_settlements_before`]).
+    settled: BTreeMap<TransferId, Settlement>,
     next_account_seq: u64,
     next_entry_id: u64,
 }
@@ -439,7 +435,7 @@ impl Ledger {
             keys_of: HashMap::new(),
             idempotency: HashMap::new(),
             holds: BTreeMap::new(),
-            decided: BTreeMap::new(),
+            settled: BTreeMap::new(),
             next_account_seq: 1,
             next_entry_id: 1,
         }
@@ -487,30 +483,30 @@ impl Ledger {
         self.holds.iter()
     }
 
-    pub fn decision(&self, transfer: &TransferId) -> Option<Decision> {
-        self.decided.get(transfer).copied()
+    pub fn settlement(&self, transfer: &TransferId) -> Option<Settlement> {
+        self.settled.get(transfer).copied()
     }
 
-    /// Whether this bank holds something for `transfer` or remembers its decision.
+    /// Whether this bank holds something for `transfer` or remembers its settlement.
     pub fn knows(&self, transfer: &TransferId) -> bool {
-        self.decided.contains_key(transfer) || self.holds.contains_key(transfer)
+        self.settled.contains_key(transfer) || self.holds.contains_key(transfer)
     }
 
-    /// Forgets the decisions of transactions whose ids sort before `bound` (for UUIDv7 ids:
+    /// Forgets the settlements of transactions whose ids sort before `bound` (for UUIDv7 ids:
     /// created before a time), returning how many. Only the memory forgets: the driver must give a
-    /// decision back ([`Ledger::restore_decision`]) from storage before handing a message about
+    /// settlement back ([`Ledger::restore_settlement`]) from storage before handing a message about
     /// a transaction the ledger does not [`know`](Ledger::knows) to the participant, so the
     /// answers stay exactly those of a ledger that never forgot.
-    pub fn forget_decisions_before(&mut self, bound: TransferId) -> usize {
-        let keep = self.decided.split_off(&bound);
-        let forgotten = self.decided.len();
-        self.decided = keep;
+    pub fn forget_settlements_before(&mut self, bound: TransferId) -> usize {
+        let keep = self.settled.split_off(&bound);
+        let forgotten = self.settled.len();
+        self.settled = keep;
         forgotten
     }
 
-    /// Decisions remembered in memory.
-    pub fn decisions_remembered(&self) -> usize {
-        self.decided.len()
+    /// Settlements remembered in memory.
+    pub fn settlements_remembered(&self) -> usize {
+        self.settled.len()
     }
 
     /// Σ posted over every account.
@@ -610,8 +606,8 @@ impl Ledger {
         self.holds.insert(transfer, holds);
     }
 
-    pub fn restore_decision(&mut self, transfer: TransferId, decision: Decision) {
-        self.decided.insert(transfer, decision);
+    pub fn restore_settlement(&mut self, transfer: TransferId, settlement: Settlement) {
+        self.settled.insert(transfer, settlement);
     }
 
     pub fn restore_next_entry_id(&mut self, next: u64) {
@@ -1134,25 +1130,33 @@ impl Ledger {
     // ----- holds (the participant's side of two-phase commit) -----------------------------
 
     /// Places a transaction's holds: debits reserve money (`held += amount`), credits wait.
-    /// Votes yes only when every debit fits the available money; votes no otherwise, changing
-    /// nothing but remembering the transaction as aborted, so a repeated prepare gets the same
-    /// answer. A repeat after a yes answers yes again without placing anything twice; a prepare
-    /// for a transaction already decided answers no. The set is stored as given (`placed_at` is
+    /// Succeeds only when every debit fits the available money; refuses otherwise, changing
+    /// nothing but remembering the transaction as released, so a repeat gets the same answer. A
+    /// repeat after a success succeeds again without placing anything twice; a transaction
+    /// already settled is refused. The set is stored as given (`placed_at` is
     /// the caller's `now`).
-    pub fn place_holds(&mut self, transfer: TransferId, set: HoldSet, changes: &mut Vec<Change>) -> Vote {
+    pub fn place_holds(
+        &mut self,
+        transfer: TransferId,
+        set: HoldSet,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Refusal> {
         if self.holds.contains_key(&transfer) {
-            return Vote::Yes;
+            return Ok(());
         }
-        if let Some(decision) = self.decided.get(&transfer) {
-            return Vote::No {
-                code: ErrorCode::AlreadyDecided,
-                detail: format!("transaction {transfer} is already {decision:?}"),
+        if let Some(settlement) = self.settled.get(&transfer) {
+            // Said in the protocol's words: the peer that asked reads them.
+            let decided = match settlement {
+                Settlement::Posted => "Committed",
+                Settlement::Released => "Aborted",
             };
+            let detail = format!("transaction {transfer} is already {decided}");
+            return Err(Refusal::new(ErrorCode::AlreadyDecided, detail));
         }
         let refuse = |ledger: &mut Ledger, changes: &mut Vec<Change>, code: ErrorCode, detail: String| {
-            ledger.decided.insert(transfer, Decision::Aborted);
-            changes.push(Change::Decided { transfer, decision: Decision::Aborted });
-            Vote::No { code, detail }
+            ledger.settled.insert(transfer, Settlement::Released);
+            changes.push(Change::Settled { transfer, settlement: Settlement::Released });
+            Err(Refusal::new(code, detail))
         };
         let mut sums: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
         for (number, amount) in &set.debits {
@@ -1195,15 +1199,17 @@ impl Ledger {
         }
         changes.push(Change::HoldsPlaced { transfer, holds: Box::new(set.clone()) });
         self.holds.insert(transfer, set);
-        Vote::Yes
+        Ok(())
     }
 
     /// Posts a transaction's holds (commit): debits leave, credits arrive. Idempotent. Committing
     /// a transaction this bank never voted yes on, or already aborted, is a protocol violation.
     pub fn post_holds(&mut self, transfer: TransferId, changes: &mut Vec<Change>) -> Result<(), Error> {
-        match self.decided.get(&transfer) {
-            Some(Decision::Committed) => return Ok(()),
-            Some(Decision::Aborted) => return Err(Error::Conflict(format!("transaction {transfer} was aborted here"))),
+        match self.settled.get(&transfer) {
+            Some(Settlement::Posted) => return Ok(()),
+            Some(Settlement::Released) => {
+                return Err(Error::Conflict(format!("transaction {transfer} was aborted here")));
+            }
             None => {}
         }
         let Some(set) = self.holds.get(&transfer).cloned() else {
@@ -1247,17 +1253,17 @@ impl Ledger {
             }
         }
         self.holds.remove(&transfer);
-        self.decided.insert(transfer, Decision::Committed);
-        changes.push(Change::Decided { transfer, decision: Decision::Committed });
+        self.settled.insert(transfer, Settlement::Posted);
+        changes.push(Change::Settled { transfer, settlement: Settlement::Posted });
         Ok(())
     }
 
     /// Releases a transaction's holds (abort). Idempotent; releasing an unknown transaction
     /// remembers it as aborted, so a prepare arriving later places nothing (presumed abort).
     pub fn release_holds(&mut self, transfer: TransferId, changes: &mut Vec<Change>) -> Result<(), Error> {
-        match self.decided.get(&transfer) {
-            Some(Decision::Aborted) => return Ok(()),
-            Some(Decision::Committed) => {
+        match self.settled.get(&transfer) {
+            Some(Settlement::Released) => return Ok(()),
+            Some(Settlement::Posted) => {
                 return Err(Error::Conflict(format!("transaction {transfer} was committed here")));
             }
             None => {}
@@ -1276,8 +1282,8 @@ impl Ledger {
                 self.set_balance(&number, posted, held, changes);
             }
         }
-        self.decided.insert(transfer, Decision::Aborted);
-        changes.push(Change::Decided { transfer, decision: Decision::Aborted });
+        self.settled.insert(transfer, Settlement::Released);
+        changes.push(Change::Settled { transfer, settlement: Settlement::Released });
         Ok(())
     }
 

@@ -14,14 +14,43 @@ use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cnpj, Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    AccountRef, BALANCE_MAX_CENTS, Change, DESCRIPTION_LEN_MAX, Decision, DepositMethod, Destination, Entry, EntryKind,
-    Failure, HoldSet, IdempotencyRecord, KEYS_PER_ACCOUNT_MAX, KeyRequest, LEGS_MAX, Ledger, LegEnd, LegRequest,
-    Outcome, OutcomeRef, Status, Transfer, TransferLeg, TransferRequest, Vote,
+    AccountRef, BALANCE_MAX_CENTS, Change, DESCRIPTION_LEN_MAX, DepositMethod, Destination, Entry, EntryKind, Failure,
+    HoldSet, IdempotencyRecord, KEYS_PER_ACCOUNT_MAX, KeyRequest, LEGS_MAX, Ledger, LegEnd, LegRequest, Outcome,
+    OutcomeRef, Status, Transfer, TransferLeg, TransferRequest,
 };
 use bank_core::pixkey::PixKey;
+use bank_core::twopc::{Decision, Vote};
 use bank_core::{Amount, Error};
 use proptest::prelude::*;
 use uuid::Uuid;
+
+/// The ledger's hold answers in the protocol's words (vote, decision), as the participant reads
+/// them: these tests were written against the participant's view of the ledger.
+trait ProtocolWords {
+    fn vote(&mut self, tx: TransferId, set: HoldSet, changes: &mut Vec<Change>) -> Vote;
+    fn decision(&self, tx: &TransferId) -> Option<Decision>;
+    fn restore_decision(&mut self, tx: TransferId, decision: Decision);
+    fn forget_decisions_before(&mut self, bound: TransferId) -> usize;
+    fn decisions_remembered(&self) -> usize;
+}
+
+impl ProtocolWords for Ledger {
+    fn vote(&mut self, tx: TransferId, set: HoldSet, changes: &mut Vec<Change>) -> Vote {
+        Vote::from(self.place_holds(tx, set, changes))
+    }
+    fn decision(&self, tx: &TransferId) -> Option<Decision> {
+        self.settlement(tx).map(Decision::from)
+    }
+    fn restore_decision(&mut self, tx: TransferId, decision: Decision) {
+        self.restore_settlement(tx, decision.settlement())
+    }
+    fn forget_decisions_before(&mut self, bound: TransferId) -> usize {
+        self.forget_settlements_before(bound)
+    }
+    fn decisions_remembered(&self) -> usize {
+        self.settlements_remembered()
+    }
+}
 
 // ----- helpers ----------------------------------------------------------------------------------
 
@@ -631,7 +660,7 @@ fn a_withdrawal_cannot_take_held_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(700))], vec![], NOW), &mut changes);
+    let vote = w.ledger.vote(tx(1), holding(vec![(w.alice.clone(), cents(700))], vec![], NOW), &mut changes);
     assert_eq!(vote, Vote::Yes);
     let alice = w.alice.clone();
     let error = rejected(&mut w.ledger, |l, ch| l.withdraw(&alice, cents(301), (fresh_key(), FP), NOW, ch));
@@ -1190,7 +1219,7 @@ fn a_transfer_cannot_spend_held_money() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
+        w.ledger.vote(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
         Vote::Yes
     );
     let t = run_transfer(&mut w.ledger, request(&w.alice, vec![leg(None, to_account(&w.bob), 401)], key(1), 1));
@@ -1210,7 +1239,7 @@ fn placing_holds_reserves_debits_and_emits_balance_and_holds_placed() {
     let debits = vec![(w.alice.clone(), cents(200)), (w.alice.clone(), cents(100))];
     let credits = vec![(w.bob.clone(), cents(300))];
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), holding(debits.clone(), credits.clone(), TimestampMs(9)), &mut changes);
+    let vote = w.ledger.vote(tx(1), holding(debits.clone(), credits.clone(), TimestampMs(9)), &mut changes);
     assert_eq!(vote, Vote::Yes);
     let set = holding(debits, credits, TimestampMs(9));
     assert_eq!(
@@ -1237,10 +1266,10 @@ fn forgotten_decisions_are_unknown_until_restored() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300))];
-    assert_eq!(w.ledger.place_holds(tx(1), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.vote(tx(1), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
     w.ledger.post_holds(tx(1), &mut changes).expect("commit");
     w.ledger.release_holds(tx(2), &mut changes).expect("abort of an unknown transaction");
-    assert_eq!(w.ledger.place_holds(tx(3), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.vote(tx(3), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
 
     assert_eq!(w.ledger.forget_decisions_before(tx(3)), 2);
     assert!(!w.ledger.knows(&tx(1)) && !w.ledger.knows(&tx(2)));
@@ -1248,7 +1277,7 @@ fn forgotten_decisions_are_unknown_until_restored() {
     assert_eq!(w.ledger.decisions_remembered(), 0);
 
     w.ledger.restore_decision(tx(1), Decision::Committed);
-    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
+    let vote = unchanged(&mut w.ledger, |l, ch| l.vote(tx(1), holding(debits, vec![], NOW), ch));
     assert!(matches!(vote, Vote::No { ref code, .. } if *code == bank_core::ErrorCode::AlreadyDecided), "{vote:?}");
     assert_eq!(unchanged(&mut w.ledger, |l, ch| l.post_holds(tx(1), ch)), Ok(()));
     assert_eq!(balance(&w.ledger, &w.alice), (700, 300));
@@ -1261,8 +1290,8 @@ fn a_repeated_place_votes_yes_again_and_changes_nothing() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300))];
-    assert_eq!(w.ledger.place_holds(tx(1), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
-    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
+    assert_eq!(w.ledger.vote(tx(1), holding(debits.clone(), vec![], NOW), &mut changes), Vote::Yes);
+    let vote = unchanged(&mut w.ledger, |l, ch| l.vote(tx(1), holding(debits, vec![], NOW), ch));
     assert_eq!(vote, Vote::Yes);
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 300));
 }
@@ -1275,10 +1304,9 @@ fn placing_without_the_funds_votes_no_holds_nothing_and_is_remembered_as_aborted
     // Two debits that fit alone but not together.
     let debits = vec![(w.alice.clone(), cents(600)), (w.alice.clone(), cents(401))];
     let mut changes = Vec::new();
-    let vote =
-        w.ledger.place_holds(tx(1), holding(debits.clone(), vec![(w.bob.clone(), cents(1_001))], NOW), &mut changes);
+    let vote = w.ledger.vote(tx(1), holding(debits.clone(), vec![(w.bob.clone(), cents(1_001))], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::InsufficientFunds), "{vote:?}");
-    assert_eq!(changes, vec![Change::Decided { transfer: tx(1), decision: Decision::Aborted }]);
+    assert_eq!(changes, vec![Change::Settled { transfer: tx(1), settlement: Decision::Aborted.settlement() }]);
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 0));
     assert_eq!(w.ledger.holds(&tx(1)), None);
     assert_eq!(w.ledger.decision(&tx(1)), Some(Decision::Aborted));
@@ -1288,7 +1316,7 @@ fn placing_without_the_funds_votes_no_holds_nothing_and_is_remembered_as_aborted
     assert_eq!(w.ledger, expected);
     // A later place (even one that would now fit) votes no and places nothing.
     deposit(&mut w.ledger, &w.alice, 1_000);
-    let vote = unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(debits, vec![], NOW), ch));
+    let vote = unchanged(&mut w.ledger, |l, ch| l.vote(tx(1), holding(debits, vec![], NOW), ch));
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     assert_eq!(balance(&w.ledger, &w.alice), (2_000, 0));
 }
@@ -1299,19 +1327,16 @@ fn placing_on_an_unknown_account_votes_no() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let ghost = AccountNumber::from_seq(50);
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), holding(vec![(ghost.clone(), cents(1))], vec![], NOW), &mut changes);
+    let vote = w.ledger.vote(tx(1), holding(vec![(ghost.clone(), cents(1))], vec![], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::NotFound), "{vote:?}");
-    let vote = w.ledger.place_holds(
-        tx(2),
-        holding(vec![(w.alice.clone(), cents(1))], vec![(ghost, cents(1))], NOW),
-        &mut changes,
-    );
+    let vote =
+        w.ledger.vote(tx(2), holding(vec![(w.alice.clone(), cents(1))], vec![(ghost, cents(1))], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::NotFound), "{vote:?}");
     assert_eq!(
         changes,
         vec![
-            Change::Decided { transfer: tx(1), decision: Decision::Aborted },
-            Change::Decided { transfer: tx(2), decision: Decision::Aborted },
+            Change::Settled { transfer: tx(1), settlement: Decision::Aborted.settlement() },
+            Change::Settled { transfer: tx(2), settlement: Decision::Aborted.settlement() },
         ]
     );
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 0));
@@ -1324,13 +1349,13 @@ fn holds_of_two_transactions_add_up_against_the_available_money() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
+        w.ledger.vote(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
         Vote::Yes
     );
-    let vote = w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(401))], vec![], NOW), &mut changes);
+    let vote = w.ledger.vote(tx(2), holding(vec![(w.alice.clone(), cents(401))], vec![], NOW), &mut changes);
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     assert_eq!(
-        w.ledger.place_holds(tx(3), holding(vec![(w.alice.clone(), cents(400))], vec![], NOW), &mut changes),
+        w.ledger.vote(tx(3), holding(vec![(w.alice.clone(), cents(400))], vec![], NOW), &mut changes),
         Vote::Yes
     );
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 1_000));
@@ -1345,12 +1370,12 @@ fn pending_credits_cannot_be_spent_until_posted() {
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(500))];
     let credits = vec![(w.bob.clone(), cents(500))];
-    assert_eq!(w.ledger.place_holds(tx(1), holding(debits, credits, NOW), &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.vote(tx(1), holding(debits, credits, NOW), &mut changes), Vote::Yes);
     let bob = w.bob.clone();
     let error = rejected(&mut w.ledger, |l, ch| l.withdraw(&bob, cents(1), (fresh_key(), FP), NOW, ch));
     assert_eq!(error.code(), "insufficient_funds");
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(2), holding(vec![(bob.clone(), cents(1))], vec![], NOW), &mut changes);
+    let vote = w.ledger.vote(tx(2), holding(vec![(bob.clone(), cents(1))], vec![], NOW), &mut changes);
     assert!(matches!(&vote, Vote::No { code, .. } if *code == bank_core::ErrorCode::InsufficientFunds), "{vote:?}");
     let mut changes = Vec::new();
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
@@ -1366,7 +1391,7 @@ fn posting_holds_moves_the_money_and_emits_balances_then_decided() {
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300)), (w.alice.clone(), cents(100))];
     let credits = vec![(w.bob.clone(), cents(250)), (w.carla.clone(), cents(150))];
-    assert_eq!(w.ledger.place_holds(tx(1), holding(debits, credits, NOW), &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.vote(tx(1), holding(debits, credits, NOW), &mut changes), Vote::Yes);
     let total_before = w.ledger.total_posted_cents();
 
     let mut changes = Vec::new();
@@ -1399,7 +1424,10 @@ fn posting_holds_moves_the_money_and_emits_balances_then_decided() {
             (w.carla.clone(), EntryKind::TransferIn, 150),
         ]
     );
-    assert_eq!(changes.last(), Some(&Change::Decided { transfer: tx(1), decision: Decision::Committed }));
+    assert_eq!(
+        changes.last(),
+        Some(&Change::Settled { transfer: tx(1), settlement: Decision::Committed.settlement() })
+    );
     assert_eq!(balance(&w.ledger, &w.alice), (600, 0));
     assert_eq!(balance(&w.ledger, &w.bob), (300, 0));
     assert_eq!(balance(&w.ledger, &w.carla), (150, 0));
@@ -1413,8 +1441,7 @@ fn posting_holds_moves_the_money_and_emits_balances_then_decided() {
     assert_eq!(again, Ok(()));
     // A late place after the commit votes no and holds nothing.
     let alice = w.alice.clone();
-    let vote =
-        unchanged(&mut w.ledger, |l, ch| l.place_holds(tx(1), holding(vec![(alice, cents(1))], vec![], NOW), ch));
+    let vote = unchanged(&mut w.ledger, |l, ch| l.vote(tx(1), holding(vec![(alice, cents(1))], vec![], NOW), ch));
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
 }
 
@@ -1424,14 +1451,8 @@ fn posting_one_sided_hold_sets_changes_the_bank_total_by_credits_minus_debits() 
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     // A remote payer's money arrives here (credit only) and a local payer's leaves (debit only).
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![], vec![(w.bob.clone(), cents(70))], NOW), &mut changes),
-        Vote::Yes
-    );
-    assert_eq!(
-        w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(30))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(w.ledger.vote(tx(1), holding(vec![], vec![(w.bob.clone(), cents(70))], NOW), &mut changes), Vote::Yes);
+    assert_eq!(w.ledger.vote(tx(2), holding(vec![(w.alice.clone(), cents(30))], vec![], NOW), &mut changes), Vote::Yes);
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     w.ledger.post_holds(tx(2), &mut changes).expect("posts");
     assert_eq!(w.ledger.total_posted_cents(), 1_000 + 70 - 30);
@@ -1446,17 +1467,14 @@ fn releasing_holds_frees_the_money_and_emits_balance_then_decided() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     let debits = vec![(w.alice.clone(), cents(300)), (w.alice.clone(), cents(100))];
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(debits, vec![(w.bob.clone(), cents(400))], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(w.ledger.vote(tx(1), holding(debits, vec![(w.bob.clone(), cents(400))], NOW), &mut changes), Vote::Yes);
     let mut changes = Vec::new();
     w.ledger.release_holds(tx(1), &mut changes).expect("releases");
     assert_eq!(
         changes,
         vec![
             Change::Balance { account: w.alice.clone(), posted_cents: 1_000, held_cents: 0 },
-            Change::Decided { transfer: tx(1), decision: Decision::Aborted },
+            Change::Settled { transfer: tx(1), settlement: Decision::Aborted.settlement() },
         ]
     );
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 0));
@@ -1474,12 +1492,11 @@ fn releasing_an_unknown_transaction_makes_a_late_place_vote_no() {
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     w.ledger.release_holds(tx(7), &mut changes).expect("presumed abort");
-    assert_eq!(changes, vec![Change::Decided { transfer: tx(7), decision: Decision::Aborted }]);
+    assert_eq!(changes, vec![Change::Settled { transfer: tx(7), settlement: Decision::Aborted.settlement() }]);
     assert_eq!(w.ledger.decision(&tx(7)), Some(Decision::Aborted));
     let alice = w.alice.clone();
-    let vote = unchanged(&mut w.ledger, |l, ch| {
-        l.place_holds(tx(7), holding(vec![(alice.clone(), cents(10))], vec![], NOW), ch)
-    });
+    let vote =
+        unchanged(&mut w.ledger, |l, ch| l.vote(tx(7), holding(vec![(alice.clone(), cents(10))], vec![], NOW), ch));
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     assert_eq!(balance(&w.ledger, &alice), (1_000, 0));
     assert_eq!(w.ledger.holds(&tx(7)), None);
@@ -1490,15 +1507,12 @@ fn posting_after_a_release_is_a_conflict() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(w.ledger.vote(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes), Vote::Yes);
     w.ledger.release_holds(tx(1), &mut changes).expect("releases");
     let error = rejected(&mut w.ledger, |l, ch| l.post_holds(tx(1), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
     // Also for a transaction refused at place time.
-    let vote = w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(5_000))], vec![], NOW), &mut changes);
+    let vote = w.ledger.vote(tx(2), holding(vec![(w.alice.clone(), cents(5_000))], vec![], NOW), &mut changes);
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     let error = rejected(&mut w.ledger, |l, ch| l.post_holds(tx(2), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
@@ -1509,10 +1523,7 @@ fn releasing_after_a_post_is_a_conflict() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(w.ledger.vote(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes), Vote::Yes);
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     let error = rejected(&mut w.ledger, |l, ch| l.release_holds(tx(1), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
@@ -1537,7 +1548,7 @@ fn committing_a_hold_credit_at_the_balance_limit_never_destroys_money() {
     deposit(&mut ledger, &payer, 100);
     let total_before = ledger.total_posted_cents();
     let mut changes = Vec::new();
-    let vote = ledger.place_holds(
+    let vote = ledger.vote(
         tx(1),
         holding(vec![(payer.clone(), cents(100))], vec![(rich.clone(), cents(100))], NOW),
         &mut changes,
@@ -1566,10 +1577,7 @@ fn a_deposit_between_place_and_post_cannot_make_a_placed_credit_destroy_money() 
     let (mut ledger, rich) = ledger_with_rich_account(BALANCE_MAX_CENTS - 100);
     let mut changes = Vec::new();
     // A credit from a remote payer: it fits under the limit when placed.
-    assert_eq!(
-        ledger.place_holds(tx(1), holding(vec![], vec![(rich.clone(), cents(100))], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(ledger.vote(tx(1), holding(vec![], vec![(rich.clone(), cents(100))], NOW), &mut changes), Vote::Yes);
     let mut external = ledger.total_posted_cents();
     if ledger.deposit(&rich, cents(50), DepositMethod::Cash, (key(1), FP), NOW, &mut changes).is_ok() {
         external += 50;
@@ -2005,7 +2013,7 @@ fn step(ledger: &mut Ledger, model: &mut Model, op: &Op, step_no: usize) {
         }
         Op::Place { tx, debits, credits } => {
             let as_legs = |v: &[(usize, i64)]| v.iter().map(|(s, a)| (slot(*s), cents(*a))).collect::<Vec<_>>();
-            let vote = ledger.place_holds(ptx(*tx), holding(as_legs(debits), as_legs(credits), now), &mut changes);
+            let vote = ledger.vote(ptx(*tx), holding(as_legs(debits), as_legs(credits), now), &mut changes);
             let no = |code: &str| matches!(&vote, Vote::No { code: c, .. } if c.as_str() == code);
             if model.holds.contains_key(tx) {
                 assert_eq!(vote, Vote::Yes, "a repeated place votes yes again");

@@ -11,8 +11,8 @@ mod sim;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use bank_core::ids::{BankId, TimestampMs};
-use bank_core::ledger::{Decision, Vote};
 use bank_core::twopc::{Coordinator, CoordinatorOutput, Message, RetryPolicy, TxPhase};
+use bank_core::twopc::{Decision, Vote};
 use sim::{PlannedLeg, Stats, World, kind};
 
 const B1: BankId = BankId(1);
@@ -188,7 +188,7 @@ fn a_coordinator_that_crashes_before_deciding_aborts_everywhere_and_releases_the
     w.heal_and_check();
     assert_eq!(w.answers.get(&tx), Some(&Decision::Aborted));
     for bank in [B1, B2, B3] {
-        assert_eq!(w.bank(bank).ledger.decision(&tx), Some(Decision::Aborted));
+        assert_eq!(w.bank(bank).ledger.settlement(&tx).map(Decision::from), Some(Decision::Aborted));
         assert_eq!(w.balance(bank, 0), (1_000, 0));
         assert_eq!(w.balance(bank, 1), (1_000, 0));
     }
@@ -224,7 +224,7 @@ fn a_prepare_arriving_after_its_expiry_is_refused_and_remembered_as_aborted() {
     w.now = TimestampMs(w.now.0 + 101);
     assert_eq!(w.deliver_where(|p| kind(p) == "prepare" && p.to == B2), 1);
     assert!(w.bank(B2).ledger.holds(&tx).is_none());
-    assert_eq!(w.bank(B2).ledger.decision(&tx), Some(Decision::Aborted));
+    assert_eq!(w.bank(B2).ledger.settlement(&tx).map(Decision::from), Some(Decision::Aborted));
     let vote = w.network.iter().find_map(|p| match &p.msg {
         Message::Vote { vote: Vote::No { code, .. }, .. } => Some(*code),
         _ => None,

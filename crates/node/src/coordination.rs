@@ -26,9 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bank_core::ids::{BankId, TimestampMs, TransferId};
-use bank_core::ledger::{Decision, Vote};
 use bank_core::ring::RingMessage;
-use bank_core::twopc::{Message, Refusal};
+use bank_core::twopc::{Decision, Message, Refusal, Vote};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 

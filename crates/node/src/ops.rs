@@ -3,13 +3,13 @@
 //! refuse. The handlers only parse and answer.
 
 use bank_core::ErrorCode;
-use bank_core::twopc::Refusal;
+use bank_core::twopc::{Decision, Refusal};
 use std::sync::Arc;
 
 use bank_core::Error;
 use bank_core::account::Account;
 use bank_core::ids::{AccountNumber, TimestampMs, TransferId};
-use bank_core::ledger::{Decision, KeyRequest, LegRequest, Outcome, Status, TransferRequest};
+use bank_core::ledger::{KeyRequest, LegRequest, Outcome, Status, TransferRequest};
 use bank_core::pixkey::PixKey;
 
 use crate::api::AppState;

@@ -54,15 +54,15 @@ use crate::account::NewAccount;
 use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use crate::ledger::{
-    Change, Decision, DepositMethod, Failure, KeyRequest, Ledger, Legs, LegsByBank, Opened, Outcome, Plan, Status,
-    Transfer, TransferRequest, Vote,
+    Change, DepositMethod, Failure, KeyRequest, Ledger, Legs, LegsByBank, Opened, Outcome, Plan, Settlement, Status,
+    Transfer, TransferRequest,
 };
 use crate::money::Amount;
 use crate::pixkey::PixKey;
 use crate::ring::{RingDurable, RingMessage, RingOutput, RingStatus, Tick};
 use crate::twopc::{
-    Coordinator, CoordinatorOutput, CoordinatorRecord, Message, Participant, ParticipantOutput, Refusal, RetryPolicy,
-    Role, TxPhase,
+    Coordinator, CoordinatorOutput, CoordinatorRecord, Decision, Message, Participant, ParticipantOutput, Refusal,
+    RetryPolicy, Role, TxPhase, Vote,
 };
 
 pub use gate::{Arrival, Gate, GateSettings, QueuedTx};
@@ -101,13 +101,13 @@ pub struct Recovered {
     pub open_transfers: Vec<Transfer>,
 }
 
-/// Reads back what memory forgot: decisions older than the memory window.
+/// Reads back what memory forgot: decisions and settlements older than the memory window.
 pub trait Recall {
     type Error;
     /// The decision of a transaction this bank coordinated and finished.
     fn coordinator_decision(&mut self, tx: &TransferId) -> Result<Option<Decision>, Self::Error>;
-    /// The decision this bank applied as a participant of `tx`.
-    fn participant_decision(&mut self, tx: &TransferId) -> Result<Option<Decision>, Self::Error>;
+    /// How `tx`'s holds were settled here (as a participant).
+    fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error>;
 }
 
 /// A recall with nothing to read back (a bank whose memory window covers its whole history).
@@ -119,7 +119,7 @@ impl Recall for NothingForgotten {
     fn coordinator_decision(&mut self, _: &TransferId) -> Result<Option<Decision>, Self::Error> {
         Ok(None)
     }
-    fn participant_decision(&mut self, _: &TransferId) -> Result<Option<Decision>, Self::Error> {
+    fn settlement(&mut self, _: &TransferId) -> Result<Option<Settlement>, Self::Error> {
         Ok(None)
     }
 }
@@ -479,7 +479,7 @@ impl Bank {
         // Memory keeps recent decisions only; `deliver` reads older ones back when needed.
         let bound = TransferId::first_at(now.wall.0.saturating_sub(self.config.decision_memory_ms));
         self.coordinator.forget_finished_before(bound);
-        self.ledger.forget_decisions_before(bound);
+        self.ledger.forget_settlements_before(bound);
         let out = self.coordinator.tick(now.wall);
         self.carry_out_coordinator(out, fx);
         let unqueued = std::mem::take(&mut self.unqueued);
@@ -574,8 +574,8 @@ impl Bank {
                 }
             }
             Role::Participant if !self.ledger.knows(&id) => {
-                if let Some(decision) = recall.participant_decision(&id)? {
-                    self.ledger.restore_decision(id, decision);
+                if let Some(settlement) = recall.settlement(&id)? {
+                    self.ledger.restore_settlement(id, settlement);
                 }
             }
             _ => {}

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Backoff, Legs, LegsByBank, Message, RetryPolicy};
+use super::{Decision, Vote};
 use crate::ids::{BankId, TimestampMs, TransferId};
-use crate::ledger::{Decision, Vote};
 
 /// What the driver must do for the coordinator, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

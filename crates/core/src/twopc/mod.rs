@@ -104,24 +104,56 @@ use serde::{Deserialize, Serialize};
 use crate::document::Document;
 use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, TimestampMs, TransferId};
-use crate::ledger::{Decision, KeyClaim, Vote};
+use crate::ledger::{KeyClaim, Settlement};
 use crate::money::Amount;
 
 pub use crate::ledger::{Legs, LegsByBank};
 pub use coordinator::{Coordinator, CoordinatorOutput, CoordinatorRecord, TxPhase};
 pub use participant::{Participant, ParticipantOutput, QUERIES_PER_TICK_MAX};
 
-/// Why a bank refused a transaction (its no vote), or why a transaction failed: a code the
-/// customer's answer and the API's error mapping match on, and a sentence for people.
+pub use crate::error::Refusal;
+
+/// A participant's vote on a prepare: yes (its holds are placed and durable), or no with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub detail: String,
+pub enum Vote {
+    Yes,
+    No { code: ErrorCode, detail: String },
 }
 
-impl Refusal {
-    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Refusal { code, detail: detail.into() }
+impl From<Result<(), Refusal>> for Vote {
+    fn from(placed: Result<(), Refusal>) -> Self {
+        match placed {
+            Ok(()) => Vote::Yes,
+            Err(Refusal { code, detail }) => Vote::No { code, detail },
+        }
+    }
+}
+
+/// How a transaction ends: decided once by its coordinator, carried out by every participant
+/// (commit posts its holds, abort releases them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Committed,
+    Aborted,
+}
+
+impl Decision {
+    /// What the decision does to a participant's holds.
+    pub fn settlement(self) -> Settlement {
+        match self {
+            Decision::Committed => Settlement::Posted,
+            Decision::Aborted => Settlement::Released,
+        }
+    }
+}
+
+impl From<Settlement> for Decision {
+    fn from(settlement: Settlement) -> Self {
+        match settlement {
+            Settlement::Posted => Decision::Committed,
+            Settlement::Released => Decision::Aborted,
+        }
     }
 }
 

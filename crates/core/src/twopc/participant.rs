@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::{Backoff, Message, RetryPolicy};
+use super::{Decision, Vote};
 use crate::error::ErrorCode;
 use crate::ids::{BankId, TimestampMs, TransferId};
-use crate::ledger::{Change, Decision, HoldSet, Ledger, Vote};
+use crate::ledger::{Change, HoldSet, Ledger};
 
 /// Most `QueryOutcome`s one [`Participant::tick`] sends, so a bank with many holds in doubt (its
 /// coordinators down) does not flood the network in one tick. The rest wait for the next ticks:
@@ -101,7 +102,7 @@ impl Participant {
                 let vote = if ledger.holds(&tx).is_some() {
                     // Placed before: the same answer, nothing placed twice.
                     Vote::Yes
-                } else if ledger.decision(&tx).is_none() && now > expires_at {
+                } else if ledger.settlement(&tx).is_none() && now > expires_at {
                     // Too late: the coordinator has given up (or will). Remember the abort.
                     ledger.release_holds(tx, changes).expect("an undecided transaction can be aborted");
                     Vote::No {
@@ -117,16 +118,16 @@ impl Participant {
                     }
                 } else {
                     let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at, keys };
-                    ledger.place_holds(tx, set, changes)
+                    Vote::from(ledger.place_holds(tx, set, changes))
                 };
                 vec![ParticipantOutput::Send { to: coordinator, msg: Message::Vote { tx, from: self.bank, vote } }]
             }
             Message::Commit { tx } => self.apply(ledger, from, tx, Decision::Committed, changes),
             Message::Abort { tx } => self.apply(ledger, from, tx, Decision::Aborted, changes),
-            Message::Outcome { tx, decision: Some(decision) } if ledger.decision(&tx).is_none() => {
+            Message::Outcome { tx, decision: Some(decision) } if ledger.settlement(&tx).is_none() => {
                 self.apply(ledger, from, tx, decision, changes)
             }
-            Message::Outcome { tx, decision: Some(decision) } => match ledger.decision(&tx) {
+            Message::Outcome { tx, decision: Some(decision) } => match ledger.settlement(&tx).map(Decision::from) {
                 // A stale answer (the decision came first by another way), or a contradiction.
                 Some(here) if here != decision => {
                     refused(from, tx, format!("an outcome of {decision:?}, but it is {here:?} here"))
@@ -273,7 +274,11 @@ mod tests {
             matches!(&out[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if *code == ErrorCode::Forbidden)
         );
         assert_eq!(ledger.account(&a), before.account(&a), "nothing held");
-        assert_eq!(ledger.decision(&tx()), Some(Decision::Aborted), "remembered: a repeat places nothing");
+        assert_eq!(
+            ledger.settlement(&tx()),
+            Some(crate::ledger::Settlement::Released),
+            "remembered: a repeat places nothing"
+        );
         if let Message::Prepare { on_behalf_of, .. } = &mut msg {
             *on_behalf_of = None;
         }
@@ -328,7 +333,7 @@ mod tests {
         assert!(
             matches!(&outputs[..], [ParticipantOutput::Send { msg: Message::Vote { vote: Vote::No { code, .. }, .. }, .. }] if *code == ErrorCode::Expired)
         );
-        assert_eq!(changes, vec![Change::Decided { transfer: tx(), decision: Decision::Aborted }]);
+        assert_eq!(changes, vec![Change::Settled { transfer: tx(), settlement: crate::ledger::Settlement::Released }]);
         assert_eq!(held(&ledger, &a), (1_000, 0));
     }
 

@@ -44,12 +44,12 @@ use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    AccountRef, Change, Decision, DepositMethod, Destination, HoldSet, IdempotencyRecord, KeyRequest, Ledger,
-    LegRequest, Outcome, RemoteKey, Status, Transfer, TransferRequest,
+    AccountRef, Change, DepositMethod, Destination, HoldSet, IdempotencyRecord, KeyRequest, Ledger, LegRequest,
+    Outcome, RemoteKey, Settlement, Status, Transfer, TransferRequest,
 };
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{Epoch, RingDurable, RingMessage, RingSettings, Tick};
-use bank_core::twopc::{CoordinatorRecord, Message};
+use bank_core::twopc::{CoordinatorRecord, Decision, Message};
 use uuid::Uuid;
 
 pub use crate::sim::Rng;
@@ -179,9 +179,9 @@ impl Store {
             Change::HoldsPlaced { transfer, holds } => {
                 self.holds.insert(transfer, *holds);
             }
-            Change::Decided { transfer, decision } => {
+            Change::Settled { transfer, settlement } => {
                 self.holds.remove(&transfer);
-                self.decisions.insert(transfer, decision);
+                self.decisions.insert(transfer, Decision::from(settlement));
             }
         }
     }
@@ -195,7 +195,7 @@ impl Store {
         self.idempotency.iter().for_each(|(s, k, r)| ledger.restore_idempotency(s.clone(), *k, *r));
         self.holds.iter().for_each(|(tx, set)| ledger.restore_holds(*tx, set.clone()));
         for (tx, decision) in self.decisions.range(remembered_since..) {
-            ledger.restore_decision(*tx, *decision);
+            ledger.restore_settlement(*tx, decision.settlement());
         }
         ledger.restore_next_entry_id(self.next_entry_id);
         let records: Vec<CoordinatorRecord> = self
@@ -227,8 +227,8 @@ impl Recall for &Store {
         })
     }
 
-    fn participant_decision(&mut self, tx: &TransferId) -> Result<Option<Decision>, Self::Error> {
-        Ok(self.decisions.get(tx).copied())
+    fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error> {
+        Ok(self.decisions.get(tx).map(|d| d.settlement()))
     }
 }
 
@@ -490,7 +490,9 @@ impl World {
             match item {
                 Persist::Coordinator(CoordinatorRecord::Decided { tx, decision, .. })
                 | Persist::Coordinator(CoordinatorRecord::Finished { tx, decision }) => self.agree(*tx, *decision, &at),
-                Persist::Ledger(Change::Decided { transfer, decision }) => self.agree(*transfer, *decision, &at),
+                Persist::Ledger(Change::Settled { transfer, settlement }) => {
+                    self.agree(*transfer, Decision::from(*settlement), &at)
+                }
                 Persist::Ledger(Change::KeyRegistered { key, account }) => self.key_named(key, bank, account, &at),
                 Persist::Ring(durable) => self.token_created(bank, durable, &at),
                 Persist::Coordinator(CoordinatorRecord::Preparing { tx, legs, .. })

@@ -40,10 +40,10 @@ use bank_core::account::{Account, AccountKind, Holder, NewAccount};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Change, Decision, DepositMethod, HoldSet, IdempotencyRecord, KeyClaim, Ledger, RemoteKey};
+use bank_core::ledger::{Change, DepositMethod, HoldSet, IdempotencyRecord, KeyClaim, Ledger, RemoteKey};
 use bank_core::pixkey::PixKey;
 use bank_core::twopc::{
-    Coordinator, CoordinatorOutput, CoordinatorRecord, LegsByBank, Message, Participant, ParticipantOutput,
+    Coordinator, CoordinatorOutput, CoordinatorRecord, Decision, LegsByBank, Message, Participant, ParticipantOutput,
     RetryPolicy, Role, TxPhase,
 };
 use uuid::Uuid;
@@ -222,9 +222,9 @@ impl Store {
             Change::HoldsPlaced { transfer, holds } => {
                 self.holds.insert(transfer, *holds);
             }
-            Change::Decided { transfer, decision } => {
+            Change::Settled { transfer, settlement } => {
                 self.holds.remove(&transfer);
-                self.decisions.insert(transfer, decision);
+                self.decisions.insert(transfer, Decision::from(settlement));
             }
         }
     }
@@ -248,7 +248,7 @@ impl Store {
             ledger.restore_holds(*tx, set.clone());
         }
         for (tx, decision) in &self.decisions {
-            ledger.restore_decision(*tx, *decision);
+            ledger.restore_settlement(*tx, decision.settlement());
         }
         ledger.restore_next_entry_id(self.next_entry_id);
         ledger
@@ -598,8 +598,8 @@ impl World {
             return self.crash(bank, false);
         }
         for change in changes {
-            if let Change::Decided { transfer, decision } = &change {
-                self.agree(*transfer, *decision, &format!("participant {bank}"));
+            if let Change::Settled { transfer, settlement } = &change {
+                self.agree(*transfer, Decision::from(*settlement), &format!("participant {bank}"));
             }
             self.banks[b].store.apply(change);
         }
@@ -851,7 +851,11 @@ impl World {
                 // may have heard of it.
                 assert!(!self.decisions.contains_key(tx), "{tx} never began, yet was decided");
                 for bank in &self.banks {
-                    assert!(bank.ledger.decision(tx).is_none(), "{tx} never began, yet bank {} decided it", bank.id);
+                    assert!(
+                        bank.ledger.settlement(tx).map(Decision::from).is_none(),
+                        "{tx} never began, yet bank {} decided it",
+                        bank.id
+                    );
                 }
                 self.stats.never_begun += 1;
                 continue;
@@ -866,7 +870,11 @@ impl World {
             }
             let participants: BTreeSet<BankId> = legs.iter().flat_map(|l| [l.0, l.2]).collect();
             for bank in participants {
-                assert_eq!(self.bank(bank).ledger.decision(tx), Some(decision), "{tx} at participant {bank}");
+                assert_eq!(
+                    self.bank(bank).ledger.settlement(tx).map(Decision::from),
+                    Some(decision),
+                    "{tx} at participant {bank}"
+                );
             }
             match decision {
                 Decision::Committed => {
@@ -889,7 +897,12 @@ impl World {
                 other => panic!("key registration {tx}: coordinator {coordinator} ends in {other:?}"),
             };
             for bank in &self.banks {
-                assert_eq!(bank.ledger.decision(tx), Some(decision), "key registration {tx} at bank {}", bank.id);
+                assert_eq!(
+                    bank.ledger.settlement(tx).map(Decision::from),
+                    Some(decision),
+                    "key registration {tx} at bank {}",
+                    bank.id
+                );
             }
             self.stats.keys_registered += usize::from(decision == Decision::Committed);
         }

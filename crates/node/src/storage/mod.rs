@@ -35,10 +35,12 @@ use bank_core::bank::Recovered;
 use bank_core::contact::{Email, Phone};
 use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    Change, Decision, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, OutcomeRef, Status,
+    Change, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, OutcomeRef, Settlement,
+    Status,
 };
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
+use bank_core::twopc::Decision;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use uuid::Uuid;
 
@@ -299,19 +301,20 @@ pub fn read_finished_decision(conn: &Connection, tx: &TransferId) -> Result<Opti
 }
 
 /// The decision this bank applied as a participant of `tx`, if any.
-pub fn read_decision(conn: &Connection, tx: &TransferId) -> Result<Option<Decision>> {
+pub fn read_settlement(conn: &Connection, tx: &TransferId) -> Result<Option<Settlement>> {
     let decision: Option<String> = conn
         .prepare_cached("SELECT decision FROM decisions WHERE transfer_id = ?1")?
         .query_row([tx.0.to_string()], |r| r.get(0))
         .optional()?;
-    decision.as_deref().map(decision_of_text).transpose()
+    decision.as_deref().map(settlement_of_text).transpose()
 }
 
-/// A stored decision: anything but the two words is corruption, never silently an abort.
-fn decision_of_text(text: &str) -> Result<Decision> {
+/// A stored settlement, in the protocol's words (`decisions.decision`): anything but the two
+/// words is corruption, never silently a release.
+fn settlement_of_text(text: &str) -> Result<Settlement> {
     match text {
-        "committed" => Ok(Decision::Committed),
-        "aborted" => Ok(Decision::Aborted),
+        "committed" => Ok(Settlement::Posted),
+        "aborted" => Ok(Settlement::Released),
         other => Err(corrupt(format!("unknown decision {other:?}"))),
     }
 }
@@ -431,12 +434,12 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
         let holds: HoldSet = serde_json::from_str(&body).map_err(corrupt)?;
         ledger.restore_holds(TransferId(parse_uuid(&id)?), holds);
     }
-    // Only recent decisions come back into memory; older ones are read on demand (read_decision).
+    // Only recent decisions come back into memory; older ones are read on demand (read_settlement).
     let mut stmt = conn.prepare("SELECT transfer_id, decision FROM decisions WHERE transfer_id >= ?1")?;
     let since = remembered_since.0.to_string();
     for row in stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (id, decision) = row?;
-        ledger.restore_decision(TransferId(parse_uuid(&id)?), decision_of_text(&decision)?);
+        ledger.restore_settlement(TransferId(parse_uuid(&id)?), settlement_of_text(&decision)?);
     }
     let mut stmt =
         conn.prepare("SELECT scope, key, fingerprint, entry_id, transfer_id FROM idempotency ORDER BY seq")?;
@@ -566,11 +569,11 @@ impl<'t> BatchWriter<'t> {
                 tx.prepare_cached("INSERT INTO holds (transfer_id, body, placed_at) VALUES (?1, ?2, ?3)")?
                     .execute(params![transfer.0.to_string(), body, holds.placed_at.0])?;
             }
-            Change::Decided { transfer, decision } => {
+            Change::Settled { transfer, settlement } => {
                 tx.prepare_cached("DELETE FROM holds WHERE transfer_id = ?1")?.execute([transfer.0.to_string()])?;
-                let decision = match decision {
-                    Decision::Committed => "committed",
-                    Decision::Aborted => "aborted",
+                let decision = match settlement {
+                    Settlement::Posted => "committed",
+                    Settlement::Released => "aborted",
                 };
                 tx.prepare_cached("INSERT INTO decisions (transfer_id, decision) VALUES (?1, ?2)")?
                     .execute(params![transfer.0.to_string(), decision])?;

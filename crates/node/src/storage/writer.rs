@@ -23,11 +23,11 @@ use bank_core::Error;
 use bank_core::account::NewAccount;
 use bank_core::bank::{Bank, Effects, Input, Now, Output, Persist, Recall, Reply as BankReply};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Decision, DepositMethod, KeyRequest, Opened, Outcome, TransferRequest};
+use bank_core::ledger::{DepositMethod, KeyRequest, Opened, Outcome, Settlement, TransferRequest};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{RingMessage, Tick};
-use bank_core::twopc::Message;
+use bank_core::twopc::{Decision, Message};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
@@ -357,8 +357,8 @@ impl Recall for StoredDecisions<'_> {
         super::read_finished_decision(self.0, tx)
     }
 
-    fn participant_decision(&mut self, tx: &TransferId) -> Result<Option<Decision>, Self::Error> {
-        super::read_decision(self.0, tx)
+    fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error> {
+        super::read_settlement(self.0, tx)
     }
 }
 
