@@ -874,68 +874,8 @@ impl Ledger {
         let mut per_bank: LegsByBank = BTreeMap::new();
         for (i, leg) in request.legs.iter().enumerate() {
             let n = i + 1;
-            let from = match &leg.from {
-                None => AccountRef { bank_id: here, number: actor.number.clone() },
-                Some(r) => r.clone(),
-            };
-            let from_name = if from.bank_id == here {
-                match self.accounts.get(&from.number) {
-                    Some(source) if actor.may_spend(source) => source.display_name(),
-                    _ => {
-                        return Err(Error::Forbidden(format!(
-                            "leg {n}: you may not spend from account {}",
-                            from.number
-                        )));
-                    }
-                }
-            } else if !members.contains(&from.bank_id) {
-                return Err(Error::NotFound(format!(
-                    "leg {n}: bank {} is not a member of this consortium",
-                    from.bank_id
-                )));
-            } else if customer.is_none() {
-                return Err(Error::Forbidden(format!(
-                    "leg {n}: a joint account's session spends only that account, not accounts at bank {}",
-                    from.bank_id
-                )));
-            } else {
-                actor.display_name()
-            };
-            let to = match &leg.to {
-                Destination::Key(key) => match (self.keys.get(key), self.remote_keys.get(key)) {
-                    (Some(owner), _) => LegEnd {
-                        bank_id: here,
-                        number: owner.clone(),
-                        key: Some(key.clone()),
-                        holder_name: self.accounts[owner].display_name(),
-                    },
-                    (None, Some(remote)) => LegEnd {
-                        bank_id: remote.bank_id,
-                        number: remote.account.clone(),
-                        key: Some(key.clone()),
-                        holder_name: remote.holder_name.clone(),
-                    },
-                    (None, None) => return Err(Error::UnknownKey(key.normalized())),
-                },
-                Destination::Account(r) if r.bank_id == here => match self.accounts.get(&r.number) {
-                    Some(receiver) => LegEnd {
-                        bank_id: here,
-                        number: r.number.clone(),
-                        key: None,
-                        holder_name: receiver.display_name(),
-                    },
-                    None => return Err(Error::NotFound(format!("leg {n}: account {} does not exist", r.number))),
-                },
-                Destination::Account(r) if !members.contains(&r.bank_id) => {
-                    return Err(Error::NotFound(format!(
-                        "leg {n}: bank {} is not a member of this consortium",
-                        r.bank_id
-                    )));
-                }
-                Destination::Account(r) => {
-                    LegEnd { bank_id: r.bank_id, number: r.number.clone(), key: None, holder_name: String::new() }
-                }
-            };
+            let (from, from_name) = self.plan_source(actor, customer.as_ref(), leg, n, members)?;
+            let to = self.plan_destination(&leg.to, n, members)?;
             if to.bank_id == from.bank_id && to.number == from.number {
                 return Err(Error::invalid(format!("leg {n}: the destination is the source account itself")));
             }
@@ -962,6 +902,75 @@ impl Ledger {
         Ok(Plan::CrossBank { transfer, legs: per_bank })
     }
 
+    /// The source of leg `n` of a cross-bank transfer, and whose name it shows: an account here
+    /// the actor may spend, or one at another member bank (then the actor must act as a person
+    /// or company; that bank checks the holder when it votes).
+    fn plan_source(
+        &self,
+        actor: &Account,
+        customer: Option<&Document>,
+        leg: &LegRequest,
+        n: usize,
+        members: &BTreeSet<BankId>,
+    ) -> Result<(AccountRef, String), Error> {
+        let here = self.bank_id;
+        let from = match &leg.from {
+            None => AccountRef { bank_id: here, number: actor.number.clone() },
+            Some(r) => r.clone(),
+        };
+        let from_name = if from.bank_id == here {
+            match self.accounts.get(&from.number) {
+                Some(source) if actor.may_spend(source) => source.display_name(),
+                _ => return Err(Error::Forbidden(format!("leg {n}: you may not spend from account {}", from.number))),
+            }
+        } else if !members.contains(&from.bank_id) {
+            return Err(Error::NotFound(format!("leg {n}: bank {} is not a member of this consortium", from.bank_id)));
+        } else if customer.is_none() {
+            return Err(Error::Forbidden(format!(
+                "leg {n}: a joint account's session spends only that account, not accounts at bank {}",
+                from.bank_id
+            )));
+        } else {
+            actor.display_name()
+        };
+        Ok((from, from_name))
+    }
+
+    /// The destination of leg `n` of a cross-bank transfer: a key (from this bank's directory),
+    /// an account here, or an account at another member (checked there).
+    fn plan_destination(&self, to: &Destination, n: usize, members: &BTreeSet<BankId>) -> Result<LegEnd, Error> {
+        let here = self.bank_id;
+        Ok(match to {
+            Destination::Key(key) => match (self.keys.get(key), self.remote_keys.get(key)) {
+                (Some(owner), _) => LegEnd {
+                    bank_id: here,
+                    number: owner.clone(),
+                    key: Some(key.clone()),
+                    holder_name: self.accounts[owner].display_name(),
+                },
+                (None, Some(remote)) => LegEnd {
+                    bank_id: remote.bank_id,
+                    number: remote.account.clone(),
+                    key: Some(key.clone()),
+                    holder_name: remote.holder_name.clone(),
+                },
+                (None, None) => return Err(Error::UnknownKey(key.normalized())),
+            },
+            Destination::Account(r) if r.bank_id == here => match self.accounts.get(&r.number) {
+                Some(receiver) => {
+                    LegEnd { bank_id: here, number: r.number.clone(), key: None, holder_name: receiver.display_name() }
+                }
+                None => return Err(Error::NotFound(format!("leg {n}: account {} does not exist", r.number))),
+            },
+            Destination::Account(r) if !members.contains(&r.bank_id) => {
+                return Err(Error::NotFound(format!("leg {n}: bank {} is not a member of this consortium", r.bank_id)));
+            }
+            Destination::Account(r) => {
+                LegEnd { bank_id: r.bank_id, number: r.number.clone(), key: None, holder_name: String::new() }
+            }
+        })
+    }
+
     /// Runs a transfer whose legs all touch this bank. Invalid requests are rejected; a valid one
     /// executes: every leg is posted, or — when a source lacks the money — it is recorded as
     /// failed with `insufficient_funds` and nothing moves.
@@ -977,82 +986,12 @@ impl Ledger {
             return Err(Error::invalid(format!("a transfer has between 1 and {LEGS_MAX} legs")));
         }
         let description = clean_description(request.description.as_deref())?;
-
-        // Resolve and check every leg before touching anything.
+        // Resolve and check every leg, then the money, before touching anything.
         let mut legs = Vec::with_capacity(request.legs.len());
         for (i, leg) in request.legs.iter().enumerate() {
-            let from = match &leg.from {
-                None => actor.number.clone(),
-                Some(r) if r.bank_id != self.bank_id => {
-                    return Err(Error::NotFound(format!(
-                        "leg {}: bank {} is not a member of this consortium",
-                        i + 1,
-                        r.bank_id
-                    )));
-                }
-                Some(r) => r.number.clone(),
-            };
-            let source = match self.accounts.get(&from) {
-                Some(source) if actor.may_spend(source) => source,
-                _ => return Err(Error::Forbidden(format!("leg {}: you may not spend from account {from}", i + 1))),
-            };
-            let (to, key) = match &leg.to {
-                Destination::Key(key) => match self.keys.get(key) {
-                    Some(owner) => (owner.clone(), Some(key.clone())),
-                    None => return Err(Error::UnknownKey(key.normalized())),
-                },
-                Destination::Account(r) if r.bank_id != self.bank_id => {
-                    return Err(Error::NotFound(format!(
-                        "leg {}: bank {} is not a member of this consortium",
-                        i + 1,
-                        r.bank_id
-                    )));
-                }
-                Destination::Account(r) => match self.accounts.get(&r.number) {
-                    Some(_) => (r.number.clone(), None),
-                    None => return Err(Error::NotFound(format!("leg {}: account {} does not exist", i + 1, r.number))),
-                },
-            };
-            if to == from {
-                return Err(Error::invalid(format!("leg {}: the destination is the source account itself", i + 1)));
-            }
-            let receiver = &self.accounts[&to];
-            legs.push(TransferLeg {
-                from: AccountRef { bank_id: self.bank_id, number: from },
-                from_name: source.display_name(),
-                to: LegEnd { bank_id: self.bank_id, number: to, key, holder_name: receiver.display_name() },
-                amount: leg.amount,
-                status: Status::Completed,
-            });
+            legs.push(self.resolve_local_leg(actor, leg, i + 1)?);
         }
-
-        // Funds: each source must hold the sum of its debits before the transfer starts.
-        let mut debits: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
-        for leg in &legs {
-            *debits.entry(&leg.from.number).or_default() += leg.amount.cents();
-        }
-        let shortfall = debits.iter().find_map(|(number, &sum)| {
-            let available = self.accounts[*number].available_cents();
-            (available < sum).then(|| ((*number).clone(), available, sum))
-        });
-
-        // Final balances, checked, in a scratch map; nothing is mutated until all is known good.
-        let mut finals: BTreeMap<AccountNumber, i64> = BTreeMap::new();
-        if shortfall.is_none() {
-            for leg in &legs {
-                let from_posted =
-                    *finals.entry(leg.from.number.clone()).or_insert(self.accounts[&leg.from.number].posted_cents);
-                finals.insert(leg.from.number.clone(), from_posted - leg.amount.cents());
-                let to_posted =
-                    *finals.entry(leg.to.number.clone()).or_insert(self.accounts[&leg.to.number].posted_cents);
-                let credited =
-                    to_posted.checked_add(leg.amount.cents()).filter(|&p| p <= BALANCE_MAX_CENTS).ok_or_else(|| {
-                        Error::invalid(format!("account {} cannot receive this much money", leg.to.number))
-                    })?;
-                finals.insert(leg.to.number.clone(), credited);
-            }
-        }
-
+        let (shortfall, finals) = self.local_balances(&legs)?;
         let (status, failure) = match &shortfall {
             None => (Status::Completed, None),
             Some((number, available, requested)) => (
@@ -1079,32 +1018,111 @@ impl Ledger {
             actor: request.actor.clone(),
             created_at: request.now,
         };
+        self.record_local_transfer(&transfer, &finals, changes);
+        let outcome = Outcome::Transfer(transfer);
+        self.remember(&request.actor, request.idempotency_key, request.fingerprint, &outcome, changes);
+        Ok(outcome)
+    }
 
-        // Apply. A failed transfer still leaves its lines in the statement, marked failed.
-        for (number, posted) in &finals {
+    /// Leg `n` of an in-bank transfer, resolved and checked: a source the actor may spend, an
+    /// existing destination (by account or by a key of this bank), not the source itself.
+    fn resolve_local_leg(&self, actor: &Account, leg: &LegRequest, n: usize) -> Result<TransferLeg, Error> {
+        let not_member =
+            |bank: BankId| Error::NotFound(format!("leg {n}: bank {bank} is not a member of this consortium"));
+        let from = match &leg.from {
+            None => actor.number.clone(),
+            Some(r) if r.bank_id != self.bank_id => return Err(not_member(r.bank_id)),
+            Some(r) => r.number.clone(),
+        };
+        let source = match self.accounts.get(&from) {
+            Some(source) if actor.may_spend(source) => source,
+            _ => return Err(Error::Forbidden(format!("leg {n}: you may not spend from account {from}"))),
+        };
+        let (to, key) = match &leg.to {
+            Destination::Key(key) => match self.keys.get(key) {
+                Some(owner) => (owner.clone(), Some(key.clone())),
+                None => return Err(Error::UnknownKey(key.normalized())),
+            },
+            Destination::Account(r) if r.bank_id != self.bank_id => return Err(not_member(r.bank_id)),
+            Destination::Account(r) => match self.accounts.get(&r.number) {
+                Some(_) => (r.number.clone(), None),
+                None => return Err(Error::NotFound(format!("leg {n}: account {} does not exist", r.number))),
+            },
+        };
+        if to == from {
+            return Err(Error::invalid(format!("leg {n}: the destination is the source account itself")));
+        }
+        let receiver = &self.accounts[&to];
+        Ok(TransferLeg {
+            from: AccountRef { bank_id: self.bank_id, number: from },
+            from_name: source.display_name(),
+            to: LegEnd { bank_id: self.bank_id, number: to, key, holder_name: receiver.display_name() },
+            amount: leg.amount,
+            status: Status::Completed,
+        })
+    }
+
+    /// The money of an in-bank transfer: the first source short of the sum of its debits
+    /// (`(account, available, needed)`), or else every account's final posted balance, checked,
+    /// in a scratch map (nothing is mutated until all is known good).
+    #[allow(clippy::type_complexity)]
+    fn local_balances(
+        &self,
+        legs: &[TransferLeg],
+    ) -> Result<(Option<(AccountNumber, i64, i64)>, BTreeMap<AccountNumber, i64>), Error> {
+        let mut debits: BTreeMap<&AccountNumber, i64> = BTreeMap::new();
+        for leg in legs {
+            *debits.entry(&leg.from.number).or_default() += leg.amount.cents();
+        }
+        let shortfall = debits.iter().find_map(|(number, &sum)| {
+            let available = self.accounts[*number].available_cents();
+            (available < sum).then(|| ((*number).clone(), available, sum))
+        });
+        let mut finals: BTreeMap<AccountNumber, i64> = BTreeMap::new();
+        if shortfall.is_some() {
+            return Ok((shortfall, finals));
+        }
+        for leg in legs {
+            let from_posted =
+                *finals.entry(leg.from.number.clone()).or_insert(self.accounts[&leg.from.number].posted_cents);
+            finals.insert(leg.from.number.clone(), from_posted - leg.amount.cents());
+            let to_posted = *finals.entry(leg.to.number.clone()).or_insert(self.accounts[&leg.to.number].posted_cents);
+            let credited = to_posted
+                .checked_add(leg.amount.cents())
+                .filter(|&p| p <= BALANCE_MAX_CENTS)
+                .ok_or_else(|| Error::invalid(format!("account {} cannot receive this much money", leg.to.number)))?;
+            finals.insert(leg.to.number.clone(), credited);
+        }
+        Ok((None, finals))
+    }
+
+    /// Applies an in-bank transfer: final balances, its record, and its statement lines (a
+    /// failed transfer still leaves its outgoing lines, marked failed).
+    fn record_local_transfer(
+        &mut self,
+        transfer: &Transfer,
+        finals: &BTreeMap<AccountNumber, i64>,
+        changes: &mut Vec<Change>,
+    ) {
+        for (number, posted) in finals {
             let held = self.accounts[number].held_cents;
             self.set_balance(number, *posted, held, changes);
         }
         changes.push(Change::TransferRecorded(Box::new(transfer.clone())));
-        for i in 0..transfer.legs.len() {
-            let leg = &transfer.legs[i];
-            let (from, to, amount) = (leg.from.number.clone(), leg.to.clone(), leg.amount);
-            let from_name = leg.from_name.clone();
-            let mut out = self.new_entry(&from, EntryKind::TransferOut, amount, request.now);
+        for leg in &transfer.legs {
+            let (from, to, amount) = (&leg.from.number, &leg.to, leg.amount);
+            let mut out = self.new_entry(from, EntryKind::TransferOut, amount, transfer.created_at);
             out.transfer_id = Some(transfer.id);
-            out.status = status;
+            out.status = transfer.status;
             out.counterparty = Some(format!("{} ({})", to.holder_name, to.number));
             changes.push(Change::EntryAdded(Box::new(out)));
-            if status == Status::Completed {
-                let mut inbound = self.new_entry(&to.number, EntryKind::TransferIn, amount, request.now);
+            if transfer.status == Status::Completed {
+                let mut inbound = self.new_entry(&to.number, EntryKind::TransferIn, amount, transfer.created_at);
                 inbound.transfer_id = Some(transfer.id);
-                inbound.counterparty = Some(format!("{from_name} ({from})"));
+                inbound.counterparty = Some(format!("{} ({from})", leg.from_name));
                 changes.push(Change::EntryAdded(Box::new(inbound)));
             }
         }
-        let outcome = Outcome::Transfer(transfer);
-        self.remember(&request.actor, request.idempotency_key, request.fingerprint, &outcome, changes);
-        Ok(outcome)
     }
 
     /// The statement lines of a cross-bank transfer that failed, at its coordinating bank: one
