@@ -4,13 +4,14 @@
 //! audit` included). Bounds are generous (a busy two-core machine); the tight figures —
 //! recovery time, throughput — are the benchmark's (`docs/performance.md`).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bank_node::interbank::sign::unix_now_ms;
+use bank_testkit::processes::{Account, Book, Cluster, Customer, Request, leg, status};
 use serde_json::{Value, json};
-use support::{Account, Book, Cluster, Customer, Request, leg, status};
+
+/// The `bank` binary under test.
+const BANK: &str = env!("CARGO_BIN_EXE_bank");
 
 /// How long the ring may take to replace a lost token and complete a transfer, generously.
 const RECOVER: Duration = Duration::from_secs(30);
@@ -67,7 +68,7 @@ async fn ana_and_bia(c: &Cluster) -> (Customer, Customer, Book) {
 /// not begun goes on, it rejoins the ring, and the invariants hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_settles_its_batch() {
-    let c = Cluster::start(3).await;
+    let c = Cluster::start(BANK, 3).await;
     let (ana, bia, mut book) = ana_and_bia(&c).await;
     c.restart(2, Some("ring_batch_begun")).await;
     let epoch_before = epoch(&c.ring_status(1).await);
@@ -113,7 +114,7 @@ async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_s
 /// rejoins the ring under the new epoch and transacts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_cut_off_from_its_peers_has_its_stale_token_refused_and_rejoins() {
-    let c = Cluster::start_with(3, &["--fault-switch"]).await;
+    let c = Cluster::start_with(BANK, 3, &["--fault-switch"]).await;
     let (ana, bia, mut book) = ana_and_bia(&c).await;
 
     // Catch bank 2 holding the token (a few tens of ms per rotation), and cut it off.
@@ -163,7 +164,7 @@ async fn a_holder_cut_off_from_its_peers_has_its_stale_token_refused_and_rejoins
 /// them, and keep transacting among themselves. The two come back and everything adds up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_five_banks_and_two_down_the_other_three_keep_transacting() {
-    let c = Cluster::start(5).await;
+    let c = Cluster::start(BANK, 5).await;
     let ana = c.customer(1, "Ana Souza", &[1]).await;
     let bia = c.customer(2, "Bia Lima", &[3]).await;
     let caio = c.customer(3, "Caio Alves", &[5]).await;
