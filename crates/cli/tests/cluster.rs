@@ -258,13 +258,7 @@ async fn a_burst_of_concurrent_packets_ends_with_exact_balances_and_drains_to_ze
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_killed_after_voting_yes_keeps_its_holds_and_ends_like_everyone_else() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(2, Some("participant_voted_yes")).await;
 
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
@@ -324,13 +318,7 @@ async fn a_participant_killed_after_voting_yes_keeps_its_holds_and_ends_like_eve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_after_deciding_commit_delivers_it_after_restart() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(1, Some("coordinator_decided_commit")).await;
 
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
@@ -369,13 +357,7 @@ async fn a_coordinator_killed_after_deciding_commit_delivers_it_after_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_before_deciding_aborts_everywhere_after_restart() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(1, Some("coordinator_prepared")).await;
 
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
@@ -464,13 +446,7 @@ async fn with_an_uninvolved_bank_down_the_others_still_commit_and_a_packet_touch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_interbank_requests_are_refused_and_change_nothing() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(1, Some("coordinator_decided_commit")).await;
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
     let _ = c.try_transfer(ana.at(1), &uuid::Uuid::new_v4().to_string(), &legs).await;
@@ -559,12 +535,7 @@ async fn forged_interbank_requests_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_shows_a_customer_their_packet_even_when_no_leg_touches_it() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let (ana, bia, mut book) = c.ana_and_bia([0, 5_000]).await;
     let t = c.transfer(ana.at(1), &[leg(ana.at(2), bia.at(3), 2_000)]).await;
     assert_eq!(status(&t), "completed", "{t}");
     book.apply(&t);
@@ -581,13 +552,7 @@ async fn the_coordinator_shows_a_customer_their_packet_even_when_no_leg_touches_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_frozen_during_prepare_aborts_the_packet_and_holds_nothing_after() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
 
     c.freeze(2);
     let started = Instant::now();
@@ -735,13 +700,7 @@ async fn a_bank_killed_in_the_middle_of_a_burst_loses_nothing_and_everything_set
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_packet_shows_as_failed_in_the_statement_at_the_coordinator() {
     let c = Cluster::start(BANK, 3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 500).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 500]).await;
     let t = c.transfer(ana.at(1), &[leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)]).await;
     assert_eq!((status(&t), failure_code(&t)), ("failed", "insufficient_funds"), "{t}");
     book.apply(&t);

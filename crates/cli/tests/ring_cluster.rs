@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bank_node::interbank::sign::unix_now_ms;
-use bank_testkit::processes::{Account, Book, Cluster, Customer, Request, leg, status};
+use bank_testkit::processes::{Account, Book, Cluster, Request, leg, status};
 use serde_json::{Value, json};
 
 /// The `bank` binary under test.
@@ -49,18 +49,6 @@ async fn visits_after(c: &Cluster, banks: &[u32], before: f64) {
     }
 }
 
-/// Ana with 100.00 at banks 1 and 2, Bia with an empty account at bank 3, and their book.
-async fn ana_and_bia(c: &Cluster) -> (Customer, Customer, Book) {
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 10_000).await;
-    (ana, bia, book)
-}
-
 /// Bank 2 is killed at a failpoint (it aborts on the spot, as `kill -9` would) right after it
 /// began a batch under the token — recorded as preparing, holds placed, no prepare sent. Banks 1
 /// and 3 create a new token (a higher epoch) and transact. Restarted, bank 2 never resumes the old
@@ -69,7 +57,7 @@ async fn ana_and_bia(c: &Cluster) -> (Customer, Customer, Book) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_settles_its_batch() {
     let c = Cluster::start(BANK, 3).await;
-    let (ana, bia, mut book) = ana_and_bia(&c).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 10_000]).await;
     c.restart(2, Some("ring_batch_begun")).await;
     let epoch_before = epoch(&c.ring_status(1).await);
 
@@ -115,7 +103,7 @@ async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_cut_off_from_its_peers_has_its_stale_token_refused_and_rejoins() {
     let c = Cluster::start_with(BANK, 3, &["--fault-switch"]).await;
-    let (ana, bia, mut book) = ana_and_bia(&c).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 10_000]).await;
 
     // Catch bank 2 holding the token (a few tens of ms per rotation), and cut it off.
     let started = Instant::now();

@@ -93,7 +93,7 @@ fn a_withdrawal_cannot_take_held_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    let vote = w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(700))], vec![], NOW), &mut changes);
+    let vote = place(&mut w.ledger, tx(1), &[(&w.alice, 700)], &[]);
     assert_eq!(vote, Vote::Yes);
     let alice = w.alice.clone();
     let error = rejected(&mut w.ledger, |l, ch| l.withdraw(&alice, cents(301), (fresh_key(), FP), NOW, ch));

@@ -80,11 +80,7 @@ fn a_leg_cannot_spend_what_an_earlier_leg_of_the_same_transfer_credits() {
 fn a_transfer_cannot_spend_held_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
-    let mut changes = Vec::new();
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(place(&mut w.ledger, tx(1), &[(&w.alice, 600)], &[]), Vote::Yes);
     let t = run_transfer(&mut w.ledger, request(&w.alice, vec![leg(None, to_account(&w.bob), 401)], key(1), 1));
     assert_eq!(t.status, Status::Failed);
     let t = run_transfer(&mut w.ledger, request(&w.alice, vec![leg(None, to_account(&w.bob), 400)], key(2), 2));

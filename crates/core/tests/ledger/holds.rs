@@ -112,17 +112,10 @@ fn placing_on_an_unknown_account_votes_no() {
 fn holds_of_two_transactions_add_up_against_the_available_money() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
-    let mut changes = Vec::new();
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(600))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
-    let vote = w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(401))], vec![], NOW), &mut changes);
+    assert_eq!(place(&mut w.ledger, tx(1), &[(&w.alice, 600)], &[]), Vote::Yes);
+    let vote = place(&mut w.ledger, tx(2), &[(&w.alice, 401)], &[]);
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
-    assert_eq!(
-        w.ledger.place_holds(tx(3), holding(vec![(w.alice.clone(), cents(400))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(place(&mut w.ledger, tx(3), &[(&w.alice, 400)], &[]), Vote::Yes);
     assert_eq!(balance(&w.ledger, &w.alice), (1_000, 1_000));
     assert_eq!(available(&w.ledger, &w.alice), 0);
     w.ledger.assert_invariants();
@@ -210,14 +203,8 @@ fn posting_one_sided_hold_sets_changes_the_bank_total_by_credits_minus_debits() 
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
     // A remote payer's money arrives here (credit only) and a local payer's leaves (debit only).
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![], vec![(w.bob.clone(), cents(70))], NOW), &mut changes),
-        Vote::Yes
-    );
-    assert_eq!(
-        w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(30))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(place(&mut w.ledger, tx(1), &[], &[(&w.bob, 70)]), Vote::Yes);
+    assert_eq!(place(&mut w.ledger, tx(2), &[(&w.alice, 30)], &[]), Vote::Yes);
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     w.ledger.post_holds(tx(2), &mut changes).expect("posts");
     assert_eq!(w.ledger.total_posted_cents(), 1_000 + 70 - 30);
@@ -270,15 +257,12 @@ fn posting_after_a_release_is_a_conflict() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(place(&mut w.ledger, tx(1), &[(&w.alice, 10)], &[]), Vote::Yes);
     w.ledger.release_holds(tx(1), &mut changes).expect("releases");
     let error = rejected(&mut w.ledger, |l, ch| l.post_holds(tx(1), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
     // Also for a transaction refused at place time.
-    let vote = w.ledger.place_holds(tx(2), holding(vec![(w.alice.clone(), cents(5_000))], vec![], NOW), &mut changes);
+    let vote = place(&mut w.ledger, tx(2), &[(&w.alice, 5_000)], &[]);
     assert!(matches!(vote, Vote::No { .. }), "{vote:?}");
     let error = rejected(&mut w.ledger, |l, ch| l.post_holds(tx(2), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
@@ -289,10 +273,7 @@ fn releasing_after_a_post_is_a_conflict() {
     let mut w = world();
     deposit(&mut w.ledger, &w.alice, 1_000);
     let mut changes = Vec::new();
-    assert_eq!(
-        w.ledger.place_holds(tx(1), holding(vec![(w.alice.clone(), cents(10))], vec![], NOW), &mut changes),
-        Vote::Yes
-    );
+    assert_eq!(place(&mut w.ledger, tx(1), &[(&w.alice, 10)], &[]), Vote::Yes);
     w.ledger.post_holds(tx(1), &mut changes).expect("posts");
     let error = rejected(&mut w.ledger, |l, ch| l.release_holds(tx(1), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");

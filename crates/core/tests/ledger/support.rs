@@ -123,6 +123,21 @@ pub fn holding(
     }
 }
 
+/// Places the holds of `tx` (coordinated elsewhere, placed at [`NOW`]): `debits` and `credits`
+/// as (account, cents); returns the vote, the ledger still keeping its invariants.
+pub fn place(
+    ledger: &mut Ledger,
+    tx: TransferId,
+    debits: &[(&AccountNumber, i64)],
+    credits: &[(&AccountNumber, i64)],
+) -> Vote {
+    let lines = |side: &[(&AccountNumber, i64)]| side.iter().map(|(a, c)| ((*a).clone(), cents(*c))).collect();
+    let mut changes = Vec::new();
+    let vote = ledger.place_holds(tx, holding(lines(debits), lines(credits), NOW), &mut changes);
+    ledger.assert_invariants();
+    vote
+}
+
 /// (posted, held) of an account.
 pub fn balance(ledger: &Ledger, account: &AccountNumber) -> (i64, i64) {
     let acc = ledger.account(account).expect("account exists");

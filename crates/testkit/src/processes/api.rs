@@ -86,6 +86,20 @@ impl Cluster {
         Customer { cpf, name: name.to_string(), accounts }
     }
 
+    /// The cast of most packet scenarios: Ana with an account at banks 1 and 2, funded with
+    /// `ana_cents` (a zero deposits nothing), Bia with an empty account at bank 3, and their book.
+    pub async fn ana_and_bia(&self, ana_cents: [i64; 2]) -> (Customer, Customer, Book) {
+        let ana = self.customer(1, "Ana Souza", &[1, 2]).await;
+        let bia = self.customer(2, "Bia Lima", &[3]).await;
+        let mut book = Book::default();
+        book.track_all(&ana);
+        book.track_all(&bia);
+        for (bank, cents) in [1, 2].into_iter().zip(ana_cents).filter(|(_, cents)| *cents != 0) {
+            self.deposit(&mut book, ana.at(bank), cents).await;
+        }
+        (ana, bia, book)
+    }
+
     /// A cash deposit into `account`, booked.
     pub async fn deposit(&self, book: &mut Book, account: &Account, cents: i64) {
         let body = json!({ "amount_cents": cents, "method": "cash" });
