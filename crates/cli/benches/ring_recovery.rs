@@ -10,19 +10,19 @@
 //! completed (sent at once, it waits in the queue for the new token). The bank is then restarted,
 //! rejoins, and the next run kills another. `BANK_RECOVERY_RUNS` sets the number of runs (5).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Book, Cluster, Request, leg, status};
+use bank_testkit::processes::{Book, Cluster, Request, leg, status};
+
+/// The `bank` binary under test.
+const BANK: &str = env!("CARGO_BIN_EXE_bank");
 
 fn main() {
     let runs: usize = std::env::var("BANK_RECOVERY_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
-        let c = Cluster::start(3).await;
+        let c = Cluster::start(BANK, 3).await;
         let ana = c.customer(1, "Ana Souza", &[1, 2, 3]).await;
         let mut book = Book::default();
         book.track_all(&ana);

@@ -2,106 +2,19 @@
 //! consortium started by `bank up` (each bank its own process): both runs exit 0, execute
 //! transfers without errors, and find the money conserved across every bank.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use bank_testkit::up::Up;
 use serde_json::Value;
 
+/// The `bank` binary under test.
+const BANK: &str = env!("CARGO_BIN_EXE_bank");
 const BANKS: u32 = 3;
-
-/// A port P with P, P+1 and P+2 free right now.
-fn free_ports() -> u16 {
-    for _ in 0..100 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = first.local_addr().expect("addr").port();
-        if port > u16::MAX - 3 {
-            continue;
-        }
-        let rest: Vec<_> = (1..BANKS as u16).map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i))).collect();
-        if rest.iter().all(Result::is_ok) {
-            return port;
-        }
-    }
-    panic!("no three consecutive free ports");
-}
-
-/// The `bank up` process; on drop (a failed test) it and every bank it started are killed.
-struct Up {
-    child: Child,
-    data: PathBuf,
-}
-
-impl Up {
-    fn start(data: &Path, base_port: u16) -> Up {
-        let child = Command::new(env!("CARGO_BIN_EXE_bank"))
-            .args(["up", "--banks", &BANKS.to_string(), "--base-port", &base_port.to_string(), "--data"])
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn bank up");
-        Up { child, data: data.to_path_buf() }
-    }
-
-    fn pid_of(&self, id: u32) -> Option<i32> {
-        let text = std::fs::read_to_string(self.data.join(format!("bank-{id}/pid"))).ok()?;
-        text.trim().parse().ok()
-    }
-
-    /// SIGTERM to `bank up`; waits for it to exit and returns whether it succeeded.
-    fn stop(mut self) -> bool {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        kill(pid, Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("bank up did not stop after SIGTERM");
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            for id in 1..=BANKS {
-                if let Some(pid) = self.pid_of(id) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn url(base_port: u16, id: u32) -> String {
-    format!("http://127.0.0.1:{}", u32::from(base_port) + id - 1)
-}
-
-async fn healthy(http: &reqwest::Client, url: &str) -> bool {
-    matches!(http.get(format!("{url}/healthz")).send().await, Ok(r) if r.status().is_success())
-}
-
-async fn wait_all_healthy(http: &reqwest::Client, base_port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for id in 1..=BANKS {
-        while !healthy(http, &url(base_port, id)).await {
-            assert!(Instant::now() < deadline, "bank {id} did not become healthy");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 /// Runs `bank bench --json` with `args`; asserts it exited 0 and returns its JSON summary.
 async fn bench(consortium: &Path, args: &[&str]) -> Value {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bank"))
+    let output = tokio::process::Command::new(BANK)
         .arg("bench")
         .arg("--consortium")
         .arg(consortium)
@@ -141,10 +54,9 @@ fn assert_clean_run(summary: &Value, mode: &str, transfers: u64) {
 async fn cross_bank_and_packet_benches_conserve_money_across_three_banks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let base_port = free_ports();
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
-    let up = Up::start(&data, base_port);
-    wait_all_healthy(&http, base_port).await;
+    let http = bank_testkit::http::client(Some(Duration::from_secs(5)));
+    let up = Up::start_new(BANK, &data, BANKS);
+    up.wait_all_healthy(&http).await;
     let consortium = data.join("consortium.toml");
 
     let summary =
@@ -157,7 +69,7 @@ async fn cross_bank_and_packet_benches_conserve_money_across_three_banks() {
     assert_clean_run(&summary, "packet", 100);
 
     // A packet needs three banks; asking for two is refused before anything is opened.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bank"))
+    let output = tokio::process::Command::new(BANK)
         .args(["bench", "--mode", "packet", "--banks", "2", "--consortium"])
         .arg(&consortium)
         .output()

@@ -1,7 +1,7 @@
 //! Cluster tests: cross-bank packets (two-phase commit with holds, DESIGN.md §4) between real
 //! `bank node` processes on 127.0.0.1, with crashes at exact protocol steps (failpoints), killed
 //! and frozen banks, concurrent coordinators and forged inter-bank requests. After each scenario
-//! the consortium-wide invariants of DESIGN.md §8 are checked ([`support::Cluster::assert_invariants`]).
+//! the consortium-wide invariants of DESIGN.md §8 are checked ([`processes::Cluster::assert_invariants`]).
 //!
 //! Each test runs its own consortium (its own temporary directory and ports), so tests are
 //! independent and may run in parallel. The scenarios, numbered as in the tests' comments:
@@ -22,23 +22,25 @@
 //!
 //! `CLUSTER_SEED=<n>` replays the random choices of 4 and 12 (each prints its seed).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bank_core::ids::BankId;
-use bank_node::consortium::{generate_signing_key, read_signing_key};
-use bank_node::interbank::sign::{OPERATOR, SignedHeaders, fresh_nonce, sign, unix_now_ms};
+use bank_node::consortium::{SigningKey, generate_signing_key};
+use bank_testkit::http::{Body, Call};
+use bank_testkit::processes::{self, Book, Cluster, Request, failure_code, leg, settled, status};
+use bank_testkit::signer::{OPERATOR, SignedHeaders, sign_at, sign_now, unix_now_ms};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::{Book, Cluster, Request, failure_code, leg, settled, status};
+
+/// The `bank` binary under test.
+const BANK: &str = env!("CARGO_BIN_EXE_bank");
 
 /// 1. A packet debiting the customer's accounts at banks 1, 2 and 3 and crediting bank 4 commits
 /// every leg: each balance moves exactly, nothing stays held, the transfer reads completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_from_three_banks_to_a_fourth_commits_every_leg() {
-    let c = Cluster::start(4).await;
+    let c = Cluster::start(BANK, 4).await;
     let ana = c.customer(1, "Ana Souza", &[1, 2, 3]).await;
     let bia = c.customer(2, "Bia Lima", &[4]).await;
     let mut book = Book::default();
@@ -88,7 +90,7 @@ async fn a_packet_from_three_banks_to_a_fourth_commits_every_leg() {
 /// moves, and every hold the other legs placed is released (held back to 0 at every bank).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_with_one_leg_short_of_funds_moves_nothing_and_releases_every_hold() {
-    let c = Cluster::start(4).await;
+    let c = Cluster::start(BANK, 4).await;
     let ana = c.customer(1, "Ana Souza", &[1, 2, 3]).await;
     let bia = c.customer(2, "Bia Lima", &[4]).await;
     let mut book = Book::default();
@@ -120,7 +122,7 @@ async fn a_packet_with_one_leg_short_of_funds_moves_nothing_and_releases_every_h
 /// one completes, the other fails with `insufficient_funds`, nothing goes negative. Three rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_coordinators_overspending_one_account_at_once_let_exactly_one_through() {
-    let c = Cluster::start(3).await;
+    let c = Cluster::start(BANK, 3).await;
     let ana = c.customer(1, "Ana Souza", &[1, 2, 3]).await;
     let bia = c.customer(2, "Bia Lima", &[1]).await;
     let caio = c.customer(3, "Caio Reis", &[2]).await;
@@ -162,7 +164,7 @@ async fn a_burst_of_concurrent_packets_ends_with_exact_balances_and_drains_to_ze
     println!("seed {seed} (rerun with CLUSTER_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let c = Cluster::start(3).await;
+    let c = Cluster::start(BANK, 3).await;
     let mut customers = Vec::new();
     for (cpf, name) in [(11, "Ana Souza"), (12, "Bia Lima"), (13, "Caio Reis")] {
         customers.push(c.customer(cpf, name, &[1, 2, 3]).await);
@@ -255,14 +257,8 @@ async fn a_burst_of_concurrent_packets_ends_with_exact_balances_and_drains_to_ze
 /// money; once the coordinator runs again, the transaction ends the same way at every bank.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_killed_after_voting_yes_keeps_its_holds_and_ends_like_everyone_else() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(2, Some("participant_voted_yes")).await;
 
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
@@ -283,7 +279,7 @@ async fn a_participant_killed_after_voting_yes_keeps_its_holds_and_ends_like_eve
     c.wait_healthy(2).await;
     assert_eq!(
         c.balance(ana.at(2)).await,
-        support::Balance { posted: 5_000, held: 2_000, available: 3_000 },
+        processes::Balance { posted: 5_000, held: 2_000, available: 3_000 },
         "bank 2's holds survived its crash and restart"
     );
     assert_eq!(
@@ -294,7 +290,7 @@ async fn a_participant_killed_after_voting_yes_keeps_its_holds_and_ends_like_eve
     c.thaw(1);
 
     // One outcome everywhere: all legs or none, nothing held.
-    let deadline = Instant::now() + support::SETTLE;
+    let deadline = Instant::now() + processes::SETTLE;
     let outcome = loop {
         let seen = (c.balance(ana.at(1)).await, c.balance(ana.at(2)).await, c.balance(bia.at(3)).await);
         if seen == (settled(10_000), settled(5_000), settled(0)) {
@@ -321,14 +317,8 @@ async fn a_participant_killed_after_voting_yes_keeps_its_holds_and_ends_like_eve
 /// and the transfer reads `completed` at the coordinator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_after_deciding_commit_delivers_it_after_restart() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(1, Some("coordinator_decided_commit")).await;
 
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
@@ -338,7 +328,7 @@ async fn a_coordinator_killed_after_deciding_commit_delivers_it_after_restart() 
     c.wait_crash(1, Duration::from_secs(10)).await;
 
     // In doubt: bank 2 voted yes and waits for the coordinator, money held, nothing posted.
-    assert_eq!(c.balance(ana.at(2)).await, support::Balance { posted: 5_000, held: 2_000, available: 3_000 });
+    assert_eq!(c.balance(ana.at(2)).await, processes::Balance { posted: 5_000, held: 2_000, available: 3_000 });
     assert_eq!(c.balance(bia.at(3)).await, settled(0), "a pending credit is not money yet");
 
     c.spawn(1, None);
@@ -366,14 +356,8 @@ async fn a_coordinator_killed_after_deciding_commit_delivers_it_after_restart() 
 /// anywhere and every balance is as before; a new packet then completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_before_deciding_aborts_everywhere_after_restart() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(1, Some("coordinator_prepared")).await;
 
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
@@ -406,7 +390,7 @@ async fn a_coordinator_killed_before_deciding_aborts_everywhere_after_restart() 
 /// moves nothing. Bank 4 then returns and the consortium settles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_uninvolved_bank_down_the_others_still_commit_and_a_packet_touching_it_fails_fast() {
-    let c = Cluster::start(4).await;
+    let c = Cluster::start(BANK, 4).await;
     let ana = c.customer(1, "Ana Souza", &[1, 2, 3]).await;
     let bia = c.customer(2, "Bia Lima", &[1, 3]).await;
     let dan = c.customer(3, "Dan Melo", &[4]).await;
@@ -461,14 +445,8 @@ async fn with_an_uninvolved_bank_down_the_others_still_commit_and_a_packet_touch
 /// not believed either. Bank 1's restart then commits as decided.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_interbank_requests_are_refused_and_change_nothing() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
     c.restart(1, Some("coordinator_decided_commit")).await;
     let legs = [leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)];
     let _ = c.try_transfer(ana.at(1), &uuid::Uuid::new_v4().to_string(), &legs).await;
@@ -476,27 +454,22 @@ async fn forged_interbank_requests_are_refused_and_change_nothing() {
     let held = c.held_transactions(2).await;
     assert_eq!(held.len(), 1, "one transaction in doubt at bank 2: {held:?}");
     let tx = held[0].clone();
-    let in_doubt = support::Balance { posted: 5_000, held: 2_000, available: 3_000 };
+    let in_doubt = processes::Balance { posted: 5_000, held: 2_000, available: 3_000 };
     assert_eq!(c.balance(ana.at(2)).await, in_doubt);
 
     let path = "/interbank/v1/messages";
     let body = |kind: &str, tx: &str| json!({ "messages": [{ "type": kind, "tx": tx }] }).to_string();
-    let signed = |key: &bank_node::consortium::SigningKey, from: u32, to: u32, body: &str| {
-        sign(key, BankId(from), BankId(to), "POST", path, body.as_bytes(), unix_now_ms(), fresh_nonce().expect("nonce"))
+    let signed = |key: &SigningKey, from: u32, to: u32, body: &str| {
+        sign_now(key, BankId(from), BankId(to), "POST", path, body.as_bytes())
     };
     let post = async |to: u32, headers: Option<SignedHeaders>, body: String| -> (u16, Value) {
-        let mut request = c.http.post(format!("{}{path}", c.url(to))).header("content-type", "application/json");
-        for (name, value) in headers.as_ref().map(SignedHeaders::pairs).into_iter().flatten() {
-            request = request.header(name, value);
-        }
-        let response = request.body(body).send().await.expect("request");
-        let code = response.status().as_u16();
-        (code, response.json().await.unwrap_or(Value::Null))
+        let call = Call::new("POST", format!("{}{path}", c.url(to))).signed(headers.as_ref());
+        call.body(Body::Raw(body)).send(&c.http).await.pair()
     };
     let stranger = generate_signing_key().expect("key");
-    let bank1 = read_signing_key(&c.layout.bank_key(BankId(1))).expect("bank 1 key");
-    let bank3 = read_signing_key(&c.layout.bank_key(BankId(3))).expect("bank 3 key");
-    let operator = read_signing_key(&c.layout.operator_key()).expect("operator key");
+    let bank1 = c.key(1);
+    let bank3 = c.key(3);
+    let operator = c.key(OPERATOR.0);
     let random_tx = uuid::Uuid::now_v7().to_string();
     let abort = body("abort", &tx);
     let commit = body("commit", &tx);
@@ -511,16 +484,7 @@ async fn forged_interbank_requests_are_refused_and_change_nothing() {
         (
             "abort signed with the operator's key as the operator",
             2,
-            Some(sign(
-                &operator,
-                OPERATOR,
-                BankId(2),
-                "POST",
-                path,
-                abort.as_bytes(),
-                unix_now_ms(),
-                fresh_nonce().expect("nonce"),
-            )),
+            Some(sign_now(&operator, OPERATOR, BankId(2), "POST", path, abort.as_bytes())),
             abort.clone(),
         ),
         ("bank 1's signature of a commit on an abort body", 2, Some(signed(&bank1, 1, 2, &commit)), abort.clone()),
@@ -544,16 +508,7 @@ async fn forged_interbank_requests_are_refused_and_change_nothing() {
     assert_eq!(code, 200, "a genuine request from bank 1 is heard: {answer}");
     let (code, answer) = post(3, Some(captured), harmless.clone()).await;
     assert_eq!((code, answer["code"].as_str()), (401, Some("unauthorized")), "a replayed request: {answer}");
-    let old = sign(
-        &bank1,
-        BankId(1),
-        BankId(2),
-        "POST",
-        path,
-        abort.as_bytes(),
-        unix_now_ms() - 120_000,
-        fresh_nonce().expect("nonce"),
-    );
+    let old = sign_at(&bank1, BankId(1), BankId(2), "POST", path, abort.as_bytes(), unix_now_ms() - 120_000);
     let (code, answer) = post(2, Some(old), abort.clone()).await;
     assert_eq!((code, answer["code"].as_str()), (401, Some("unauthorized")), "a stale request: {answer}");
     assert_eq!(c.balance(ana.at(2)).await, in_doubt, "the replayed and stale requests changed nothing");
@@ -579,13 +534,8 @@ async fn forged_interbank_requests_are_refused_and_change_nothing() {
 /// is the only way to follow a `pending` answer (API.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_shows_a_customer_their_packet_even_when_no_leg_touches_it() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([0, 5_000]).await;
     let t = c.transfer(ana.at(1), &[leg(ana.at(2), bia.at(3), 2_000)]).await;
     assert_eq!(status(&t), "completed", "{t}");
     book.apply(&t);
@@ -601,14 +551,8 @@ async fn the_coordinator_shows_a_customer_their_packet_even_when_no_leg_touches_
 /// held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_frozen_during_prepare_aborts_the_packet_and_holds_nothing_after() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 5_000).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 5_000]).await;
 
     c.freeze(2);
     let started = Instant::now();
@@ -643,7 +587,7 @@ async fn a_bank_killed_in_the_middle_of_a_burst_loses_nothing_and_everything_set
     let seed: u64 = std::env::var("CLUSTER_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     println!("seed {seed} (rerun with CLUSTER_SEED={seed})");
 
-    let c = Cluster::start(3).await;
+    let c = Cluster::start(BANK, 3).await;
     let mut customers = Vec::new();
     for (cpf, name) in [(21, "Ana Souza"), (22, "Bia Lima"), (23, "Caio Reis")] {
         customers.push(c.customer(cpf, name, &[1, 2, 3]).await);
@@ -685,7 +629,7 @@ async fn a_bank_killed_in_the_middle_of_a_burst_loses_nothing_and_everything_set
     // Kill bank 2 once the load is running, restart it a moment later, stop once the restarted
     // bank has taken some load again: by counts of requests, not fixed times (a busy machine).
     let wait_for = async |count: usize| {
-        let deadline = Instant::now() + support::SETTLE;
+        let deadline = Instant::now() + processes::SETTLE;
         while sent.lock().expect("lock").len() < count && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -755,14 +699,8 @@ async fn a_bank_killed_in_the_middle_of_a_burst_loses_nothing_and_everything_set
 /// customer's account there that one of its legs tried to debit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_packet_shows_as_failed_in_the_statement_at_the_coordinator() {
-    let c = Cluster::start(3).await;
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 500).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 500]).await;
     let t = c.transfer(ana.at(1), &[leg(ana.at(1), bia.at(3), 1_000), leg(ana.at(2), bia.at(3), 2_000)]).await;
     assert_eq!((status(&t), failure_code(&t)), ("failed", "insufficient_funds"), "{t}");
     book.apply(&t);
@@ -781,7 +719,7 @@ async fn a_failed_packet_shows_as_failed_in_the_statement_at_the_coordinator() {
 /// directory (read by a lookup at each bank) then agrees on the key's owner — or that it is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_banks_registering_the_same_key_at_once_never_both_win() {
-    let c = Cluster::start(3).await;
+    let c = Cluster::start(BANK, 3).await;
     // E-mail is unique per bank only, so the same address can sign up at banks 1 and 2.
     let mut tokens = Vec::new();
     for (bank, cpf) in [(1u32, 71u64), (2, 72)] {

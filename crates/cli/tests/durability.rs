@@ -10,22 +10,21 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bank_testkit::http::{Call, individual_account, wait_healthy};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+/// The `bank` binary under test.
+const BANK: &str = env!("CARGO_BIN_EXE_bank");
+
 const ACCOUNTS: usize = 8;
 const DEPOSIT_CENTS: i64 = 1_000_000;
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 fn start_node(data: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_bank"))
+    Command::new(BANK)
         .args(["node", "--id", "1", "--name", "Eleven", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
         .env("RUST_LOG", "warn")
@@ -33,19 +32,6 @@ fn start_node(data: &Path, port: u16) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn bank node")
-}
-
-async fn wait_healthy(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{url}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node at {url} did not become healthy");
 }
 
 async fn call(
@@ -56,20 +42,7 @@ async fn call(
     idem: Option<&str>,
     body: Option<Value>,
 ) -> reqwest::Result<(u16, Value)> {
-    let mut req = http.request(method.parse().expect("method"), url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(k) = idem {
-        req = req.header("Idempotency-Key", k);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await?;
-    let status = resp.status().as_u16();
-    let value = resp.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, value))
+    Ok(Call::new(method, url).token(token).idem(idem).json(body).try_send(http).await?.pair())
 }
 
 /// A transfer request the load sent: its key, body and what (if anything) was acknowledged.
@@ -86,20 +59,18 @@ struct Sent {
 async fn acknowledged_operations_survive_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("bank-1");
-    let port = free_port();
+    let port = bank_testkit::ports::one();
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client");
+    let http = bank_testkit::http::client(Some(Duration::from_secs(10)));
     let mut child = start_node(&data, port);
-    wait_healthy(&http, &url).await;
+    wait_healthy(&http, &url, Duration::from_secs(20)).await;
 
     // Customers, each funded; all acknowledged before the load starts.
     let mut tokens = Vec::new();
     let mut numbers = Vec::new();
     for i in 0..ACCOUNTS {
-        let cpf = bank_core::document::Cpf::from_base(1000 + i as u64);
         let email = format!("d{i}@example.com");
-        let body = json!({ "kind": "individual", "holders": [{ "name": format!("Cliente {i}"), "document": cpf.as_str() }],
-                           "email": email, "phone": "+5575999990000", "password": "password123" });
+        let body = individual_account(1000 + i as u64, &format!("Cliente {i}"), &email, "password123");
         let (s, acc) =
             call(&http, "POST", &format!("{url}/api/v1/accounts"), None, None, Some(body)).await.expect("open");
         assert_eq!(s, 201, "{acc}");
@@ -184,7 +155,7 @@ async fn acknowledged_operations_survive_sigkill() {
 
     // Restart on the same data; sessions are durable too.
     let mut child = start_node(&data, port);
-    wait_healthy(&http, &url).await;
+    wait_healthy(&http, &url, Duration::from_secs(20)).await;
 
     // Every acknowledged transfer is present, as acknowledged.
     for s in sent.iter() {

@@ -7,60 +7,15 @@
 //! /usr/bin/chromedriver the test is skipped, except under CI, where it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bank_testkit::up::{KillOnDrop, Up};
 use fantoccini::{Client, ClientBuilder, Locator};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 const BANKS: u32 = 3;
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..100 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = first.local_addr().expect("addr").port();
-        if port > u16::MAX - n {
-            continue;
-        }
-        let rest: Vec<_> = (1..n).map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i))).collect();
-        if rest.iter().all(Result::is_ok) {
-            return port;
-        }
-    }
-    panic!("no {n} consecutive free ports");
-}
-
-/// A child process killed (with the banks `bank up` started) when the test ends.
-struct Proc {
-    child: Child,
-    data: Option<PathBuf>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(data) = &self.data {
-            let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
-            let _ = kill(pid, Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            for id in 1..=BANKS {
-                if let Ok(text) = std::fs::read_to_string(data.join(format!("bank-{id}/pid")))
-                    && let Ok(pid) = text.trim().parse::<i32>()
-                    && matches!(self.child.try_wait(), Ok(None))
-                {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -154,35 +109,19 @@ async fn customers_use_the_pages_in_a_real_browser() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let base = free_ports(BANKS as u16);
-    let up = Command::new(env!("CARGO_BIN_EXE_bank"))
-        .args(["up", "--banks", &BANKS.to_string(), "--base-port", &base.to_string(), "--data"])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn bank up");
-    let _up = Proc { child: up, data: Some(data.clone()) };
-    let bank = |id: u32| format!("http://127.0.0.1:{}", u32::from(base) + id - 1);
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
-    for id in 1..=BANKS {
-        let url = format!("{}/healthz", bank(id));
-        wait_until(
-            &format!("bank {id}"),
-            async || matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()),
-        )
-        .await;
-    }
+    let up = Up::start_new(env!("CARGO_BIN_EXE_bank"), &data, BANKS);
+    let bank = |id: u32| up.url(id);
+    let http = bank_testkit::http::client(Some(Duration::from_secs(5)));
+    up.wait_all_healthy(&http).await;
 
-    let driver_port = free_ports(1);
+    let driver_port = bank_testkit::ports::one();
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={driver_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn chromedriver");
-    let _driver = Proc { child: driver, data: None };
+    let _driver = KillOnDrop(driver);
     let driver_url = format!("http://127.0.0.1:{driver_port}");
     let status_url = format!("{driver_url}/status");
     wait_until("chromedriver", async || matches!(http.get(&status_url).send().await, Ok(r) if r.status().is_success()))

@@ -4,13 +4,14 @@
 //! audit` included). Bounds are generous (a busy two-core machine); the tight figures —
 //! recovery time, throughput — are the benchmark's (`docs/performance.md`).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bank_node::interbank::sign::unix_now_ms;
+use bank_testkit::processes::{Account, Book, Cluster, Request, leg, status};
 use serde_json::{Value, json};
-use support::{Account, Book, Cluster, Customer, Request, leg, status};
+
+/// The `bank` binary under test.
+const BANK: &str = env!("CARGO_BIN_EXE_bank");
 
 /// How long the ring may take to replace a lost token and complete a transfer, generously.
 const RECOVER: Duration = Duration::from_secs(30);
@@ -48,18 +49,6 @@ async fn visits_after(c: &Cluster, banks: &[u32], before: f64) {
     }
 }
 
-/// Ana with 100.00 at banks 1 and 2, Bia with an empty account at bank 3, and their book.
-async fn ana_and_bia(c: &Cluster) -> (Customer, Customer, Book) {
-    let ana = c.customer(1, "Ana Souza", &[1, 2]).await;
-    let bia = c.customer(2, "Bia Lima", &[3]).await;
-    let mut book = Book::default();
-    book.track_all(&ana);
-    book.track_all(&bia);
-    c.deposit(&mut book, ana.at(1), 10_000).await;
-    c.deposit(&mut book, ana.at(2), 10_000).await;
-    (ana, bia, book)
-}
-
 /// Bank 2 is killed at a failpoint (it aborts on the spot, as `kill -9` would) right after it
 /// began a batch under the token — recorded as preparing, holds placed, no prepare sent. Banks 1
 /// and 3 create a new token (a higher epoch) and transact. Restarted, bank 2 never resumes the old
@@ -67,8 +56,8 @@ async fn ana_and_bia(c: &Cluster) -> (Customer, Customer, Book) {
 /// not begun goes on, it rejoins the ring, and the invariants hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_settles_its_batch() {
-    let c = Cluster::start(3).await;
-    let (ana, bia, mut book) = ana_and_bia(&c).await;
+    let c = Cluster::start(BANK, 3).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 10_000]).await;
     c.restart(2, Some("ring_batch_begun")).await;
     let epoch_before = epoch(&c.ring_status(1).await);
 
@@ -113,8 +102,8 @@ async fn killing_the_token_holder_mid_batch_regenerates_the_token_and_recovery_s
 /// rejoins the ring under the new epoch and transacts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_cut_off_from_its_peers_has_its_stale_token_refused_and_rejoins() {
-    let c = Cluster::start_with(3, &["--fault-switch"]).await;
-    let (ana, bia, mut book) = ana_and_bia(&c).await;
+    let c = Cluster::start_with(BANK, 3, &["--fault-switch"]).await;
+    let (ana, bia, mut book) = c.ana_and_bia([10_000, 10_000]).await;
 
     // Catch bank 2 holding the token (a few tens of ms per rotation), and cut it off.
     let started = Instant::now();
@@ -163,7 +152,7 @@ async fn a_holder_cut_off_from_its_peers_has_its_stale_token_refused_and_rejoins
 /// them, and keep transacting among themselves. The two come back and everything adds up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_five_banks_and_two_down_the_other_three_keep_transacting() {
-    let c = Cluster::start(5).await;
+    let c = Cluster::start(BANK, 5).await;
     let ana = c.customer(1, "Ana Souza", &[1]).await;
     let bia = c.customer(2, "Bia Lima", &[3]).await;
     let caio = c.customer(3, "Caio Alves", &[5]).await;

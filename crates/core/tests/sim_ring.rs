@@ -8,23 +8,18 @@
 //! The scripted scenarios after it each prove one case of the module essay in `bank_core::ring`.
 
 mod ring_sim;
-
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+mod support;
 
 use bank_core::ids::BankId;
 use bank_core::ring::{Epoch, RingMessage, RingRole};
 use ring_sim::{Stats, World};
+use support::Seeds;
 
 const B1: BankId = BankId(1);
 const B2: BankId = BankId(2);
 const B3: BankId = BankId(3);
 const B4: BankId = BankId(4);
 const B5: BankId = BankId(5);
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    Some(text.trim().parse().unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")))
-}
 
 /// One random world: faults, then a heal and the liveness check.
 fn run_seed(seed: u64) -> Stats {
@@ -39,35 +34,8 @@ fn run_seed(seed: u64) -> Stats {
 /// Every invariant holds over many seeds of random networks, crashes and partitions.
 #[test]
 fn random_seeds_keep_every_invariant() {
-    let seeds: Vec<u64> = match env_u64("BANK_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..env_u64("BANK_SIM_SEEDS").unwrap_or(1_000)).collect(),
-    };
-    let mut total = Stats::default();
-    for &seed in &seeds {
-        let stats = match catch_unwind(AssertUnwindSafe(|| run_seed(seed))) {
-            Ok(stats) => stats,
-            Err(panic) => {
-                eprintln!("ring simulation failed with seed {seed}; replay it with BANK_SIM_SEED={seed}");
-                resume_unwind(panic);
-            }
-        };
-        total.regenerations += stats.regenerations;
-        total.visits += stats.visits;
-        total.crashes += stats.crashes;
-        total.mid_call_crashes += stats.mid_call_crashes;
-        total.handoff_crashes += stats.handoff_crashes;
-        total.partitions += stats.partitions;
-        total.creations_in_partition += stats.creations_in_partition;
-        total.messages += stats.messages;
-        total.lost += stats.lost;
-        total.duplicated += stats.duplicated;
-        total.refused_tokens += stats.refused_tokens;
-        total.steps += stats.steps;
-        total.heal_ticks_max = total.heal_ticks_max.max(stats.heal_ticks_max);
-        total.heal_bound_used_percent_max = total.heal_bound_used_percent_max.max(stats.heal_bound_used_percent_max);
-    }
-    eprintln!("{} seeds: {total:?}", seeds.len());
+    let seeds = Seeds::from_env(1_000);
+    let total = seeds.run("ring simulation", run_seed);
     // The seeds must exercise what they claim to.
     if seeds.len() >= 100 {
         assert!(total.regenerations > seeds.len(), "{total:?}");

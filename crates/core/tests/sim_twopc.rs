@@ -7,22 +7,17 @@
 //! of the module essay in `bank_core::twopc`.
 
 mod sim;
-
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+mod support;
 
 use bank_core::ids::{BankId, TimestampMs};
 use bank_core::twopc::{Coordinator, CoordinatorOutput, Message, RetryPolicy, TxPhase};
 use bank_core::twopc::{Decision, Vote};
 use sim::{PlannedLeg, Stats, World, kind};
+use support::Seeds;
 
 const B1: BankId = BankId(1);
 const B2: BankId = BankId(2);
 const B3: BankId = BankId(3);
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    Some(text.trim().parse().unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")))
-}
 
 /// One random world, from workload to final checks.
 fn run_seed(seed: u64) -> Stats {
@@ -48,33 +43,8 @@ fn run_seed(seed: u64) -> Stats {
 /// Every invariant holds over many seeds of random workloads, networks and crashes.
 #[test]
 fn random_seeds_keep_every_invariant() {
-    let seeds: Vec<u64> = match env_u64("BANK_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..env_u64("BANK_SIM_SEEDS").unwrap_or(1_000)).collect(),
-    };
-    let mut total = Stats::default();
-    for &seed in &seeds {
-        let stats = match catch_unwind(AssertUnwindSafe(|| run_seed(seed))) {
-            Ok(stats) => stats,
-            Err(panic) => {
-                eprintln!("simulation failed with seed {seed}; replay it with BANK_SIM_SEED={seed}");
-                resume_unwind(panic);
-            }
-        };
-        total.committed += stats.committed;
-        total.aborted += stats.aborted;
-        total.never_begun += stats.never_begun;
-        total.keys_registered += stats.keys_registered;
-        total.crashes += stats.crashes;
-        total.batches += stats.batches;
-        total.batches_lost += stats.batches_lost;
-        total.batches_duplicated += stats.batches_duplicated;
-        total.batches_cut += stats.batches_cut;
-        total.mid_call_crashes += stats.mid_call_crashes;
-        total.messages += stats.messages;
-        total.steps += stats.steps;
-    }
-    eprintln!("{} seeds: {total:?}", seeds.len());
+    let seeds = Seeds::from_env(1_000);
+    let total = seeds.run("simulation", run_seed);
     // The seeds must exercise what they claim to (a run where nothing commits proves little).
     if seeds.len() >= 100 {
         assert!(total.committed > 0 && total.aborted > 0, "{total:?}");

@@ -4,10 +4,9 @@
 //! statement line of the customers involved before and after; for account opening, by showing that
 //! the would-be e-mail cannot sign in and that a later valid opening for the same CPF works.
 
-mod common;
-
+use bank_testkit::in_process;
+use bank_testkit::in_process::{Body, Reply, Snapshot, TestNode, cnpj, cpf, individual_body, key_of, number_of};
 use base64::Engine;
-use common::{Body, Reply, Snapshot, TestNode, cnpj, cpf, individual_body, key_of, number_of};
 use serde_json::{Value, json};
 
 const ANA_FUNDS: i64 = 10_000;
@@ -37,7 +36,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let (token, account) = node.customer(1, "Ana Souza").await;
     let ana = Customer { token, account };
     let (token, account) = node.customer(2, "Bia Lima").await;
@@ -323,7 +322,7 @@ async fn unknown_fields_are_invalid_input_and_change_nothing() {
 /// Invalid CPFs and CNPJs (check digits, all-same digits, letters, length) are refused.
 #[tokio::test]
 async fn invalid_documents_are_invalid_input_and_open_nothing() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let good_cpf = cpf(60);
     let bad_cpf = format!("{}{}", &good_cpf[..10], (good_cpf.as_bytes()[10] - b'0' + 1) % 10);
     let good_cnpj = cnpj(60);
@@ -360,7 +359,7 @@ async fn invalid_documents_are_invalid_input_and_open_nothing() {
 /// Holders that do not fit the account kind are refused.
 #[tokio::test]
 async fn holders_that_do_not_fit_the_kind_are_invalid_input_and_open_nothing() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let holder = |n: u64| json!({ "name": format!("Holder {n}"), "document": cpf(n) });
     let formatted = bank_core::document::Cpf::from_base(61).formatted();
     let cases = [
@@ -394,7 +393,7 @@ async fn holders_that_do_not_fit_the_kind_are_invalid_input_and_open_nothing() {
 /// Bad e-mails, phones and passwords are refused.
 #[tokio::test]
 async fn bad_email_phone_or_password_is_invalid_input_and_opens_nothing() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let long_email = format!("{}@example.com", "a".repeat(250));
     let mut bodies = Vec::new();
     for email in ["", "no-at-sign.example.com", "a@b", "@example.com", "a b@example.com", "ana@", long_email.as_str()] {
@@ -424,7 +423,7 @@ async fn bad_email_phone_or_password_is_invalid_input_and_opens_nothing() {
 /// An e-mail already used at this bank (in any case) is 409 `conflict`, and opens nothing.
 #[tokio::test]
 async fn duplicate_email_is_conflict_and_opens_nothing() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let (_, ana) = node.customer(1, "Ana Souza").await;
     for (i, email) in ["c1@example.com", "C1@Example.COM"].into_iter().enumerate() {
         let mut body = individual_body(70 + i as u64, email);
@@ -446,7 +445,7 @@ async fn duplicate_email_is_conflict_and_opens_nothing() {
 /// A second individual account for the same CPF at this bank is 409 `conflict`, however spelled.
 #[tokio::test]
 async fn second_individual_account_for_a_cpf_is_conflict_and_opens_nothing() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     node.customer(1, "Ana Souza").await;
     let formatted = bank_core::document::Cpf::from_base(1).formatted();
     for (i, document) in [cpf(1), formatted].into_iter().enumerate() {
@@ -700,7 +699,7 @@ async fn transfer_beyond_available_fails_with_a_record_and_moves_nothing() {
 /// A wrong password and an unknown e-mail get the same 401, with the same detail.
 #[tokio::test]
 async fn wrong_password_and_unknown_email_are_the_same_unauthorized() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     node.customer(1, "Ana Souza").await;
     let wrong_password = node.try_sign_in("c1@example.com", "password124").await;
     wrong_password.assert_problem(401, "unauthorized", "wrong password");
@@ -784,7 +783,7 @@ async fn token_after_sign_out_is_unauthorized() {
 /// A session past its lifetime is refused.
 #[tokio::test]
 async fn expired_token_is_unauthorized() {
-    let node = common::spawn_node_with(|c| c.limits.session_ttl_s = 1).await;
+    let node = in_process::spawn_node_with(|c| c.limits.session_ttl_s = 1).await;
     let (token, _) = node.customer(1, "Ana Souza").await;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     node.send("GET", "/api/v1/me", Some(&token), Body::None, &[]).await.assert_problem(401, "unauthorized", "me");
@@ -879,7 +878,7 @@ async fn statement_rejects_unknown_parameters_and_bad_limits() {
 /// A holder of a joint account may spend it from their individual session.
 #[tokio::test]
 async fn joint_holder_may_spend_the_joint_account_from_an_individual_session() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let (ana, _) = node.customer(1, "Ana Souza").await;
     let (bia, _) = node.customer(2, "Bia Lima").await;
     let (_, carla) = node.customer(3, "Carla Dias").await;
@@ -911,7 +910,7 @@ async fn joint_holder_may_spend_the_joint_account_from_an_individual_session() {
 /// A joint account's session acts only on it: spending a holder's individual account is 403.
 #[tokio::test]
 async fn joint_session_may_not_spend_a_holders_individual_account() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let (ana, ana_acc) = node.customer(1, "Ana Souza").await;
     node.customer(2, "Bia Lima").await;
     let (carla, carla_acc) = node.customer(3, "Carla Dias").await;

@@ -4,34 +4,16 @@
 //! Amounts come from a seeded generator; the seed is printed and can be set with
 //! `BANK_TEST_SEED` to replay a run.
 
-mod common;
-
+use bank_testkit::in_process;
+use bank_testkit::rng::Rng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{Body, TestNode, key_of, number_of};
+use bank_testkit::in_process::{Body, TestNode, key_of, number_of};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
 const TASKS: usize = 64;
-
-/// splitmix64: small, seedable, good enough to mix amounts and operations.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn seed() -> u64 {
     let seed = std::env::var("BANK_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_2024);
@@ -118,7 +100,7 @@ async fn storm_of_withdrawals_and_transfers_never_overdraws_and_conserves_money(
     const FUNDS: i64 = 10_000;
     const OPS_PER_TASK: usize = 4;
     let seed = seed();
-    let node = Arc::new(common::spawn_node().await);
+    let node = Arc::new(in_process::spawn_node().await);
     let payer = customer(&node, 1, "Ana Souza").await;
     let mut receivers = Vec::new();
     for n in 2..=5 {
@@ -136,13 +118,13 @@ async fn storm_of_withdrawals_and_transfers_never_overdraws_and_conserves_money(
     let mut tasks = Vec::new();
     for t in 0..TASKS {
         let (node, payer, receivers, barrier) = (node.clone(), payer.clone(), receivers.clone(), barrier.clone());
-        let mut rng = Rng(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+        let mut rng = Rng::new(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             let mut outcomes = Vec::new();
             for _ in 0..OPS_PER_TASK {
-                let amount = 1 + rng.below(600) as i64;
-                let outcome = match rng.below(4) {
+                let amount = 1 + rng.below(600u64) as i64;
+                let outcome = match rng.below(4u64) {
                     0 => {
                         let body = json!({ "amount_cents": amount });
                         let (status, reply) =
@@ -155,8 +137,8 @@ async fn storm_of_withdrawals_and_transfers_never_overdraws_and_conserves_money(
                         let mut plan = Vec::new();
                         for _ in 0..leg_count {
                             let r = rng.below(receivers.len() as u64) as usize;
-                            let cents = 1 + rng.below(400) as i64;
-                            let to = if rng.below(2) == 0 {
+                            let cents = 1 + rng.below(400u64) as i64;
+                            let to = if rng.below(2u64) == 0 {
                                 json!({ "key": receivers[r].key })
                             } else {
                                 json!({ "bank_id": 1, "number": receivers[r].number })
@@ -238,7 +220,7 @@ async fn storm_of_withdrawals_and_transfers_never_overdraws_and_conserves_money(
 
     // Every acknowledged operation survives a restart (DESIGN.md §8.4): same balances and lines.
     let Ok(node) = Arc::try_unwrap(node) else { panic!("a task still holds the node") };
-    let node = common::spawn_node_in(node.stop().await).await;
+    let node = in_process::spawn_node_in(node.stop().await).await;
     assert_eq!(node.balance(&payer.token).await, payer_balance, "payer after restart");
     for (r, receiver) in receivers.iter().enumerate() {
         assert_eq!(node.balance(&receiver.token).await.0, credited[r], "receiver {r} after restart");
@@ -252,7 +234,7 @@ async fn storm_of_withdrawals_and_transfers_never_overdraws_and_conserves_money(
 async fn concurrent_transfers_drain_an_account_to_exactly_zero() {
     const AMOUNT: i64 = 125;
     const FUNDED: usize = 48;
-    let node = Arc::new(common::spawn_node().await);
+    let node = Arc::new(in_process::spawn_node().await);
     let payer = customer(&node, 1, "Ana Souza").await;
     let mut receivers = Vec::new();
     for n in 2..=4 {
@@ -312,7 +294,7 @@ async fn concurrent_transfers_drain_an_account_to_exactly_zero() {
 async fn concurrent_withdrawals_drain_an_account_to_exactly_zero() {
     const AMOUNT: i64 = 100;
     const FUNDED: usize = 40;
-    let node = Arc::new(common::spawn_node().await);
+    let node = Arc::new(in_process::spawn_node().await);
     let payer = customer(&node, 1, "Ana Souza").await;
     node.deposit(&payer.token, AMOUNT * FUNDED as i64).await;
     let barrier = Arc::new(Barrier::new(TASKS));
@@ -343,7 +325,7 @@ async fn concurrent_withdrawals_drain_an_account_to_exactly_zero() {
 /// money moves once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_under_one_idempotency_key_move_money_once() {
-    let node = Arc::new(common::spawn_node().await);
+    let node = Arc::new(in_process::spawn_node().await);
     let payer = customer(&node, 1, "Ana Souza").await;
     let receiver = customer(&node, 2, "Bia Lima").await;
     node.deposit(&payer.token, 10_000).await;
@@ -381,7 +363,7 @@ async fn concurrent_retries_under_one_idempotency_key_move_money_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_transfers_in_both_directions_conserve_the_total() {
     let seed = seed();
-    let node = Arc::new(common::spawn_node().await);
+    let node = Arc::new(in_process::spawn_node().await);
     let ana = customer(&node, 1, "Ana Souza").await;
     let bia = customer(&node, 2, "Bia Lima").await;
     node.deposit(&ana.token, 3_000).await;
@@ -391,9 +373,9 @@ async fn concurrent_transfers_in_both_directions_conserve_the_total() {
     for t in 0..TASKS {
         let (node, barrier) = (node.clone(), barrier.clone());
         let (from, to) = if t % 2 == 0 { (ana.clone(), bia.clone()) } else { (bia.clone(), ana.clone()) };
-        let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB));
+        let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB));
         tasks.push(tokio::spawn(async move {
-            let amount = 1 + rng.below(500) as i64;
+            let amount = 1 + rng.below(500u64) as i64;
             let body = json!({ "legs": [{ "to": { "key": to.key }, "amount_cents": amount }] });
             barrier.wait().await;
             let (status, reply) = node.call("POST", "/api/v1/transfers", Some(&from.token), Some(body)).await;
@@ -417,13 +399,13 @@ async fn concurrent_transfers_in_both_directions_conserve_the_total() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_openings_for_one_email_or_cpf_open_exactly_one_account() {
     const RACERS: usize = 16;
-    let node = Arc::new(common::spawn_node().await);
+    let node = Arc::new(in_process::spawn_node().await);
     let barrier = Arc::new(Barrier::new(2 * RACERS));
     let mut tasks = Vec::new();
     for i in 0..RACERS {
         // Same e-mail, different CPFs; and same CPF, different e-mails.
-        let same_email = common::individual_body(100 + i as u64, "race@example.com");
-        let same_cpf = common::individual_body(99, &format!("cpf-race{i}@example.com"));
+        let same_email = in_process::individual_body(100 + i as u64, "race@example.com");
+        let same_cpf = in_process::individual_body(99, &format!("cpf-race{i}@example.com"));
         for body in [same_email, same_cpf] {
             let (node, barrier) = (node.clone(), barrier.clone());
             tasks.push(tokio::spawn(async move {

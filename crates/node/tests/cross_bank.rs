@@ -1,18 +1,13 @@
 //! Cross-bank transfers by two-phase commit between real nodes on 127.0.0.1 (in one process).
 
-mod common;
-
-use serde_json::{Value, json};
-
-fn number(account: &Value) -> String {
-    account["number"].as_str().expect("number").to_string()
-}
+use bank_testkit::in_process::{self, number_of};
+use serde_json::json;
 
 /// A packet debiting the customer's accounts at banks 1 and 2 credits bank 3 on every leg:
 /// every balance moves exactly, nothing stays held, and each bank's statement shows its line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_from_two_banks_to_a_third_commits_every_leg() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
     let (ana2, acc2) = c.bank(2).customer(1, "Ana Souza").await;
     let (bia3, acc3) = c.bank(3).customer(2, "Bia Lima").await;
@@ -20,8 +15,8 @@ async fn a_packet_from_two_banks_to_a_third_commits_every_leg() {
     c.bank(2).deposit(&ana2, 5_000).await;
 
     let body = json!({ "legs": [
-        { "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 1_000 },
-        { "from": { "bank_id": 2, "number": number(&acc2) }, "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 2_000 },
+        { "to": { "bank_id": 3, "number": number_of(&acc3) }, "amount_cents": 1_000 },
+        { "from": { "bank_id": 2, "number": number_of(&acc2) }, "to": { "bank_id": 3, "number": number_of(&acc3) }, "amount_cents": 2_000 },
     ]});
     let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
     assert_eq!(status, 201, "{transfer}");
@@ -44,7 +39,7 @@ async fn a_packet_from_two_banks_to_a_third_commits_every_leg() {
 /// every hold is released at every bank.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_with_one_leg_short_of_funds_moves_nothing() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
     let (ana2, acc2) = c.bank(2).customer(1, "Ana Souza").await;
     let (bia3, acc3) = c.bank(3).customer(2, "Bia Lima").await;
@@ -52,8 +47,8 @@ async fn a_packet_with_one_leg_short_of_funds_moves_nothing() {
     c.bank(2).deposit(&ana2, 500).await;
 
     let body = json!({ "legs": [
-        { "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 1_000 },
-        { "from": { "bank_id": 2, "number": number(&acc2) }, "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 2_000 },
+        { "to": { "bank_id": 3, "number": number_of(&acc3) }, "amount_cents": 1_000 },
+        { "from": { "bank_id": 2, "number": number_of(&acc2) }, "to": { "bank_id": 3, "number": number_of(&acc3) }, "amount_cents": 2_000 },
     ]});
     let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
     assert_eq!(status, 201, "{transfer}");
@@ -75,12 +70,12 @@ async fn a_packet_with_one_leg_short_of_funds_moves_nothing() {
 /// (the coordinator's assertion names a document that does not hold it) and nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spending_someone_elses_account_at_another_bank_is_refused() {
-    let c = common::cluster(2).await;
+    let c = in_process::cluster(2).await;
     let (ana1, acc1) = c.bank(1).customer(1, "Ana Souza").await;
     let (bia2, acc2) = c.bank(2).customer(2, "Bia Lima").await;
     c.bank(2).deposit(&bia2, 5_000).await;
     let body = json!({ "legs": [
-        { "from": { "bank_id": 2, "number": number(&acc2) }, "to": { "bank_id": 1, "number": number(&acc1) }, "amount_cents": 100 },
+        { "from": { "bank_id": 2, "number": number_of(&acc2) }, "to": { "bank_id": 1, "number": number_of(&acc1) }, "amount_cents": 100 },
     ]});
     let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
     assert_eq!(status, 201, "{transfer}");
@@ -93,14 +88,14 @@ async fn spending_someone_elses_account_at_another_bank_is_refused() {
 /// A packet touching a bank that is down fails fast with `bank_unavailable` and moves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_touching_a_down_bank_fails_fast() {
-    let mut c = common::cluster(3).await;
+    let mut c = in_process::cluster(3).await;
     let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
     let (_, acc3) = c.bank(3).customer(2, "Bia Lima").await;
     c.bank(1).deposit(&ana1, 10_000).await;
     let down = c.nodes.pop().expect("bank 3");
     let _dir = down.stop().await;
     let started = std::time::Instant::now();
-    let body = json!({ "legs": [{ "to": { "bank_id": 3, "number": number(&acc3) }, "amount_cents": 1_000 }] });
+    let body = json!({ "legs": [{ "to": { "bank_id": 3, "number": number_of(&acc3) }, "amount_cents": 1_000 }] });
     let (status, transfer) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(body)).await;
     assert_eq!(status, 201, "{transfer}");
     assert_eq!(transfer["status"], "failed", "{transfer}");
@@ -118,7 +113,7 @@ async fn a_packet_touching_a_down_bank_fails_fast() {
 /// opening an account at bank 2 gets no second key, with a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_registered_consortium_wide_and_pix_by_key_crosses_banks() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     let (ana1, acc1) = c.bank(1).customer(1, "Ana Souza").await;
     let ana_key = acc1["pix_keys"][0]["key"].as_str().expect("cpf key").to_string();
     assert!(acc1.get("warnings").is_none(), "{acc1}");
@@ -163,7 +158,7 @@ async fn keys_are_registered_consortium_wide_and_pix_by_key_crosses_banks() {
 /// 409 (or 503 when both reserved it first), and every bank's directory agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_banks_registering_one_key_at_once_never_both_win() {
-    let cluster = common::cluster(3).await;
+    let cluster = in_process::cluster(3).await;
     let c = &cluster;
     // Same e-mail address at two banks (e-mail is unique per bank only).
     let open = |bank: u32, n: u64| async move {
@@ -204,7 +199,7 @@ async fn two_banks_registering_one_key_at_once_never_both_win() {
 /// and names the banks it could not reach.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn my_accounts_across_the_consortium_name_unreachable_banks() {
-    let mut c = common::cluster(3).await;
+    let mut c = in_process::cluster(3).await;
     let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
     let (ana2, _) = c.bank(2).customer(1, "Ana Souza").await;
     c.bank(2).deposit(&ana2, 700).await;
@@ -228,11 +223,11 @@ async fn my_accounts_across_the_consortium_name_unreachable_banks() {
 /// The status page lists every member: up once it answered, suspected when it stopped answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_lists_members_and_suspects_a_silent_one() {
-    let mut c = common::cluster(3).await;
+    let mut c = in_process::cluster(3).await;
     let (ana1, _) = c.bank(1).customer(1, "Ana Souza").await;
     let (_, acc2) = c.bank(2).customer(2, "Bia Lima").await;
     c.bank(1).deposit(&ana1, 1_000).await;
-    let pay = json!({ "legs": [{ "to": { "bank_id": 2, "number": number(&acc2) }, "amount_cents": 10 }] });
+    let pay = json!({ "legs": [{ "to": { "bank_id": 2, "number": number_of(&acc2) }, "amount_cents": 10 }] });
     let (status, _) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(pay)).await;
     assert_eq!(status, 201);
     let (status, view) = c.bank(1).call("GET", "/api/v1/consortium/status", None, None).await;
@@ -249,7 +244,7 @@ async fn the_status_lists_members_and_suspects_a_silent_one() {
 
     let down = c.nodes.remove(1);
     let _dir = down.stop().await;
-    let pay = json!({ "legs": [{ "to": { "bank_id": 2, "number": number(&acc2) }, "amount_cents": 10 }] });
+    let pay = json!({ "legs": [{ "to": { "bank_id": 2, "number": number_of(&acc2) }, "amount_cents": 10 }] });
     let (_, failed) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana1), Some(pay)).await;
     assert_eq!(failed["failure"]["code"], "bank_unavailable", "{failed}");
     let (_, view) = c.bank(1).call("GET", "/api/v1/consortium/status", None, None).await;
@@ -262,12 +257,11 @@ async fn the_status_lists_members_and_suspects_a_silent_one() {
 /// prepare places nothing, and a late query gets the real decision, not a presumed abort.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgotten_decisions_are_read_back_so_late_messages_get_the_same_answers() {
-    let c = common::cluster_with(2, |n| n.limits.decision_memory_ms = 0).await;
+    let c = in_process::cluster_with(2, |n| n.limits.decision_memory_ms = 0).await;
     let (ana, _) = c.bank(1).customer(1, "Ana Souza").await;
     let (bia, acc_bia) = c.bank(2).customer(2, "Bia Lima").await;
     c.bank(1).deposit(&ana, 5_000).await;
-    let to_bia =
-        |cents: i64| json!({ "legs": [{ "to": { "bank_id": 2, "number": number(&acc_bia) }, "amount_cents": cents }] });
+    let to_bia = |cents: i64| json!({ "legs": [{ "to": { "bank_id": 2, "number": number_of(&acc_bia) }, "amount_cents": cents }] });
     let (_, done) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana), Some(to_bia(1_000))).await;
     assert_eq!(done["status"], "completed", "{done}");
     let (_, failed) = c.bank(1).call("POST", "/api/v1/transfers", Some(&ana), Some(to_bia(9_000))).await;
@@ -284,7 +278,7 @@ async fn forgotten_decisions_are_read_back_so_late_messages_get_the_same_answers
     let expires_at = bank_node::interbank::sign::unix_now_ms() + 60_000;
     let prepare = json!({ "messages": [{
         "type": "prepare", "tx": committed, "coordinator": 1, "expires_at": expires_at,
-        "debits": [], "credits": [[number(&acc_bia), 1_000]],
+        "debits": [], "credits": [[number_of(&acc_bia), 1_000]],
     }]});
     let (code, answer) = c.signed_post(1, 2, messages, &prepare).await;
     assert_eq!(code, 200, "{answer}");

@@ -2,76 +2,31 @@
 //! is answered; unsigned, wrongly signed, stale, replayed, misaddressed and unknown-bank requests
 //! are refused with 401 problem+json `unauthorized`, before any handler runs.
 
-mod common;
-
-use std::collections::BTreeMap;
-
 use bank_core::ids::BankId;
-use bank_node::consortium::{Consortium, ConsortiumConfig, Member, NodeSettings, generate_signing_key};
+use bank_node::consortium::{SigningKey, generate_signing_key};
 use bank_node::interbank::client::{PeerClient, PeerError, PeerOptions};
-use bank_node::interbank::sign::{SignedHeaders, fresh_nonce, sign, unix_now_ms};
 use bank_node::interbank::{PING_PATH, Pong};
-use common::{Body, Reply, TestNode, spawn_node, spawn_node_with};
-use ed25519_dalek::SigningKey;
+use bank_testkit::in_process::{self, Body, Cluster, Reply, TestNode, spawn_node};
+use bank_testkit::signer::{SignedHeaders, sign_at, unix_now_ms};
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// Two banks of one consortium.
+async fn two_banks() -> Cluster {
+    in_process::cluster(2).await
 }
 
-/// Two banks of one consortium, on ports chosen before they start (the consortium file must
-/// name their URLs).
-struct Pair {
-    keys: BTreeMap<BankId, SigningKey>,
-    config: ConsortiumConfig,
-    nodes: Vec<TestNode>,
-}
-
-async fn two_banks() -> Pair {
-    let keys: BTreeMap<BankId, SigningKey> =
-        [1, 2].into_iter().map(|n| (BankId(n), generate_signing_key().expect("key"))).collect();
-    let members = keys
-        .iter()
-        .map(|(&id, key)| {
-            let url = format!("http://127.0.0.1:{}", free_port());
-            (id, Member { id, name: format!("Bank {id}"), url, public_key: key.verifying_key() })
-        })
-        .collect();
-    let operator_key = generate_signing_key().expect("key").verifying_key();
-    let config = ConsortiumConfig { operator_key, members, ring: Default::default(), node: NodeSettings::default() };
-    let mut nodes = Vec::new();
-    for (&id, key) in &keys {
-        let consortium = Consortium::new(&config, id, key.clone()).expect("member");
-        let listen = config.default_listen(id).expect("listen");
-        nodes.push(
-            spawn_node_with(|c| {
-                c.bank_id = id;
-                c.name = format!("Bank {id}");
-                c.listen = listen;
-                c.consortium = Some(consortium);
-            })
-            .await,
-        );
-    }
-    Pair { keys, config, nodes }
-}
-
-impl Pair {
-    fn client(&self, id: u32, key: &SigningKey) -> PeerClient {
-        let urls = self.config.members.values().map(|m| (m.id, m.url.clone()));
-        PeerClient::new(BankId(id), key.clone(), urls, PeerOptions::default()).expect("client")
-    }
+/// Bank `id`'s peer client of `pair`'s consortium, signing with `key`.
+fn peer_client(pair: &Cluster, id: u32, key: &SigningKey) -> PeerClient {
+    let urls = pair.config.members.values().map(|m| (m.id, m.url.clone()));
+    PeerClient::new(BankId(id), key.clone(), urls, PeerOptions::default()).expect("client")
 }
 
 /// Sends a ping to `node` with these authentication headers.
 async fn ping_with(node: &TestNode, signed: &SignedHeaders) -> Reply {
-    let pairs = signed.pairs();
-    let headers: Vec<(&str, &str)> = pairs.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    node.send("GET", PING_PATH, None, Body::None, &headers).await
+    node.request("GET", PING_PATH).signed(Some(signed)).send(&node.http).await
 }
 
 fn signed_ping(key: &SigningKey, from: u32, to: u32, timestamp_ms: u64) -> SignedHeaders {
-    sign(key, BankId(from), BankId(to), "GET", PING_PATH, b"", timestamp_ms, fresh_nonce().expect("nonce"))
+    sign_at(key, BankId(from), BankId(to), "GET", PING_PATH, b"", timestamp_ms)
 }
 
 #[track_caller]
@@ -85,12 +40,12 @@ fn assert_refused(reply: &Reply, what: &str, reason: &str) {
 async fn banks_accept_each_others_signed_pings() {
     let pair = two_banks().await;
     for (from, to) in [(1, 2), (2, 1)] {
-        let client = pair.client(from, &pair.keys[&BankId(from)]);
+        let client = peer_client(&pair, from, pair.key(from));
         let pong: Pong = client.get_json(BankId(to), PING_PATH).await.expect("ping");
         assert_eq!(pong, Pong { bank_id: BankId(to), from: BankId(from) });
     }
     // Many requests over the pooled client: each with its own nonce, none taken for a replay.
-    let client = pair.client(1, &pair.keys[&BankId(1)]);
+    let client = peer_client(&pair, 1, pair.key(1));
     for _ in 0..20 {
         let pong: Pong = client.get_json(BankId(2), PING_PATH).await.expect("ping");
         assert_eq!(pong.from, BankId(1));
@@ -101,7 +56,7 @@ async fn banks_accept_each_others_signed_pings() {
 async fn unsigned_forged_stale_replayed_and_unknown_requests_are_refused() {
     let pair = two_banks().await;
     let bank2 = &pair.nodes[1];
-    let key1 = &pair.keys[&BankId(1)];
+    let key1 = pair.key(1);
     let now = unix_now_ms();
 
     let unsigned = bank2.send("GET", PING_PATH, None, Body::None, &[]).await;
@@ -127,18 +82,16 @@ async fn unsigned_forged_stale_replayed_and_unknown_requests_are_refused() {
     assert_refused(&ping_with(bank2, &signed_ping(key1, 1, 1, now)).await, "misaddressed", "signature");
 
     // Signed for another path or with a body it did not sign.
-    let mut headers: Vec<(String, String)> =
-        signed_ping(key1, 1, 2, now).pairs().into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-    headers.push(("content-type".into(), "application/json".into()));
-    let borrowed: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let tampered = bank2.send("GET", PING_PATH, None, Body::Raw("{}".into()), &borrowed).await;
+    let signature = signed_ping(key1, 1, 2, now);
+    let tampered = bank2.request("GET", PING_PATH).signed(Some(&signature)).body(Body::Raw("{}".into()));
+    let tampered = tampered.send(&bank2.http).await;
     assert_refused(&tampered, "body not signed", "signature");
 }
 
 #[tokio::test]
 async fn the_peer_client_reports_refusals_and_unreachable_peers() {
     let pair = two_banks().await;
-    let impostor = pair.client(1, &generate_signing_key().expect("key"));
+    let impostor = peer_client(&pair, 1, &generate_signing_key().expect("key"));
     match impostor.get_json::<Pong>(BankId(2), PING_PATH).await {
         Err(e @ PeerError::Refused { status: 401, .. }) => {
             assert!(matches!(&e, PeerError::Refused { code, .. } if code == "unauthorized"), "{e}");
@@ -146,11 +99,11 @@ async fn the_peer_client_reports_refusals_and_unreachable_peers() {
         }
         other => panic!("expected a 401 refusal, got {other:?}"),
     }
-    let client = pair.client(1, &pair.keys[&BankId(1)]);
+    let client = peer_client(&pair, 1, pair.key(1));
     assert!(matches!(client.get_json::<Pong>(BankId(9), PING_PATH).await, Err(PeerError::UnknownPeer(BankId(9)))));
 
     // Bank 2 stops: calls to it fail as retryable.
-    let Pair { mut nodes, .. } = pair;
+    let Cluster { mut nodes, .. } = pair;
     let bank2 = nodes.pop().expect("bank 2");
     let _dir = bank2.stop().await;
     match client.get_json::<Pong>(BankId(2), PING_PATH).await {

@@ -1,13 +1,12 @@
 //! The whole customer journey against a node on port 0.
 
-mod common;
-
+use bank_testkit::in_process;
 use serde_json::json;
 
 /// Open two accounts, sign in, deposit, send Pix by CPF key, withdraw, read the statement.
 #[tokio::test]
 async fn customer_journey_moves_exact_money() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let (ana, ana_acc) = node.customer(1, "Ana Souza").await;
     let (bia, bia_acc) = node.customer(2, "Bia Lima").await;
     assert_eq!(ana_acc["pix_keys"][0]["type"], "cpf");

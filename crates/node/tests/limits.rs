@@ -1,8 +1,7 @@
 //! Bounded resources: past its limits the node sheds load with 503 `overloaded` instead of
 //! queueing without bound, and a timed-out request changes nothing.
 
-mod common;
-
+use bank_testkit::in_process;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -11,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 /// shed at once with a 503 `overloaded` problem; once the slot frees, requests are served again.
 #[tokio::test]
 async fn a_full_node_sheds_load_with_503_overloaded() {
-    let node = common::spawn_node_with(|c| c.limits.in_flight_max = 1).await;
+    let node = in_process::spawn_node_with(|c| c.limits.in_flight_max = 1).await;
     let (token, _) = node.customer(1, "Ana Souza").await;
 
     // Hold the only slot: headers promise 100 bytes of body, only 10 arrive.
@@ -36,7 +35,7 @@ async fn a_full_node_sheds_load_with_503_overloaded() {
 /// A request that exceeds the request timeout gets a 503 problem and moves nothing.
 #[tokio::test]
 async fn a_request_past_its_timeout_is_answered_503_and_changes_nothing() {
-    let node = common::spawn_node_with(|c| c.limits.request_timeout_ms = 300).await;
+    let node = in_process::spawn_node_with(|c| c.limits.request_timeout_ms = 300).await;
     let (token, _) = node.customer(1, "Ana Souza").await;
     let mut slow = tokio::net::TcpStream::connect(node.addr).await.expect("connect");
     let head = format!(

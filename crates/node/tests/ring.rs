@@ -2,25 +2,17 @@
 //! cross-bank work, survives a bank cut off from its peers, and refuses stale or late tokens.
 //! Crashes of real processes are in `crates/cli/tests/ring_cluster.rs`.
 
-mod common;
-
+use bank_testkit::in_process;
 use std::time::{Duration, Instant};
 
 use bank_node::CoordinationMode;
-use common::{Cluster, TestNode, number_of};
+use bank_testkit::in_process::{Cluster, TestNode, number_of};
 use serde_json::{Value, json};
 
 async fn status(node: &TestNode) -> Value {
     let (code, status) = node.call("GET", "/api/v1/consortium/status", None, None).await;
     assert_eq!(code, 200, "{status}");
     status
-}
-
-/// The value of a counter or gauge in the node's `/metrics` (0 if absent).
-async fn metric(node: &TestNode, name: &str) -> f64 {
-    let text =
-        node.http.get(format!("{}/metrics", node.url)).send().await.expect("metrics").text().await.expect("text");
-    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// Polls `check` until it holds, or fails the test after `within`.
@@ -43,7 +35,7 @@ where
 async fn token_circulates(c: &Cluster, visits: f64) {
     for node in &c.nodes {
         eventually("the token visits every bank", Duration::from_secs(20), || async {
-            let seen = metric(node, "bank_ring_visits_total").await;
+            let seen = node.metric("bank_ring_visits_total").await;
             if seen >= visits { Ok(()) } else { Err(format!("{seen} visits")) }
         })
         .await;
@@ -72,7 +64,7 @@ async fn send(c: &Cluster, from: u32, token: &str, to_bank: u32, to: &Value, cen
 /// and counts visits, passes and no regeneration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_circulates_and_every_bank_shows_it() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     token_circulates(&c, 3.0).await;
     for node in &c.nodes {
         let status = status(node).await;
@@ -83,7 +75,7 @@ async fn the_token_circulates_and_every_bank_shows_it() {
         assert!(ring["last_seen_ms"].as_u64().is_some(), "{status}");
         assert!(ring["rotations_per_s"].as_f64().is_some_and(|r| r > 0.0), "{status}");
         assert_eq!(ring["queue_len"], 0, "{status}");
-        assert!(metric(node, "bank_ring_token_passes_total").await >= 2.0);
+        assert!(node.metric("bank_ring_token_passes_total").await >= 2.0);
     }
 }
 
@@ -91,7 +83,7 @@ async fn the_token_circulates_and_every_bank_shows_it() {
 /// exact balances; the wait is measured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_bank_transfers_wait_for_the_token_then_complete() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     let people = customers(&c, 10_000).await;
     let mut tasks = Vec::new();
     for from in 1..=3u32 {
@@ -109,7 +101,7 @@ async fn cross_bank_transfers_wait_for_the_token_then_complete() {
     for (i, node) in c.nodes.iter().enumerate() {
         // Sent 10 × 1.00, received 10 × 1.00.
         assert_eq!(node.balance(&people[i].0).await, (10_000, 0, 10_000));
-        assert_eq!(metric(node, "bank_ring_token_wait_seconds_count").await, 10.0);
+        assert_eq!(node.metric("bank_ring_token_wait_seconds_count").await, 10.0);
         assert_eq!(status(node).await["ring"]["queue_len"], 0);
     }
 }
@@ -117,27 +109,27 @@ async fn cross_bank_transfers_wait_for_the_token_then_complete() {
 /// One operation per visit (the original design) still completes everything, one per turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_operation_per_visit_completes_everything() {
-    let c = common::cluster_with(3, |n| n.ring.settings.ops_per_visit = 1).await;
+    let c = in_process::cluster_with(3, |n| n.ring.settings.ops_per_visit = 1).await;
     let people = customers(&c, 10_000).await;
     let tasks = (0..6).map(|_| send(&c, 1, &people[0].0, 2, &people[1].1, 250));
     for transfer in futures::future::join_all(tasks).await {
         assert_eq!(transfer["status"], "completed", "{transfer}");
     }
     assert_eq!(c.bank(1).balance(&people[0].0).await, (8_500, 0, 8_500));
-    assert!(metric(c.bank(1), "bank_ring_visits_total").await >= 6.0);
+    assert!(c.bank(1).metric("bank_ring_visits_total").await >= 6.0);
 }
 
 /// `concurrent` mode: no token, no waiting; the status says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_mode_runs_without_a_token() {
-    let c = common::cluster_with(2, |n| n.coordination = CoordinationMode::Concurrent).await;
+    let c = in_process::cluster_with(2, |n| n.coordination = CoordinationMode::Concurrent).await;
     let people = customers(&c, 10_000).await;
     let transfer = send(&c, 1, &people[0].0, 2, &people[1].1, 100).await;
     assert_eq!(transfer["status"], "completed", "{transfer}");
     let status = status(c.bank(1)).await;
     assert_eq!(status["mode"], "concurrent", "{status}");
     assert_eq!(status["ring"]["epoch"], 0, "{status}");
-    assert_eq!(metric(c.bank(1), "bank_ring_visits_total").await, 0.0);
+    assert_eq!(c.bank(1).metric("bank_ring_visits_total").await, 0.0);
 }
 
 /// A bank cut off from its peers (the fault switch) cannot get the token: its cross-bank
@@ -146,7 +138,7 @@ async fn concurrent_mode_runs_without_a_token() {
 /// epoch, rejoins the ring and transacts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
-    let c = common::cluster_with(3, |n| {
+    let c = in_process::cluster_with(3, |n| {
         n.fault_switch = true;
         n.ring.queue_wait_max_ms = 1_500;
     })
@@ -161,7 +153,7 @@ async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
     }
     let (code, _) = c.signed_post(1, 3, fault, &json!({ "cut_off": true })).await;
     assert_eq!(code, 401, "a member bank may not throw another bank's switch");
-    let visits = metric(c.bank(3), "bank_ring_visits_total").await;
+    let visits = c.bank(3).metric("bank_ring_visits_total").await;
     token_circulates(&c, visits + 1.0).await;
 
     c.cut_off(3, true).await;
@@ -192,10 +184,10 @@ async fn a_cut_off_bank_waits_in_vain_then_rejoins() {
     let epoch_while_cut = status(c.bank(1)).await["ring"]["epoch"].as_u64().expect("epoch");
 
     c.cut_off(3, false).await;
-    let visits_before = metric(c.bank(3), "bank_ring_visits_total").await;
+    let visits_before = c.bank(3).metric("bank_ring_visits_total").await;
     eventually("bank 3 rejoins the ring", Duration::from_secs(20), || async {
         let (three, one) = (status(c.bank(3)).await, status(c.bank(1)).await);
-        let visits = metric(c.bank(3), "bank_ring_visits_total").await;
+        let visits = c.bank(3).metric("bank_ring_visits_total").await;
         let same_epoch = three["ring"]["epoch"] == one["ring"]["epoch"];
         if same_epoch && visits > visits_before { Ok(()) } else { Err(format!("{three} / {one} / {visits}")) }
     })
@@ -224,7 +216,7 @@ async fn restart_with_a_queued_transfer(mode_after: CoordinationMode) {
         n.fault_switch = true;
         n.limits.transfer_deadline_ms = 300;
     };
-    let mut c = common::cluster_with(3, tweak).await;
+    let mut c = in_process::cluster_with(3, tweak).await;
     let people = customers(&c, 10_000).await;
     token_circulates(&c, 2.0).await;
     c.cut_off(3, true).await;
@@ -267,20 +259,20 @@ async fn restart_with_a_queued_transfer(mode_after: CoordinationMode) {
 /// the hop timeout allows is dropped unread; malformed or unsigned ring requests change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_and_late_tokens_are_refused() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     token_circulates(&c, 3.0).await;
     let now = bank_node::interbank::sign::unix_now_ms() as i64;
     let stale = json!({ "messages": [{ "sent_at_ms": now, "message": { "type": "token", "epoch": 1, "hop": 1 } }] });
     let (code, answer) = c.signed_post(3, 1, "/interbank/v1/ring", &stale).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["messages"][0]["message"]["type"], "token_refused", "{answer}");
-    assert_eq!(metric(c.bank(1), "bank_ring_stale_tokens_refused_total").await, 1.0);
+    assert_eq!(c.bank(1).metric("bank_ring_stale_tokens_refused_total").await, 1.0);
 
     let late =
         json!({ "messages": [{ "sent_at_ms": now - 5_000, "message": { "type": "token", "epoch": 99, "hop": 0 } }] });
     let (code, answer) = c.signed_post(3, 1, "/interbank/v1/ring", &late).await;
     assert_eq!((code, answer["messages"].as_array().map(Vec::len)), (200, Some(0)), "{answer}");
-    assert!(metric(c.bank(1), "bank_ring_messages_dropped_total").await >= 1.0);
+    assert!(c.bank(1).metric("bank_ring_messages_dropped_total").await >= 1.0);
     assert!(status(c.bank(1)).await["ring"]["epoch"].as_u64().expect("epoch") < 99);
 
     let too_many: Vec<Value> = (0..65)
@@ -296,6 +288,6 @@ async fn stale_and_late_tokens_are_refused() {
     let (code, _) = c.signed_post(0, 1, "/interbank/v1/fault", &json!({ "cut_off": true })).await;
     assert_eq!(code, 404);
 
-    let visits = metric(c.bank(1), "bank_ring_visits_total").await;
+    let visits = c.bank(1).metric("bank_ring_visits_total").await;
     token_circulates(&c, visits + 2.0).await;
 }

@@ -1,9 +1,8 @@
 //! The web pages through real nodes: forms posted as a browser would (urlencoded, with a session
 //! cookie), checked against the JSON API's view of the same accounts.
 
-mod common;
-
-use common::{TestNode, cpf};
+use bank_testkit::in_process;
+use bank_testkit::in_process::{TestNode, cpf};
 
 /// A browser in miniature: keeps the session cookies, never follows redirects.
 struct Browser {
@@ -136,7 +135,7 @@ async fn api_balance(node: &TestNode, n: u64) -> (i64, i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let mut b = Browser::new(&node);
 
     let page = b.get("/").await;
@@ -217,7 +216,7 @@ async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposit_withdraw_and_statement_with_bad_amounts_refused() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let mut b = Browser::new(&node);
     b.sign_up(1, "Ana Souza").await;
     let form = b.get("/deposit").await;
@@ -268,7 +267,7 @@ async fn deposit_withdraw_and_statement_with_bad_amounts_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_site_form_post_is_refused_and_changes_nothing() {
-    let node = common::spawn_node().await;
+    let node = in_process::spawn_node().await;
     let mut b = Browser::new(&node);
     b.sign_up(1, "Ana Souza").await;
     let cases: [&[(&str, &str)]; 3] = [
@@ -289,7 +288,7 @@ async fn a_cross_site_form_post_is_refused_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pix_across_banks_goes_through_a_confirmation() {
-    let c = common::cluster(2).await;
+    let c = in_process::cluster(2).await;
     let (one, two) = (c.bank(1), c.bank(2));
     let mut ana = Browser::new(one);
     ana.sign_up(1, "Ana Souza").await;
@@ -345,7 +344,7 @@ async fn pix_across_banks_goes_through_a_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_show_totals_and_move_all_or_nothing() {
-    let c = common::cluster(3).await;
+    let c = in_process::cluster(3).await;
     let mut ana1 = Browser::new(c.bank(1));
     ana1.sign_up(1, "Ana Souza").await;
     let mut ana2 = Browser::new(c.bank(2));
@@ -418,7 +417,7 @@ async fn number_at(node: &TestNode, n: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_keys_brcode_and_consortium_pages() {
-    let c = common::cluster(2).await;
+    let c = in_process::cluster(2).await;
     let mut b = Browser::new(c.bank(1));
     b.sign_up(1, "Ana Souza").await;
     let page = b.get("/receive?amount=12,34").await;

@@ -52,7 +52,7 @@ use bank_core::ring::{Epoch, RingDurable, RingMessage, RingSettings, Tick};
 use bank_core::twopc::{CoordinatorRecord, Decision, Message};
 use uuid::Uuid;
 
-pub use crate::sim::Rng;
+pub use crate::support::{Rng, Tally};
 
 /// Length of a ring tick (as the node's default).
 const TICK_MS: i64 = 10;
@@ -327,9 +327,8 @@ pub enum Mutation {
     CommitDecisionNotDurable,
 }
 
-impl Stats {
-    /// Adds another run's counts.
-    pub fn add(&mut self, other: &Stats) {
+impl Tally for Stats {
+    fn add(&mut self, other: &Stats) {
         self.seeds += 1;
         self.committed += other.committed;
         self.aborted += other.aborted;

@@ -52,52 +52,7 @@ use bank_core::ring::{
     VoteRecord,
 };
 
-// ----- randomness ---------------------------------------------------------------------------------
-
-/// SplitMix64: tiny, fast, and good enough to drive a simulation; no dependency needed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (the modulo bias is negligible for the small `n` used here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0);
-        self.next_u64() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, (lo, hi): (u64, u64)) -> u64 {
-        assert!(lo <= hi);
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `p / 1000`.
-    pub fn per_mille(&mut self, p: u32) -> bool {
-        self.below(1000) < u64::from(p)
-    }
-
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i as u64 + 1) as usize);
-        }
-    }
-}
+use crate::support::{Rng, Tally};
 
 // ----- knobs --------------------------------------------------------------------------------------
 
@@ -271,6 +226,25 @@ pub struct Stats {
     pub heal_ticks_max: u64,
     /// The longest recovery after a heal, in per cent of its bound.
     pub heal_bound_used_percent_max: u64,
+}
+
+impl Tally for Stats {
+    fn add(&mut self, one: &Self) {
+        self.regenerations += one.regenerations;
+        self.visits += one.visits;
+        self.crashes += one.crashes;
+        self.mid_call_crashes += one.mid_call_crashes;
+        self.handoff_crashes += one.handoff_crashes;
+        self.partitions += one.partitions;
+        self.creations_in_partition += one.creations_in_partition;
+        self.messages += one.messages;
+        self.lost += one.lost;
+        self.duplicated += one.duplicated;
+        self.refused_tokens += one.refused_tokens;
+        self.steps += one.steps;
+        self.heal_ticks_max = self.heal_ticks_max.max(one.heal_ticks_max);
+        self.heal_bound_used_percent_max = self.heal_bound_used_percent_max.max(one.heal_bound_used_percent_max);
+    }
 }
 
 #[derive(Debug)]

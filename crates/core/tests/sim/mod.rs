@@ -2,7 +2,8 @@
 //!
 //! The world is a few banks, each with a [`Ledger`], a [`Coordinator`] and a [`Participant`],
 //! joined by a simulated network. Everything random — the workload, message delays, losses,
-//! duplicates, the order of deliveries, crashes and restarts — is drawn from one seeded [`Rng`],
+//! duplicates, the order of deliveries, crashes and restarts — is drawn from one seeded [`Rng`] (shared
+//! by every simulator, in `tests/support`),
 //! so a seed replays exactly.
 //!
 //! # What is durable
@@ -48,48 +49,7 @@ use bank_core::twopc::{
 };
 use uuid::Uuid;
 
-// ----- randomness ---------------------------------------------------------------------------------
-
-/// SplitMix64: tiny, fast, and good enough to drive a simulation; no dependency needed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (the modulo bias is negligible for the small `n` used here).
-    pub fn below(&mut self, n: usize) -> usize {
-        assert!(n > 0);
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, (lo, hi): (i64, i64)) -> i64 {
-        assert!(lo <= hi);
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-
-    /// True with probability `p / 1000`.
-    pub fn per_mille(&mut self, p: u32) -> bool {
-        self.below(1000) < p as usize
-    }
-
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
+use crate::support::{Rng, Tally};
 
 // ----- knobs --------------------------------------------------------------------------------------
 
@@ -302,6 +262,23 @@ pub struct Stats {
     pub batches_cut: usize,
     pub messages: usize,
     pub steps: usize,
+}
+
+impl Tally for Stats {
+    fn add(&mut self, one: &Self) {
+        self.committed += one.committed;
+        self.aborted += one.aborted;
+        self.never_begun += one.never_begun;
+        self.keys_registered += one.keys_registered;
+        self.crashes += one.crashes;
+        self.mid_call_crashes += one.mid_call_crashes;
+        self.batches += one.batches;
+        self.batches_lost += one.batches_lost;
+        self.batches_duplicated += one.batches_duplicated;
+        self.batches_cut += one.batches_cut;
+        self.messages += one.messages;
+        self.steps += one.steps;
+    }
 }
 
 #[derive(Debug)]
