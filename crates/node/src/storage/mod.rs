@@ -481,6 +481,65 @@ pub(crate) struct BatchWriter<'t> {
     pub new_entries: Vec<(AccountNumber, u64)>,
 }
 
+/// A new account and its holders (the index of accounts by document).
+fn write_account(tx: &Transaction<'_>, a: &Account) -> Result<()> {
+    let holders = serde_json::to_string(&a.holders).map_err(corrupt)?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?
+    .execute(params![
+        a.number.as_str(),
+        a.kind.as_str(),
+        holders,
+        a.email.as_str(),
+        a.phone.as_str(),
+        a.password_hash,
+        a.created_at.0,
+        a.posted_cents,
+        a.held_cents
+    ])?;
+    for h in &a.holders {
+        tx.prepare_cached("INSERT INTO account_holders (document, account) VALUES (?1, ?2)")?
+            .execute(params![h.document.as_str(), a.number.as_str()])?;
+    }
+    Ok(())
+}
+
+/// A statement line (append-only).
+fn write_entry(tx: &Transaction<'_>, e: &Entry) -> Result<()> {
+    tx.prepare_cached(&format!("INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))?
+        .execute(params![
+        e.id.0 as i64,
+        e.account.as_str(),
+        e.transfer_id.map(|t| t.0.to_string()),
+        e.kind.as_str(),
+        e.method.map(DepositMethod::as_str),
+        e.amount.cents(),
+        e.status.as_str(),
+        e.counterparty,
+        e.created_at.0
+    ])?;
+    Ok(())
+}
+
+/// The first outcome of an idempotent request, by reference.
+fn write_idempotency(
+    tx: &Transaction<'_>,
+    scope: &AccountNumber,
+    key: &IdempotencyKey,
+    record: &IdempotencyRecord,
+) -> Result<()> {
+    let (entry_id, transfer_id) = match record.outcome {
+        OutcomeRef::Entry(id) => (Some(id.0 as i64), None),
+        OutcomeRef::Transfer(id) => (None, Some(id.0.to_string())),
+    };
+    tx.prepare_cached(
+        "INSERT INTO idempotency (scope, key, fingerprint, entry_id, transfer_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![scope.as_str(), key.0.to_string(), &record.fingerprint.0[..], entry_id, transfer_id])?;
+    Ok(())
+}
+
 impl<'t> BatchWriter<'t> {
     pub fn new(tx: &'t Transaction<'t>) -> Self {
         BatchWriter { tx, balances: HashMap::new(), new_entries: Vec::new() }
@@ -489,27 +548,7 @@ impl<'t> BatchWriter<'t> {
     pub fn write(&mut self, change: &Change) -> Result<()> {
         let tx = self.tx;
         match change {
-            Change::AccountOpened(a) => {
-                let holders = serde_json::to_string(&a.holders).map_err(corrupt)?;
-                tx.prepare_cached(&format!(
-                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                ))?
-                .execute(params![
-                    a.number.as_str(),
-                    a.kind.as_str(),
-                    holders,
-                    a.email.as_str(),
-                    a.phone.as_str(),
-                    a.password_hash,
-                    a.created_at.0,
-                    a.posted_cents,
-                    a.held_cents
-                ])?;
-                for h in &a.holders {
-                    tx.prepare_cached("INSERT INTO account_holders (document, account) VALUES (?1, ?2)")?
-                        .execute(params![h.document.as_str(), a.number.as_str()])?;
-                }
-            }
+            Change::AccountOpened(a) => write_account(tx, a)?,
             Change::Balance { account, posted_cents, held_cents } => {
                 self.balances.insert(account.clone(), (*posted_cents, *held_cents));
             }
@@ -530,20 +569,7 @@ impl<'t> BatchWriter<'t> {
                 ])?;
             }
             Change::EntryAdded(e) => {
-                tx.prepare_cached(&format!(
-                    "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                ))?
-                .execute(params![
-                    e.id.0 as i64,
-                    e.account.as_str(),
-                    e.transfer_id.map(|t| t.0.to_string()),
-                    e.kind.as_str(),
-                    e.method.map(DepositMethod::as_str),
-                    e.amount.cents(),
-                    e.status.as_str(),
-                    e.counterparty,
-                    e.created_at.0
-                ])?;
+                write_entry(tx, e)?;
                 self.new_entries.push((e.account.clone(), e.id.0));
             }
             Change::TransferRecorded(t) => {
@@ -554,16 +580,7 @@ impl<'t> BatchWriter<'t> {
                 )?
                 .execute(params![t.id.0.to_string(), t.status.as_str(), body, t.created_at.0])?;
             }
-            Change::IdempotencyRecorded { scope, key, record } => {
-                let (entry_id, transfer_id) = match record.outcome {
-                    OutcomeRef::Entry(id) => (Some(id.0 as i64), None),
-                    OutcomeRef::Transfer(id) => (None, Some(id.0.to_string())),
-                };
-                tx.prepare_cached(
-                    "INSERT INTO idempotency (scope, key, fingerprint, entry_id, transfer_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![scope.as_str(), key.0.to_string(), &record.fingerprint.0[..], entry_id, transfer_id])?;
-            }
+            Change::IdempotencyRecorded { scope, key, record } => write_idempotency(tx, scope, key, record)?,
             Change::HoldsPlaced { transfer, holds } => {
                 let body = serde_json::to_string(holds.as_ref()).map_err(corrupt)?;
                 tx.prepare_cached("INSERT INTO holds (transfer_id, body, placed_at) VALUES (?1, ?2, ?3)")?
