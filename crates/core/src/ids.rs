@@ -151,4 +151,23 @@ mod tests {
         assert!(AccountNumber::parse("abc").is_err());
         assert!(AccountNumber::parse("").is_err());
     }
+
+    #[test]
+    fn an_account_number_gives_back_its_sequence() {
+        for seq in [1, 2, 123, 99_999, AccountNumber::SEQ_MAX] {
+            assert_eq!(AccountNumber::from_seq(seq).seq(), seq);
+            let parsed = AccountNumber::parse(AccountNumber::from_seq(seq).as_str()).expect("valid");
+            assert_eq!(parsed.seq(), seq);
+        }
+    }
+
+    #[test]
+    fn the_first_id_of_a_millisecond_sorts_after_every_earlier_id_and_before_every_later_one() {
+        let at = TransferId::first_at(1_000);
+        let v7 = |ms: u128, rest: u128| TransferId(Uuid::from_u128((ms << 80) | (0x7 << 76) | rest));
+        assert!(v7(999, u128::from(u64::MAX)) < at);
+        assert!(at <= v7(1_000, 0));
+        assert!(at < v7(1_001, 0));
+        assert_eq!(TransferId::first_at(-5), TransferId::first_at(0));
+    }
 }

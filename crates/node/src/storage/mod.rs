@@ -611,3 +611,28 @@ impl<'t> BatchWriter<'t> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_settlement_is_one_of_two_words_and_anything_else_is_corruption() {
+        assert_eq!(settlement_of_text("committed").ok(), Some(Settlement::Posted));
+        assert_eq!(settlement_of_text("aborted").ok(), Some(Settlement::Released));
+        for bad in ["", "Committed", "commit", "abort", "maybe"] {
+            assert!(matches!(settlement_of_text(bad), Err(StorageError::Corrupt(_))), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_stored_decision_that_is_not_a_word_fails_the_read_instead_of_reading_as_an_abort() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch("CREATE TABLE decisions (transfer_id TEXT PRIMARY KEY, decision TEXT NOT NULL)")
+            .expect("table");
+        let tx = TransferId::first_at(1_000);
+        conn.execute("INSERT INTO decisions VALUES (?1, 'sideways')", [tx.0.to_string()]).expect("row");
+        assert!(read_settlement(&conn, &tx).is_err());
+        assert_eq!(read_settlement(&conn, &TransferId::first_at(2_000)).ok(), Some(None));
+    }
+}
