@@ -6,14 +6,17 @@
 //! stops. A bank started without peers is a consortium of one.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod consortium;
-pub mod coordination;
+pub mod driver;
 pub mod failpoint;
 pub mod interbank;
 pub mod metrics;
-pub mod ops;
+pub mod peer;
+pub mod problem;
+pub mod service;
 pub mod storage;
 pub mod web;
 
@@ -24,8 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::AppState;
 use auth::SessionCache;
+use service::Bank;
 use storage::read::ReadPool;
 use storage::writer::{WriterHandle, now_ms};
 
@@ -37,7 +40,7 @@ pub enum NodeError {
     #[error("storage: {0}")]
     Storage(#[from] storage::StorageError),
     #[error("inter-bank: {0}")]
-    Interbank(#[from] interbank::client::PeerError),
+    Interbank(#[from] peer::client::PeerError),
 }
 
 /// A running bank node.
@@ -45,7 +48,7 @@ pub enum NodeError {
 pub struct Node {
     addr: SocketAddr,
     listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
+    state: Arc<Bank>,
     writer: WriterHandle,
     writer_thread: std::thread::JoinHandle<()>,
     _lock: std::fs::File,
@@ -56,7 +59,7 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         // Checked before touching the data directory: a misconfigured bank changes nothing.
         let interbank = match &config.consortium {
-            Some(consortium) => Some(Arc::new(interbank::Interbank::new(config.bank_id, consortium, &config.limits)?)),
+            Some(consortium) => Some(Arc::new(peer::Interbank::new(config.bank_id, consortium, &config.limits)?)),
             None => None,
         };
         let lock = storage::lock_data_dir(&config.data_dir)?;
@@ -117,7 +120,7 @@ impl Node {
             entry_index.clone(),
             metrics.clone(),
         )?;
-        let coordination = coordination::Coordination::start(
+        let coordination = driver::Coordination::start(
             bank_id,
             writer.clone(),
             interbank.as_ref().map(|ib| ib.peers.clone()),
@@ -134,7 +137,7 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(bank_id = %bank_id, name = %config.name, %addr, accounts, data_dir = %config.data_dir.display(), "bank node started");
-        let state = Arc::new(AppState {
+        let state = Arc::new(Bank {
             bank_id,
             bank_name: config.name.clone(),
             public_url: format!("http://{addr}"),
@@ -173,7 +176,7 @@ impl Node {
                 }
             })
         };
-        let app = api::router(state);
+        let app = app::router(state);
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         purge.abort();
         tracing::info!("no longer accepting requests; flushing the ledger");

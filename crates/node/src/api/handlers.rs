@@ -15,9 +15,9 @@ use bank_core::pixkey::PixKey;
 use serde_json::json;
 
 use super::dto::*;
-use super::problem::{ApiError, invalid, problem};
 use super::{ApiJson, Idempotency, Session, State};
 use crate::auth;
+use crate::problem::{ApiError, invalid, problem};
 use crate::storage::read;
 use crate::storage::writer::now_ms;
 
@@ -86,7 +86,7 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
     let mut opened = opened?;
     if state.interbank.is_some() && opened.account.acting_document().is_some() {
         // The CPF/CNPJ key is registered consortium-wide; the account stands either way.
-        match crate::ops::register_consortium_key(&state, opened.account.number.clone(), None).await {
+        match crate::service::register_consortium_key(&state, opened.account.number.clone(), None).await {
             Ok(key) => opened.keys.push(key),
             Err(e) => opened.warnings.push(format!("the account was opened without its CPF/CNPJ Pix key: {e}")),
         }
@@ -198,13 +198,13 @@ pub async fn register_key(
         }
         other => return Err(invalid(format!("{other:?} is not a key type you can register (email, phone, random)"))),
     };
-    let key = crate::ops::register_key(&state, session.account.clone(), request).await?;
+    let key = crate::service::register_key(&state, session.account.clone(), request).await?;
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))
 }
 
 pub async fn lookup_key(state: State, _session: Session, Path(key): Path<String>) -> ApiResult<Json<KeyLookupOut>> {
     let key = PixKey::parse(&key)?;
-    Ok(Json(crate::ops::lookup_key(&state, &key).await?))
+    Ok(Json(crate::service::lookup_key(&state, &key).await?))
 }
 
 fn account_ref(r: &AccountRefIn) -> Result<AccountRef, Error> {
@@ -240,7 +240,7 @@ pub async fn transfer(
     }
     let idempotency = (idem.0, bank_core::ids::Fingerprint(body.digest));
     let out =
-        crate::ops::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency).await?;
+        crate::service::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency).await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -324,7 +324,7 @@ fn serde_urlencoded_query(raw: &str) -> ApiResult<StatementQuery> {
 pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Json<ConsortiumAccountsOut>> {
     // The same query the web pages use: this bank's accounts of the customer, then every other
     // bank's by document (a joint account's session asks no one), naming banks that did not answer.
-    let (accounts, unreachable_banks) = crate::ops::consortium_accounts(&state, &session.account).await?;
+    let (accounts, unreachable_banks) = crate::service::consortium_accounts(&state, &session.account).await?;
     Ok(Json(ConsortiumAccountsOut { accounts, unreachable_banks }))
 }
 

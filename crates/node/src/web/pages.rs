@@ -17,15 +17,14 @@ use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS
 use bank_core::pixkey::PixKey;
 
 use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status};
-use crate::api::AppState;
 use crate::api::dto::{EntryOut, KeyLookupOut, TransferOut};
-use crate::api::problem::{ApiError, status_of};
 use crate::auth;
-use crate::ops;
+use crate::problem::{ApiError, status_of};
+use crate::service::{self, Bank};
 use crate::storage::read;
 use crate::storage::writer::now_ms;
 
-type St = axum::extract::State<Arc<AppState>>;
+type St = axum::extract::State<Arc<Bank>>;
 
 /// The HTTP status of a refused form: the one the API answers for the same refusal.
 fn refused(e: &ApiError) -> StatusCode {
@@ -44,14 +43,14 @@ fn refusal(e: ApiError) -> (StatusCode, String) {
 }
 
 /// The signed-in account and its keys; a vanished account signs the browser out.
-async fn me(state: &Arc<AppState>, session: &WebSession) -> Result<(Account, Vec<(String, String)>), Response> {
-    ops::account(state, &session.account).await.map_err(|e| match e {
+async fn me(state: &Arc<Bank>, session: &WebSession) -> Result<(Account, Vec<(String, String)>), Response> {
+    service::account(state, &session.account).await.map_err(|e| match e {
         ApiError::Core(Error::Unauthorized(_)) => Redirect::to("/login").into_response(),
         other => message(state, None, refused(&other), "Something went wrong", &friendly(&other)),
     })
 }
 
-fn shell(state: &AppState, title: &str, account: &Account) -> Shell {
+fn shell(state: &Bank, title: &str, account: &Account) -> Shell {
     Shell::new(state, title, Some(account.display_name()))
 }
 
@@ -63,7 +62,7 @@ struct MessagePage {
     message: String,
 }
 
-fn message(state: &AppState, customer: Option<String>, status: StatusCode, heading: &str, text: &str) -> Response {
+fn message(state: &Bank, customer: Option<String>, status: StatusCode, heading: &str, text: &str) -> Response {
     let page = MessagePage {
         shell: Shell::new(state, heading, customer),
         heading: heading.to_string(),
@@ -118,7 +117,7 @@ pub async fn login(state: St, body: Bytes) -> Response {
 }
 
 /// Checks the password as `POST /api/v1/sessions` does and opens a session; returns its token.
-async fn sign_in(state: &Arc<AppState>, email: &str, password: &str) -> Result<String, ApiError> {
+async fn sign_in(state: &Arc<Bank>, email: &str, password: &str) -> Result<String, ApiError> {
     let wrong = || ApiError::Core(Error::Unauthorized("wrong e-mail or password".into()));
     let email = Email::parse(email).map(|e| e.as_str().to_string()).unwrap_or_default();
     let found = state.reads.run(move |c| read::credentials(c, &email)).await?;
@@ -142,7 +141,7 @@ async fn sign_in(state: &Arc<AppState>, email: &str, password: &str) -> Result<S
     open_session(state, number).await
 }
 
-async fn open_session(state: &Arc<AppState>, number: AccountNumber) -> Result<String, ApiError> {
+async fn open_session(state: &Arc<Bank>, number: AccountNumber) -> Result<String, ApiError> {
     let (token, token_hash) = auth::new_token().map_err(ApiError::Internal)?;
     let expires_at = TimestampMs(now_ms().0 + (state.limits.session_ttl_s as i64) * 1000);
     state.writer.create_session(token_hash, number.clone(), expires_at).await?;
@@ -152,7 +151,7 @@ async fn open_session(state: &Arc<AppState>, number: AccountNumber) -> Result<St
     Ok(token)
 }
 
-fn signed_in(state: &AppState, token: &str, to: &str) -> Response {
+fn signed_in(state: &Bank, token: &str, to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().insert(header::SET_COOKIE, super::session_cookie(state, token, state.limits.session_ttl_s));
     response
@@ -188,7 +187,7 @@ struct SignupPage {
     error: Option<String>,
 }
 
-fn signup_page(state: &AppState, f: &Fields, error: Option<String>) -> SignupPage {
+fn signup_page(state: &Bank, f: &Fields, error: Option<String>) -> SignupPage {
     let kind = f.get("kind");
     SignupPage {
         shell: Shell::new(state, "Open an account", None),
@@ -218,7 +217,7 @@ pub async fn signup(state: St, body: Bytes) -> Response {
 }
 
 /// Opens an account as `POST /api/v1/accounts` does, then signs it in.
-async fn open_account(state: &Arc<AppState>, f: &Fields) -> Result<(String, bool), ApiError> {
+async fn open_account(state: &Arc<Bank>, f: &Fields) -> Result<(String, bool), ApiError> {
     let kind = AccountKind::parse(&f.get("kind"))?;
     let mut holders =
         vec![Holder { name: parse_name(&f.get("name"))?, document: Document::parse(&f.get("document"))? }];
@@ -240,7 +239,7 @@ async fn open_account(state: &Arc<AppState>, f: &Fields) -> Result<(String, bool
     let opened = opened?;
     let mut warned = false;
     if state.interbank.is_some() && opened.account.acting_document().is_some() {
-        warned = ops::register_consortium_key(state, opened.account.number.clone(), None).await.is_err();
+        warned = service::register_consortium_key(state, opened.account.number.clone(), None).await.is_err();
     }
     let token = open_session(state, opened.account.number.clone()).await?;
     Ok((token, warned))
@@ -308,11 +307,11 @@ pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<S
         Ok(found) => found,
         Err(r) => return r,
     };
-    let (accounts, unreachable) = match ops::consortium_accounts(&state, &session.account).await {
+    let (accounts, unreachable) = match service::consortium_accounts(&state, &session.account).await {
         Ok(found) => found,
         Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Dashboard", &friendly(&e)),
     };
-    let entries = ops::entries(&state, &session.account, None, 8).await.map(|(e, _)| e).unwrap_or_default();
+    let entries = service::entries(&state, &session.account, None, 8).await.map(|(e, _)| e).unwrap_or_default();
     render(&DashboardPage {
         shell: shell(&state, "Dashboard", &account),
         holder: account.display_name(),
@@ -334,7 +333,7 @@ pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<S
                 }
             })
             .collect(),
-        unreachable: unreachable.iter().map(|id| format!("{} ({id})", ops::bank_name(&state, *id))).collect(),
+        unreachable: unreachable.iter().map(|id| format!("{} ({id})", service::bank_name(&state, *id))).collect(),
         entries: entries.iter().map(EntryRow::from).collect(),
         notice: notice_text(q.get("notice")),
     })
@@ -358,7 +357,7 @@ pub async fn statement(state: St, session: WebSession, Query(q): Query<HashMap<S
         Err(r) => return r,
     };
     let before = q.get("before").and_then(|b| b.parse::<u64>().ok()).filter(|&b| b > 0);
-    match ops::entries(&state, &session.account, before, STATEMENT_PAGE).await {
+    match service::entries(&state, &session.account, before, STATEMENT_PAGE).await {
         Ok((entries, next)) => render(&StatementPage {
             shell: shell(&state, "Statement", &account),
             number: account.number.to_string(),
@@ -386,7 +385,7 @@ struct MoneyPage {
     error: Option<String>,
 }
 
-fn money_page(state: &AppState, account: &Account, deposit: bool, f: &Fields, error: Option<String>) -> MoneyPage {
+fn money_page(state: &Bank, account: &Account, deposit: bool, f: &Fields, error: Option<String>) -> MoneyPage {
     let heading = if deposit { "Deposit" } else { "Withdraw" };
     let key = f.get("idempotency_key");
     MoneyPage {
@@ -466,7 +465,7 @@ struct PixPage {
     error: Option<String>,
 }
 
-fn pix_page(state: &AppState, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
+fn pix_page(state: &Bank, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
     let key = f.get("idempotency_key");
     PixPage {
         shell: shell(state, "Pix", account),
@@ -508,7 +507,7 @@ pub async fn pix_confirm(state: St, session: WebSession, body: Bytes) -> Respons
     let checked = async {
         let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
         let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
-        let receiver = ops::lookup_key(&state, &key).await.map_err(refusal)?;
+        let receiver = service::lookup_key(&state, &key).await.map_err(refusal)?;
         if amount.cents() > account.available_cents() {
             return Err(refusal(ApiError::Core(Error::InsufficientFunds {
                 account: account.number.clone(),
@@ -542,7 +541,7 @@ pub async fn pix_send(state: St, session: WebSession, body: Bytes) -> Response {
         let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
         let idem = f.idempotency("/pix/send", &format!("{}|{}", key.normalized(), amount.cents()));
         let legs = vec![LegRequest { from: None, to: Destination::Key(key), amount }];
-        ops::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(refusal)
+        service::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(refusal)
     }
     .await;
     match sent {
@@ -584,11 +583,11 @@ pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<Stri
     let Ok(id) = uuid::Uuid::try_parse(&id).map(TransferId) else {
         return message(&state, customer, StatusCode::NOT_FOUND, "No such transfer", "A transfer id is a UUID.");
     };
-    let t: TransferOut = match ops::transfer_of(&state, &session.account, id).await {
+    let t: TransferOut = match service::transfer_of(&state, &session.account, id).await {
         Ok(t) => t,
         Err(e) => return message(&state, customer, refused(&e), "No such transfer", &friendly(&e)),
     };
-    let bank = |id: u32| ops::bank_name(&state, id);
+    let bank = |id: u32| service::bank_name(&state, id);
     render(&TransferPage {
         shell: shell(&state, "Transfer", &account),
         id: t.id.clone(),
@@ -659,8 +658,8 @@ struct PacketPage {
 
 const PACKET_ROWS_SHOWN: usize = 3;
 
-async fn sources(state: &Arc<AppState>, session: &WebSession) -> Result<Vec<SourceOption>, ApiError> {
-    let (accounts, _) = ops::consortium_accounts(state, &session.account).await?;
+async fn sources(state: &Arc<Bank>, session: &WebSession) -> Result<Vec<SourceOption>, ApiError> {
+    let (accounts, _) = service::consortium_accounts(state, &session.account).await?;
     Ok(accounts
         .iter()
         .map(|a| {
@@ -790,7 +789,7 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         return render_status(status, &page(rows, totals, error, sources));
     }
     let idem = f.idempotency("/packet", &meaning);
-    match ops::transfer(&state, session.account.clone(), legs, None, idem).await {
+    match service::transfer(&state, session.account.clone(), legs, None, idem).await {
         Ok(t) => Redirect::to(&format!("/transfers/{}", t.id)).into_response(),
         Err(e) => render_status(refused(&e), &page(rows, totals, Some(friendly(&e)), sources)),
     }
@@ -858,7 +857,7 @@ pub async fn register_key(state: St, session: WebSession, body: Bytes) -> Respon
         _ => Err(ApiError::Core(Error::invalid("choose a key type: e-mail, phone or random"))),
     };
     let result = match request {
-        Ok(request) => ops::register_key(&state, session.account.clone(), request).await,
+        Ok(request) => service::register_key(&state, session.account.clone(), request).await,
         Err(e) => Err(e),
     };
     match result {
@@ -941,7 +940,7 @@ fn ring_facts(ring: &serde_json::Value, mode: &str) -> Vec<(String, String)> {
 /// whatever the API reports).
 pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Response {
     let customer = match &session {
-        Ok(s) => ops::account(&state, &s.account).await.ok().map(|(a, _)| a.display_name()),
+        Ok(s) => service::account(&state, &s.account).await.ok().map(|(a, _)| a.display_name()),
         Err(_) => None,
     };
     let mut page = ConsortiumPage {

@@ -29,56 +29,17 @@ use bank_core::ids::{BankId, TimestampMs, TransferId};
 use bank_core::ledger::{Decision, Vote};
 use bank_core::ring::RingMessage;
 use bank_core::twopc::Message;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::interbank::client::PeerClient;
+use crate::peer::client::PeerClient;
+use crate::peer::{
+    BATCH_MESSAGES_MAX, Envelope, MESSAGES_PATH, OUTBOX_LEN_MAX, RING_BATCH_MAX, RING_OUTBOX_LEN_MAX, RING_PATH,
+    RingEnvelope, StampedRingMessage,
+};
 use crate::storage::writer::{ProtocolOutput, WriterHandle};
 
-/// Most messages in one inter-bank request.
-pub const BATCH_MESSAGES_MAX: usize = 512;
-/// Messages waiting for one peer; more are dropped (and re-sent by the protocol).
-pub const OUTBOX_LEN_MAX: usize = 16_384;
 /// Period of the protocol timers.
 pub const TICK_MS: u64 = 100;
-/// Path of the message exchange.
-pub const MESSAGES_PATH: &str = "/interbank/v1/messages";
-/// Path of the token ring's message exchange (apart from the two-phase commit's, so a pass never
-/// waits behind a large batch of prepares).
-pub const RING_PATH: &str = "/interbank/v1/ring";
-/// Most ring messages in one request (a handful in practice).
-pub const RING_BATCH_MAX: usize = 64;
-/// Ring messages waiting for one peer; more are dropped (the ring re-sends or regenerates).
-pub const RING_OUTBOX_LEN_MAX: usize = 256;
-
-/// One ring message with the time it was produced (the sender's clock, Unix ms): the receiver
-/// drops it if it is older than the ring may rely on.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StampedRingMessage {
-    pub sent_at_ms: i64,
-    pub message: RingMessage,
-}
-
-/// The body of a ring message exchange, both ways.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RingEnvelope {
-    pub messages: Vec<StampedRingMessage>,
-}
-
-impl RingEnvelope {
-    fn into_pairs(self) -> Vec<(TimestampMs, RingMessage)> {
-        self.messages.into_iter().map(|m| (TimestampMs(m.sent_at_ms), m.message)).collect()
-    }
-}
-
-/// The body of a message exchange, both ways.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Envelope {
-    pub messages: Vec<Message>,
-}
 
 /// Where a transaction stands, as its waiters see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,78 +381,4 @@ async fn ring_outbox(
             }
         }
     }
-}
-
-/// `POST /interbank/v1/ring`: a peer's token-ring messages; the answer carries this bank's
-/// answers to them.
-async fn receive_ring(
-    state: crate::api::State,
-    signed: crate::interbank::extract::Signed<RingEnvelope>,
-) -> Result<axum::Json<RingEnvelope>, crate::api::problem::ApiError> {
-    if signed.value.messages.len() > RING_BATCH_MAX {
-        return Err(crate::api::problem::invalid(format!("at most {RING_BATCH_MAX} ring messages per request")));
-    }
-    let messages = state.coordination.receive_ring(signed.from, signed.value.into_pairs()).await?;
-    Ok(axum::Json(RingEnvelope { messages }))
-}
-
-/// The `/interbank/v1` routes of the two-phase commit and the token ring.
-pub fn routes() -> axum::Router<Arc<crate::api::AppState>> {
-    axum::Router::new()
-        .route(MESSAGES_PATH, axum::routing::post(receive_messages))
-        .route(RING_PATH, axum::routing::post(receive_ring))
-        .route(ACCOUNTS_OF_PATH, axum::routing::post(accounts_of))
-}
-
-/// Path of the "accounts of this document" query.
-pub const ACCOUNTS_OF_PATH: &str = "/interbank/v1/accounts-of";
-
-/// The query: whose accounts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccountsOf {
-    pub document: bank_core::document::Document,
-}
-
-/// One account of a document, as another bank reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HeldAccount {
-    pub number: bank_core::ids::AccountNumber,
-    pub kind: bank_core::account::AccountKind,
-    pub posted_cents: i64,
-    pub held_cents: i64,
-}
-
-/// The answer: every account of this bank the document holds (joint ones included).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HeldAccounts {
-    pub accounts: Vec<HeldAccount>,
-}
-
-/// `POST /interbank/v1/accounts-of`: the accounts here of which a document is a holder. Asked by
-/// a member bank on behalf of its signed-in customer (the customer's consortium-wide view).
-async fn accounts_of(
-    state: crate::api::State,
-    signed: crate::interbank::extract::Signed<AccountsOf>,
-) -> Result<axum::Json<HeldAccounts>, crate::api::problem::ApiError> {
-    let document = signed.value.document;
-    let accounts = state.reads.run(move |c| crate::storage::read::accounts_of_document(c, &document)).await?;
-    let accounts = accounts
-        .into_iter()
-        .map(|a| HeldAccount { number: a.number, kind: a.kind, posted_cents: a.posted_cents, held_cents: a.held_cents })
-        .collect();
-    Ok(axum::Json(HeldAccounts { accounts }))
-}
-
-/// `POST /interbank/v1/messages`: a peer's protocol messages; the answer carries this bank's
-/// messages for that peer (votes for its prepares, acks for its decisions, ...).
-async fn receive_messages(
-    state: crate::api::State,
-    signed: crate::interbank::extract::Signed<Envelope>,
-) -> Result<axum::Json<Envelope>, crate::api::problem::ApiError> {
-    if signed.value.messages.len() > BATCH_MESSAGES_MAX {
-        return Err(crate::api::problem::invalid(format!("at most {BATCH_MESSAGES_MAX} messages per request")));
-    }
-    let messages = state.coordination.receive(signed.from, signed.value.messages).await?;
-    Ok(axum::Json(Envelope { messages }))
 }

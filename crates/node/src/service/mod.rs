@@ -1,29 +1,90 @@
-//! A customer's operations, shared by the JSON API (`api::handlers`) and the web pages (`web`):
-//! the same core calls, reads and waits behind both, so a page never does what the API would
-//! refuse. The handlers only parse and answer.
+//! A customer's operations, each written once, shared by the JSON API (`api`), the web pages
+//! (`web`) and the inter-bank routes (`interbank`): the same core calls, reads and waits behind
+//! all of them, so a page never does what the API would refuse. Callers parse input and shape
+//! the answer; this module returns domain values and a [`ServiceError`].
+//!
+//! It may import `driver`, `peer`, `storage`, `auth`, `metrics`, `config` and the core; nothing
+//! above it (`api`, `web`, `interbank`, `app`).
 
 use std::sync::Arc;
 
 use bank_core::Error;
 use bank_core::account::Account;
-use bank_core::ids::{AccountNumber, TimestampMs, TransferId};
+use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
 use bank_core::ledger::{Decision, KeyRequest, LegRequest, Outcome, Status, TransferRequest};
 use bank_core::pixkey::PixKey;
 
-use crate::api::AppState;
 use crate::api::dto::{BalanceOut, ConsortiumAccountOut, EntryOut, KeyLookupOut, TransferOut};
-use crate::api::problem::ApiError;
-use crate::coordination::Progress;
-use crate::storage::read;
+use crate::auth::SessionCache;
+use crate::config::Limits;
+use crate::driver::Progress;
+use crate::metrics::Metrics;
+use crate::storage::StorageError;
+use crate::storage::read::{self, ReadPool};
+use crate::storage::writer::WriterHandle;
 
-pub type OpResult<T> = Result<T, ApiError>;
+/// One bank's services and what they share: every handler (API, pages, inter-bank) holds an
+/// `Arc<Bank>` and calls the operations below.
+#[derive(Debug)]
+pub struct Bank {
+    pub bank_id: BankId,
+    pub bank_name: String,
+    pub public_url: String,
+    pub writer: WriterHandle,
+    pub reads: ReadPool,
+    pub entry_index: Arc<crate::storage::EntryIndex>,
+    pub sessions: SessionCache,
+    pub hashers: crate::auth::HasherPool,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// The consortium link (verifier and peer client); `None` for a bank running alone.
+    pub interbank: Option<Arc<crate::peer::Interbank>>,
+    pub coordination: Arc<crate::driver::Coordination>,
+    /// The coordination mode this bank runs (a bank alone reports its configured mode).
+    pub coordination_mode: crate::config::CoordinationMode,
+    /// The token ring as the writer last published it; `None` unless in `token-ring` mode.
+    pub ring: Option<Arc<crate::storage::ring::RingView>>,
+    /// Whether the operator's fault switch route is enabled.
+    pub fault_switch: bool,
+}
 
-fn gone() -> ApiError {
-    ApiError::Core(Error::Unauthorized("the signed-in account no longer exists".into()))
+/// Why an operation did not happen: a refusal of the core (the client's to fix, or retryable),
+/// or an internal failure (logged, answered opaquely).
+#[derive(Debug)]
+pub enum ServiceError {
+    Core(Error),
+    Internal(String),
+}
+
+impl From<Error> for ServiceError {
+    fn from(e: Error) -> Self {
+        ServiceError::Core(e)
+    }
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceError::Core(e) => e.fmt(f),
+            ServiceError::Internal(cause) => write!(f, "internal error: {cause}"),
+        }
+    }
+}
+
+pub type OpResult<T> = Result<T, ServiceError>;
+
+fn gone() -> ServiceError {
+    ServiceError::Core(Error::Unauthorized("the signed-in account no longer exists".into()))
 }
 
 /// The signed-in account, its keys, and the accounts it may spend from (as `visible_accounts`).
-pub async fn account(state: &Arc<AppState>, number: &AccountNumber) -> OpResult<(Account, Vec<(String, String)>)> {
+pub async fn account(state: &Arc<Bank>, number: &AccountNumber) -> OpResult<(Account, Vec<(String, String)>)> {
     let n = number.clone();
     let view = state.reads.run(move |c| read::account(c, &n)).await?.ok_or_else(gone)?;
     let keys = view.keys.into_iter().map(|(key, kind)| (key, kind.as_str().to_string())).collect();
@@ -32,7 +93,7 @@ pub async fn account(state: &Arc<AppState>, number: &AccountNumber) -> OpResult<
 
 /// The customer's accounts in every bank (as `GET /api/v1/consortium/accounts`).
 pub async fn consortium_accounts(
-    state: &Arc<AppState>,
+    state: &Arc<Bank>,
     number: &AccountNumber,
 ) -> OpResult<(Vec<ConsortiumAccountOut>, Vec<u32>)> {
     let n = number.clone();
@@ -62,16 +123,12 @@ pub async fn consortium_accounts(
         .collect();
     let mut unreachable = Vec::new();
     if let (Some(interbank), Some(document)) = (&state.interbank, actor.acting_document()) {
-        let query = crate::coordination::AccountsOf { document: document.clone() };
+        let query = crate::peer::AccountsOf { document: document.clone() };
         let asks = interbank.members.values().filter(|m| m.id != state.bank_id).map(|member| {
             let (client, query) = (interbank.peers.clone(), query.clone());
             async move {
                 let answer = client
-                    .post_json::<_, crate::coordination::HeldAccounts>(
-                        member.id,
-                        crate::coordination::ACCOUNTS_OF_PATH,
-                        &query,
-                    )
+                    .post_json::<_, crate::peer::HeldAccounts>(member.id, crate::peer::ACCOUNTS_OF_PATH, &query)
                     .await;
                 (member, answer)
             }
@@ -97,7 +154,7 @@ pub async fn consortium_accounts(
 }
 
 /// The name of a member bank (this one included).
-pub fn bank_name(state: &AppState, id: u32) -> String {
+pub fn bank_name(state: &Bank, id: u32) -> String {
     if id == state.bank_id.0 {
         return state.bank_name.clone();
     }
@@ -110,7 +167,7 @@ pub fn bank_name(state: &AppState, id: u32) -> String {
 }
 
 /// Whom a key belongs to (as `GET /api/v1/pix-keys/{key}`).
-pub async fn lookup_key(state: &Arc<AppState>, key: &PixKey) -> OpResult<KeyLookupOut> {
+pub async fn lookup_key(state: &Arc<Bank>, key: &PixKey) -> OpResult<KeyLookupOut> {
     let k = key.clone();
     let view = state.reads.run(move |c| read::key_owner(c, &k)).await?;
     if let Some(view) = view {
@@ -126,7 +183,7 @@ pub async fn lookup_key(state: &Arc<AppState>, key: &PixKey) -> OpResult<KeyLook
     }
     let k = key.clone();
     let remote = state.reads.run(move |c| read::remote_key(c, &k)).await?;
-    let remote = remote.ok_or_else(|| ApiError::Core(Error::UnknownKey(key.normalized())))?;
+    let remote = remote.ok_or_else(|| ServiceError::Core(Error::UnknownKey(key.normalized())))?;
     Ok(KeyLookupOut {
         key: key.normalized(),
         kind: key.key_type(),
@@ -139,7 +196,7 @@ pub async fn lookup_key(state: &Arc<AppState>, key: &PixKey) -> OpResult<KeyLook
 
 /// Recent statement lines of an account, newest first, and the cursor of the next page.
 pub async fn entries(
-    state: &Arc<AppState>,
+    state: &Arc<Bank>,
     account: &AccountNumber,
     before: Option<u64>,
     limit: usize,
@@ -154,7 +211,7 @@ pub async fn entries(
 /// changes nothing; an executed transfer is answered as it stands at the response deadline (a
 /// cross-bank one after its decision and delivery, or `pending` with the decision if known).
 pub async fn transfer(
-    state: &Arc<AppState>,
+    state: &Arc<Bank>,
     actor: AccountNumber,
     legs: Vec<LegRequest>,
     description: Option<String>,
@@ -187,7 +244,7 @@ pub async fn transfer(
         Outcome::Transfer(t) => t,
         other => {
             state.coordination.unwatch(id);
-            return Err(ApiError::Internal(format!("a transfer answered {other:?}")));
+            return Err(ServiceError::Internal(format!("a transfer answered {other:?}")));
         }
     };
     if pending.id != id || pending.status != Status::Pending {
@@ -201,7 +258,7 @@ pub async fn transfer(
     let _ = state.coordination.take_refusal(id);
     state.coordination.unwatch(id);
     let stored = state.reads.run(move |c| read::transfer(c, &id)).await?;
-    let transfer = stored.ok_or_else(|| ApiError::Internal(format!("transfer {id} vanished")))?;
+    let transfer = stored.ok_or_else(|| ServiceError::Internal(format!("transfer {id} vanished")))?;
     let mut out = TransferOut::from(&transfer);
     if transfer.status == Status::Pending {
         out.decision = match last {
@@ -216,7 +273,7 @@ pub async fn transfer(
 }
 
 /// A transfer the signed-in customer may see (as `GET /api/v1/transfers/{id}`).
-pub async fn transfer_of(state: &Arc<AppState>, number: &AccountNumber, id: TransferId) -> OpResult<TransferOut> {
+pub async fn transfer_of(state: &Arc<Bank>, number: &AccountNumber, id: TransferId) -> OpResult<TransferOut> {
     let n = number.clone();
     let visible = state
         .reads
@@ -227,7 +284,7 @@ pub async fn transfer_of(state: &Arc<AppState>, number: &AccountNumber, id: Tran
         .await?
         .ok_or_else(gone)?;
     let transfer = state.reads.run(move |c| read::transfer(c, &id)).await?;
-    let not_found = || ApiError::Core(Error::NotFound(format!("no transfer {id} of yours")));
+    let not_found = || ServiceError::Core(Error::NotFound(format!("no transfer {id} of yours")));
     let transfer = transfer.ok_or_else(not_found)?;
     let own = |bank: bank_core::ids::BankId, n: &AccountNumber| bank == state.bank_id && visible.contains(n);
     let mine = visible.contains(&transfer.actor)
@@ -240,7 +297,7 @@ pub async fn transfer_of(state: &Arc<AppState>, number: &AccountNumber, id: Tran
 
 /// Registers an e-mail, phone or random key (as `POST /api/v1/pix-keys`), consortium-wide when
 /// the bank is in a consortium.
-pub async fn register_key(state: &Arc<AppState>, account: AccountNumber, request: KeyRequest) -> OpResult<PixKey> {
+pub async fn register_key(state: &Arc<Bank>, account: AccountNumber, request: KeyRequest) -> OpResult<PixKey> {
     if state.interbank.is_none() {
         return Ok(state.writer.register_key(account, request).await?);
     }
@@ -252,7 +309,7 @@ pub async fn register_key(state: &Arc<AppState>, account: AccountNumber, request
 /// registering it), 503 `bank_unavailable` when a bank cannot be asked — uniqueness is never
 /// guessed. The API and the pages both call this.
 pub async fn register_consortium_key(
-    state: &Arc<AppState>,
+    state: &Arc<Bank>,
     account: AccountNumber,
     request: Option<KeyRequest>,
 ) -> Result<PixKey, Error> {
