@@ -1,9 +1,17 @@
 //! One bank's server: storage, the HTTP API and the driver around the pure core.
 //!
 //! [`Node::start`] opens (or creates) the data directory, rebuilds the ledger from disk, starts
-//! the ledger writer and binds the listening socket; [`Node::run_until`] serves until a shutdown
-//! signal, then drains in-flight requests and lets the writer commit everything queued before it
-//! stops. A bank started without peers is a consortium of one.
+//! the ledger writer and the driver and binds the listening socket; [`Node::run_until`] serves
+//! until a shutdown signal, then drains in-flight requests, stops the session purge and the
+//! driver (with every task it owns), lets the writer commit everything queued before it stops,
+//! and releases the port, the data directory's lock and the SQLite files. A bank started
+//! without peers is a consortium of one.
+//!
+//! Modules, top to bottom (none imports one above it): [`app`] (router assembly) → [`api`],
+//! [`web`], [`interbank`] (siblings) → [`service`] (every customer operation, once) →
+//! [`driver`] (one event loop) → [`peer`] (signed transport, wire types) → [`storage`] → core.
+//! [`problem`] maps errors to HTTP for the three faces; [`auth`], [`config`], [`consortium`],
+//! [`metrics`] and [`failpoint`] are leaves.
 
 pub mod api;
 pub mod app;
@@ -22,15 +30,23 @@ pub mod web;
 
 pub use config::{CoordinationMode, Limits, NodeConfig, RingOptions};
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bank_core::ids::BankId;
+use bank_core::ledger::Ledger;
+use bank_core::twopc::CoordinatorRecord;
+use rusqlite::Connection;
+
 use auth::SessionCache;
+use driver::DriverTask;
 use service::Bank;
 use storage::read::ReadPool;
-use storage::writer::{WriterHandle, now_ms};
+use storage::ring::RingGate;
+use storage::writer::{Machines, WriterHandle, now_ms};
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +67,74 @@ pub struct Node {
     state: Arc<Bank>,
     writer: WriterHandle,
     writer_thread: std::thread::JoinHandle<()>,
-    _lock: std::fs::File,
+    driver: DriverTask,
+    lock: std::fs::File,
+}
+
+/// What a bank rebuilds from its data directory before it serves.
+struct Recovered {
+    conn: Connection,
+    ledger: Ledger,
+    entry_index: storage::EntryIndex,
+    records: Vec<CoordinatorRecord>,
+    ring_state: bank_core::ring::RingDurable,
+    ring_queue: Vec<storage::QueuedTx>,
+}
+
+/// Reads the data directory (blocking: run off the async threads).
+fn recover(config: &NodeConfig) -> Result<Recovered, storage::StorageError> {
+    let conn = storage::open_writer(&config.data_dir, config.bank_id)?;
+    let since = storage::transfer_id_at(now_ms().0 - config.limits.decision_memory_ms);
+    let ledger = storage::load_ledger(&conn, config.bank_id, since)?;
+    let entry_index = storage::EntryIndex::load(&conn)?;
+    let records = storage::load_coordinator_records(&conn, since)?;
+    let ring_state = storage::load_ring_state(&conn)?;
+    let ring_queue = storage::load_ring_queue(&conn)?;
+    Ok(Recovered { conn, ledger, entry_index, records, ring_state, ring_queue })
+}
+
+/// The writer's machines over what was recovered; the token ring's gate in `token-ring` mode
+/// (a bank alone has no ring: transactions once queued for the token begin at its first tick).
+fn machines(
+    config: &NodeConfig,
+    members: &BTreeSet<BankId>,
+    mut ledger: Ledger,
+    records: Vec<CoordinatorRecord>,
+    (ring_state, ring_queue): (bank_core::ring::RingDurable, Vec<storage::QueuedTx>),
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<Machines, NodeError> {
+    if members.len() > 1 {
+        ledger.set_consortium_keys();
+    }
+    let ring_mode = members.len() > 1 && config.coordination == CoordinationMode::TokenRing;
+    let (ring, unqueued) = if ring_mode {
+        let gate = RingGate::recover(
+            config.bank_id,
+            members.iter().copied(),
+            config.ring,
+            ring_state,
+            ring_queue,
+            metrics.clone(),
+        )
+        .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
+        (Some(gate), Vec::new())
+    } else {
+        (None, ring_queue)
+    };
+    let mut machines = Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms, ring);
+    machines.unqueued = unqueued;
+    machines.decision_memory_ms = config.limits.decision_memory_ms;
+    Ok(machines)
+}
+
+/// The sessions still valid, read back so a restart signs no one out.
+async fn live_sessions(reads: &ReadPool) -> Result<SessionCache, NodeError> {
+    let sessions = SessionCache::default();
+    let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
+    for (hash, account, expires) in live {
+        sessions.insert(hash, account, expires);
+    }
+    Ok(sessions)
 }
 
 impl Node {
@@ -63,77 +146,38 @@ impl Node {
             None => None,
         };
         let lock = storage::lock_data_dir(&config.data_dir)?;
-        let data_dir = config.data_dir.clone();
-        let bank_id = config.bank_id;
-        let decision_memory_ms = config.limits.decision_memory_ms;
-        let (conn, ledger, entry_index, records, ring_state, ring_queue) =
-            tokio::task::spawn_blocking(move || -> Result<_, storage::StorageError> {
-                let conn = storage::open_writer(&data_dir, bank_id)?;
-                let since = storage::transfer_id_at(now_ms().0 - decision_memory_ms);
-                let ledger = storage::load_ledger(&conn, bank_id, since)?;
-                let entry_index = storage::EntryIndex::load(&conn)?;
-                let records = storage::load_coordinator_records(&conn, since)?;
-                let ring_state = storage::load_ring_state(&conn)?;
-                let ring_queue = storage::load_ring_queue(&conn)?;
-                Ok((conn, ledger, entry_index, records, ring_state, ring_queue))
-            })
+        let recovering = config.clone();
+        let recovered = tokio::task::spawn_blocking(move || recover(&recovering))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let Recovered { conn, ledger, entry_index, records, ring_state, ring_queue } = recovered;
+        let bank_id = config.bank_id;
         let accounts = ledger.accounts().count();
+        tracing::debug!(coordinator_records = records.len(), "two-phase commit recovered");
         let entry_index = Arc::new(entry_index);
         let metrics = Arc::new(metrics::Metrics::new());
-        let members: std::collections::BTreeSet<_> = match &interbank {
+        let members: BTreeSet<_> = match &interbank {
             Some(ib) => ib.members.keys().copied().collect(),
             None => [bank_id].into_iter().collect(),
         };
-        let in_flight = records.len();
-        let mut ledger = ledger;
-        if members.len() > 1 {
-            ledger.set_consortium_keys();
-        }
-        let ring_mode = members.len() > 1 && config.coordination == CoordinationMode::TokenRing;
-        let (ring, unqueued) = if ring_mode {
-            let gate = storage::ring::RingGate::recover(
-                bank_id,
-                members.iter().copied(),
-                config.ring,
-                ring_state,
-                ring_queue,
-                metrics.clone(),
-            )
-            .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
-            (Some(gate), Vec::new())
-        } else {
-            (None, ring_queue)
-        };
-        let ring_view = ring.as_ref().map(|g| g.view());
-        let mut machines =
-            storage::writer::Machines::new(ledger, records, members.clone(), config.limits.prepare_expiry_ms, ring);
-        machines.unqueued = unqueued;
-        machines.decision_memory_ms = decision_memory_ms;
+        let machines = machines(&config, &members, ledger, records, (ring_state, ring_queue), &metrics)?;
+        let ring_view = machines.ring.as_ref().map(|g| g.view());
+        let limits = &config.limits;
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
             machines,
             bank_id,
-            config.limits.writer_queue_len_max,
-            config.limits.batch_len_max,
+            limits.writer_queue_len_max,
+            limits.batch_len_max,
             entry_index.clone(),
             metrics.clone(),
         )?;
-        let coordination = driver::Coordination::start(
-            bank_id,
-            writer.clone(),
-            interbank.as_ref().map(|ib| ib.peers.clone()),
-            members.into_iter().collect(),
-            ring_view.as_ref().map(|_| config.ring.tick_ms),
-        );
-        tracing::debug!(coordinator_records = in_flight, "two-phase commit recovered");
-        let reads = ReadPool::new(storage::database_path(&config.data_dir), config.limits.read_connections_max);
-        let sessions = SessionCache::default();
-        let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
-        for (hash, account, expires) in live {
-            sessions.insert(hash, account, expires);
-        }
+        let peers = interbank.as_ref().map(|ib| ib.peers.clone());
+        let ring_tick_ms = ring_view.as_ref().map(|_| config.ring.tick_ms);
+        let (driver, driver_task) =
+            driver::start(bank_id, writer.clone(), peers, members.into_iter().collect(), ring_tick_ms);
+        let reads = ReadPool::new(storage::database_path(&config.data_dir), limits.read_connections_max);
+        let sessions = live_sessions(&reads).await?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(bank_id = %bank_id, name = %config.name, %addr, accounts, data_dir = %config.data_dir.display(), "bank node started");
@@ -145,16 +189,16 @@ impl Node {
             reads,
             entry_index,
             sessions,
-            hashers: auth::HasherPool::new(config.limits.password_hashers, config.limits.password_queue_len_max)?,
+            hashers: auth::HasherPool::new(limits.password_hashers, limits.password_queue_len_max)?,
             metrics,
-            limits: config.limits.clone(),
+            limits: limits.clone(),
             interbank,
-            coordination,
+            driver,
             coordination_mode: config.coordination,
             ring: ring_view,
             fault_switch: config.fault_switch,
         });
-        Ok(Node { addr, listener, state, writer, writer_thread, _lock: lock })
+        Ok(Node { addr, listener, state, writer, writer_thread, driver: driver_task, lock })
     }
 
     /// The bound address (useful with port 0).
@@ -162,27 +206,37 @@ impl Node {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then drains requests and flushes the ledger.
+    /// Serves until `shutdown` completes, then drains requests, stops every task and thread of
+    /// the node (session purge, driver, writer) and releases its port and files.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
-        let Node { listener, state, writer, writer_thread, _lock, .. } = self;
-        let purge = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    every.tick().await;
-                    let live = state.sessions.purge_expired(now_ms());
-                    state.metrics.set_sessions(live);
-                }
-            })
-        };
-        let app = app::router(state);
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let Node { listener, state, writer, writer_thread, driver, lock, .. } = self;
+        let purge = tokio::spawn(purge_sessions(Arc::downgrade(&state)));
+        // `serve` owns the listener and the router: both are dropped (the port freed) when it returns.
+        let served = axum::serve(listener, app::router(state.clone())).with_graceful_shutdown(shutdown).await;
+        tracing::info!("no longer accepting requests; stopping the driver and flushing the ledger");
         purge.abort();
-        tracing::info!("no longer accepting requests; flushing the ledger");
+        let _ = purge.await;
+        driver.stop().await;
+        if Arc::strong_count(&state) > 1 {
+            tracing::warn!(holders = Arc::strong_count(&state), "the bank's state outlives its node");
+        }
+        // Closes the read connections and ends the password hashers.
+        drop(state);
         writer.shutdown().await;
         let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        drop(lock);
         tracing::info!("bank node stopped");
         served.map_err(NodeError::Io)
+    }
+}
+
+/// Drops expired sessions every minute, while the bank exists.
+async fn purge_sessions(state: std::sync::Weak<Bank>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let live = state.sessions.purge_expired(now_ms());
+        state.metrics.set_sessions(live);
     }
 }

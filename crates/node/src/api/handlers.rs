@@ -333,7 +333,7 @@ pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Js
 /// doubt. The token ring is not built yet: `ring` shows this bank as the holder of a ring of one
 /// in `concurrent` mode (every bank coordinates at any time).
 pub async fn consortium_status(state: State) -> ApiResult<Json<serde_json::Value>> {
-    let seen = state.coordination.peers_seen();
+    let seen = state.driver.peers_seen();
     let now = now_ms().0;
     let members: Vec<serde_json::Value> = match &state.interbank {
         None => vec![json!({ "id": state.bank_id.0, "name": state.bank_name, "url": state.public_url, "state": "up" })],

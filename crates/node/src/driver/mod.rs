@@ -7,160 +7,125 @@
 //! output is carried out only after that commit (write-ahead: a vote never leaves before its
 //! holds are durable, a decision never before it is recorded). This module does the I/O:
 //!
-//! - **Outboxes**: one task per peer, fed by a bounded queue. It sends everything queued for that
-//!   peer in one signed `POST /interbank/v1/messages` (up to [`BATCH_MESSAGES_MAX`]), and feeds the
-//!   answers the peer carried back (votes, acks, outcomes) to the machines. A full queue or an
-//!   unreachable peer drops messages: the protocol re-sends them (the coordinator re-sends
-//!   prepares and decisions, participants re-ask), so losing one is safe.
+//! It is **one task** ([`event_loop`]) running one `select!` loop that owns all of its state; the
+//! handlers hold a cheap [`Driver`] handle (the loop's bounded inbox and the read-mostly
+//! [`waiters::Shared`]), which holds nothing that refers back to them, so there is no reference
+//! cycle and [`DriverTask::stop`] ends the loop and every task it started.
+//!
+//! - **Outboxes**: per peer two lanes (two-phase commit, token ring), each a bounded queue
+//!   ([`OUTBOX_LEN_MAX`](crate::peer::OUTBOX_LEN_MAX), [`RING_OUTBOX_LEN_MAX`](crate::peer::RING_OUTBOX_LEN_MAX)) with at most one request in flight. A lane sends
+//!   everything queued meanwhile in one signed `POST /interbank/v1/messages` (up to
+//!   [`BATCH_MESSAGES_MAX`](crate::peer::BATCH_MESSAGES_MAX); ring: `/interbank/v1/ring`, [`RING_BATCH_MAX`](crate::peer::RING_BATCH_MAX)), and feeds the answers
+//!   the peer carried back (votes, acks, outcomes) to the machines. A full queue or an unreachable
+//!   peer drops messages: the protocol re-sends them (the coordinator re-sends prepares and
+//!   decisions, participants re-ask, the ring re-sends or regenerates), so losing one is safe.
 //! - **Fail fast**: a `Prepare` that cannot reach its bank is answered, locally, by a no vote
 //!   (`bank_unavailable`) in that bank's name. Aborting is always safe before a decision, so the
 //!   customer learns at once instead of at the expiry.
-//! - **Inbound**: messages from a peer are fed to the machines; outputs addressed to that peer go
-//!   back in the same HTTP answer, the rest through the outboxes.
+//! - **Inbound**: a handler hands a peer's batch to the loop with a oneshot; the batch is fed to
+//!   the machines, outputs addressed to that peer go back in the same HTTP answer, the rest
+//!   through the outboxes.
+//! - **No local delivery**: messages a bank sends itself never leave the writer (its in-batch
+//!   `loopback` delivers them in the same commit), so the driver only talks to peers.
 //! - **Ticks**: every [`TICK_MS`] the machines' timers run (re-sends, expiries, outcome queries).
 //! - **Waiters**: a customer's request waits for its transaction's decision and delivery, up to
 //!   the response deadline; past it the answer is `pending`.
 
+//!
+//! Writer commands are never awaited by the loop itself: each runs as a task of the loop's
+//! `JoinSet`, and its outputs come back to the loop as a completion.
+
+mod event_loop;
+pub mod waiters;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bank_core::ids::{BankId, TimestampMs, TransferId};
-use bank_core::ledger::{Decision, Vote};
+use bank_core::ledger::Decision;
 use bank_core::ring::RingMessage;
 use bank_core::twopc::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::peer::StampedRingMessage;
 use crate::peer::client::PeerClient;
-use crate::peer::{
-    BATCH_MESSAGES_MAX, Envelope, MESSAGES_PATH, OUTBOX_LEN_MAX, RING_BATCH_MAX, RING_OUTBOX_LEN_MAX, RING_PATH,
-    RingEnvelope, StampedRingMessage,
-};
 use crate::storage::writer::{ProtocolOutput, WriterHandle};
+use event_loop::{EventLoop, Inbound};
+pub use waiters::{PeerSeen, Progress};
 
 /// Period of the protocol timers.
 pub const TICK_MS: u64 = 100;
+/// Inbound batches and output lists waiting for the loop; a sender waits when it is full (the
+/// loop never blocks, so the wait is short).
+pub const INBOX_LEN_MAX: usize = 4_096;
 
-/// Where a transaction stands, as its waiters see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    Preparing,
-    Decided(Decision),
-    Finished(Decision),
+/// The handlers' handle on the driver. Cheap to clone; holds no reference to the loop's state.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    inbox: mpsc::Sender<Inbound>,
+    shared: Arc<waiters::Shared>,
 }
 
-/// The driver. Cheap to share (`Arc`).
+/// The running loop, owned by the node: stopping it ends every task it started.
 #[derive(Debug)]
-pub struct Coordination {
+pub struct DriverTask {
+    stop: oneshot::Sender<()>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl DriverTask {
+    /// Stops the loop and waits until it and every task it owned are gone.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.join.await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "the driver panicked");
+        }
+    }
+}
+
+/// Starts the driver of bank `self_id`: its loop, with an outbox per peer in `members` when
+/// `peers` can reach them; `ring_tick_ms` is the token ring's tick (`None`: no ring).
+pub fn start(
     self_id: BankId,
     writer: WriterHandle,
-    outboxes: HashMap<BankId, mpsc::Sender<Message>>,
-    ring_outboxes: HashMap<BankId, mpsc::Sender<(TimestampMs, RingMessage)>>,
-    waiters: Mutex<HashMap<TransferId, watch::Sender<Progress>>>,
-    /// Why watched transactions were aborted (the first refusal's code and detail).
-    refusals: Mutex<HashMap<TransferId, (String, String)>>,
-    /// How each peer answered its last request: `Some(true)` up, `Some(false)` unreachable.
-    peers: Mutex<HashMap<BankId, PeerSeen>>,
+    peers: Option<PeerClient>,
+    members: Vec<BankId>,
+    ring_tick_ms: Option<u64>,
+) -> (Driver, DriverTask) {
+    let shared = Arc::new(waiters::Shared::default());
+    let (inbox, inbox_rx) = mpsc::channel(INBOX_LEN_MAX);
+    let (stop, stop_rx) = oneshot::channel();
+    let event_loop = EventLoop::new(self_id, writer, peers, members, shared.clone());
+    let join = tokio::spawn(event_loop.run(inbox_rx, stop_rx, TICK_MS, ring_tick_ms));
+    (Driver { inbox, shared }, DriverTask { stop, join })
 }
 
-/// The last time this bank heard from a peer: an answer to one of its requests, or a request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PeerSeen {
-    /// Whether the last request reached it.
-    pub up: Option<bool>,
-    /// When it last answered (Unix ms), if ever.
-    pub last_answer_ms: Option<i64>,
+/// The loop is gone: the node is stopping.
+fn stopping() -> bank_core::Error {
+    bank_core::Error::BankUnavailable("the bank is shutting down".into())
 }
 
-impl Coordination {
-    /// Starts the outbox of every peer and the tick loops; `ring_tick_ms` is the token ring's
-    /// tick (`None`: no ring, `concurrent` mode).
-    pub fn start(
-        self_id: BankId,
-        writer: WriterHandle,
-        peers: Option<PeerClient>,
-        members: Vec<BankId>,
-        ring_tick_ms: Option<u64>,
-    ) -> Arc<Self> {
-        let mut receivers = Vec::new();
-        let mut ring_receivers = Vec::new();
-        let mut outboxes = HashMap::new();
-        let mut ring_outboxes = HashMap::new();
-        for peer in members.into_iter().filter(|&m| m != self_id) {
-            let (tx, rx) = mpsc::channel(OUTBOX_LEN_MAX);
-            outboxes.insert(peer, tx);
-            receivers.push((peer, rx));
-            let (tx, rx) = mpsc::channel(RING_OUTBOX_LEN_MAX);
-            ring_outboxes.insert(peer, tx);
-            ring_receivers.push((peer, rx));
-        }
-        let this = Arc::new(Coordination {
-            self_id,
-            writer,
-            outboxes,
-            ring_outboxes,
-            waiters: Mutex::new(HashMap::new()),
-            refusals: Mutex::new(HashMap::new()),
-            peers: Mutex::new(HashMap::new()),
-        });
-        if let Some(client) = peers {
-            for (peer, rx) in receivers {
-                tokio::spawn(outbox(this.clone(), client.clone(), peer, rx));
-            }
-            for (peer, rx) in ring_receivers {
-                tokio::spawn(ring_outbox(this.clone(), client.clone(), peer, rx));
-            }
-        }
-        if let Some(tick_ms) = ring_tick_ms {
-            spawn_ticker(&this, tick_ms, "ring", |writer| Box::pin(async move { writer.ring_tick().await }));
-        }
-        spawn_ticker(&this, TICK_MS, "protocol", |writer| Box::pin(async move { writer.protocol_tick().await }));
-        this
-    }
-
+impl Driver {
     /// How each peer answered lately (for the status page).
     pub fn peers_seen(&self) -> HashMap<BankId, PeerSeen> {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn saw(&self, peer: BankId, up: bool) {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = peers.entry(peer).or_default();
-        seen.up = Some(up);
-        if up {
-            seen.last_answer_ms = Some(crate::storage::writer::now_ms().0);
-        }
+        self.shared.peers_seen()
     }
 
     /// Registers interest in `tx` before it begins, so no progress is missed.
     pub fn watch(&self, tx: TransferId) -> watch::Receiver<Progress> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.entry(tx).or_insert_with(|| watch::channel(Progress::Preparing).0).subscribe()
-    }
-
-    fn notify(&self, tx: TransferId, progress: Progress) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = waiters.get(&tx) {
-            let _ = sender.send(progress);
-            if matches!(progress, Progress::Finished(_)) || sender.receiver_count() == 0 {
-                waiters.remove(&tx);
-            }
-        }
-    }
-
-    fn decided(&self, tx: TransferId, decision: Decision, refusal: Option<(String, String)>) {
-        if let Some(refusal) = refusal {
-            let watched = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tx);
-            if watched {
-                self.refusals.lock().unwrap_or_else(|p| p.into_inner()).insert(tx, refusal);
-            }
-        }
-        self.notify(tx, Progress::Decided(decision));
+        self.shared.watch(tx)
     }
 
     /// Why `tx` was aborted, if a bank refused it (taken once).
     pub fn take_refusal(&self, tx: TransferId) -> Option<(String, String)> {
-        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).remove(&tx)
+        self.shared.take_refusal(tx)
+    }
+
+    /// Forgets the waiter of `tx` (its customer stopped waiting).
+    pub fn unwatch(&self, tx: TransferId) {
+        self.shared.unwatch(tx)
     }
 
     /// Waits for `tx` to be finished (or aborted), up to `deadline`; returns the last progress.
@@ -177,208 +142,39 @@ impl Coordination {
         }
     }
 
-    /// Forgets the waiter of `tx` (its customer stopped waiting).
-    pub fn unwatch(&self, tx: TransferId) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if waiters.get(&tx).is_some_and(|s| s.receiver_count() <= 1) {
-            waiters.remove(&tx);
-        }
-    }
-
-    /// Carries out the machines' outputs: local messages go back to the machines, the rest to
-    /// the outboxes; decisions wake waiters. Returns nothing: every send is best effort.
-    pub async fn dispatch(self: &Arc<Self>, outputs: Vec<ProtocolOutput>) {
-        let mut local = self.route(outputs);
-        // Local delivery loops until the machines are quiet (a begin's local prepare yields a
-        // vote, which may yield a decision, which yields a local commit, ...).
-        while !local.is_empty() {
-            match self.writer.protocol_deliver(self.self_id, std::mem::take(&mut local)).await {
-                Ok(outputs) => local = self.route(outputs),
-                // Overloaded or shutting down: the timers re-send what was lost.
-                Err(e) => tracing::debug!(error = %e, "local protocol delivery dropped"),
-            }
-        }
-    }
-
-    /// Queues what goes to peers and wakes waiters; returns the messages for this bank itself.
-    fn route(&self, outputs: Vec<ProtocolOutput>) -> Vec<Message> {
-        let mut local = Vec::new();
+    /// Carries out the outputs of a customer's operation: decisions wake waiters here and now,
+    /// messages for peers go to the loop's outboxes. Best effort: a message lost (the node is
+    /// stopping) is re-sent by the protocol.
+    pub async fn dispatch(&self, outputs: Vec<ProtocolOutput>) {
+        let mut for_peers = Vec::new();
         for output in outputs {
             match output {
-                ProtocolOutput::Send { to, msg } if to == self.self_id => local.push(msg),
-                ProtocolOutput::Send { to, msg } => self.enqueue(to, msg),
-                ProtocolOutput::Decided { tx, decision, refusal } => self.decided(tx, decision, refusal),
-                ProtocolOutput::Finished { tx, decision } => self.notify(tx, Progress::Finished(decision)),
-                ProtocolOutput::Ring { to, sent_at, msg } => self.enqueue_ring(to, sent_at, msg),
+                ProtocolOutput::Decided { tx, decision, refusal } => self.shared.decided(tx, decision, refusal),
+                ProtocolOutput::Finished { tx, decision } => self.shared.notify(tx, Progress::Finished(decision)),
+                other => for_peers.push(other),
             }
         }
-        local
-    }
-
-    fn enqueue(&self, to: BankId, msg: Message) {
-        let Some(outbox) = self.outboxes.get(&to) else {
-            tracing::warn!(bank = %to, "message for a bank that is not a member dropped");
-            return;
-        };
-        if let Err(mpsc::error::TrySendError::Full(msg)) = outbox.try_send(msg) {
-            tracing::debug!(bank = %to, tx = %msg.tx(), "outbox full; message dropped (the protocol re-sends it)");
+        if !for_peers.is_empty() {
+            let _ = self.inbox.send(Inbound::Outputs(for_peers)).await;
         }
     }
 
-    fn enqueue_ring(&self, to: BankId, sent_at: TimestampMs, msg: RingMessage) {
-        let Some(outbox) = self.ring_outboxes.get(&to) else {
-            tracing::warn!(bank = %to, "ring message for a bank that is not a member dropped");
-            return;
-        };
-        if outbox.try_send((sent_at, msg)).is_err() {
-            tracing::debug!(bank = %to, "ring outbox full; message dropped (the ring re-sends or regenerates)");
-        }
+    /// Handles messages that peer `from` sent: returns the outputs addressed to `from` (carried
+    /// back in the HTTP answer); the others go to the outboxes.
+    pub async fn receive(&self, from: BankId, messages: Vec<Message>) -> Result<Vec<Message>, bank_core::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox.send(Inbound::Messages { from, messages, reply }).await.map_err(|_| stopping())?;
+        answer.await.map_err(|_| stopping())?
     }
 
-    /// Handles ring messages that peer `from` sent: feeds them to the ring and returns its
-    /// answers to `from` (carried back in the HTTP answer); the rest is dispatched.
+    /// Handles ring messages that peer `from` sent: returns the ring's answers to `from`.
     pub async fn receive_ring(
-        self: &Arc<Self>,
+        &self,
         from: BankId,
         messages: Vec<(TimestampMs, RingMessage)>,
     ) -> Result<Vec<StampedRingMessage>, bank_core::Error> {
-        self.saw(from, true);
-        let outputs = self.writer.ring_deliver(from, messages).await?;
-        let mut back = Vec::new();
-        let mut rest = Vec::new();
-        for output in outputs {
-            match output {
-                ProtocolOutput::Ring { to, sent_at, msg } if to == from => {
-                    back.push(StampedRingMessage { sent_at_ms: sent_at.0, message: msg })
-                }
-                other => rest.push(other),
-            }
-        }
-        if !rest.is_empty() {
-            let this = self.clone();
-            tokio::spawn(async move { this.dispatch(rest).await });
-        }
-        Ok(back)
-    }
-
-    /// Handles messages that peer `from` sent: feeds them to the machines and returns the
-    /// outputs addressed to `from` (carried back in the HTTP answer); the others are dispatched.
-    pub async fn receive(
-        self: &Arc<Self>,
-        from: BankId,
-        messages: Vec<Message>,
-    ) -> Result<Vec<Message>, bank_core::Error> {
-        self.saw(from, true);
-        let outputs = self.writer.protocol_deliver(from, messages).await?;
-        let mut back = Vec::new();
-        let mut rest = Vec::new();
-        for output in outputs {
-            match output {
-                ProtocolOutput::Send { to, msg } if to == from => back.push(msg),
-                other => rest.push(other),
-            }
-        }
-        if !rest.is_empty() {
-            let this = self.clone();
-            tokio::spawn(async move { this.dispatch(rest).await });
-        }
-        Ok(back)
-    }
-}
-
-/// A writer command that runs timers and returns their outputs.
-type TickCommand =
-    fn(WriterHandle) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<ProtocolOutput>, bank_core::Error>> + Send>>;
-
-/// Runs `tick` every `period_ms` (late ticks are skipped, not bunched) and dispatches its
-/// outputs, until the driver is dropped.
-fn spawn_ticker(this: &Arc<Coordination>, period_ms: u64, what: &'static str, tick: TickCommand) {
-    let ticker = Arc::downgrade(this);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_millis(period_ms));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            every.tick().await;
-            let Some(this) = ticker.upgrade() else { return };
-            match tick(this.writer.clone()).await {
-                Ok(outputs) => this.dispatch(outputs).await,
-                Err(e) => tracing::debug!(error = %e, "{what} tick skipped"),
-            }
-        }
-    });
-}
-
-/// The outbox of one peer: batches what is queued into one request, feeds the answers back.
-async fn outbox(this: Arc<Coordination>, client: PeerClient, peer: BankId, mut rx: mpsc::Receiver<Message>) {
-    let mut batch = Vec::with_capacity(BATCH_MESSAGES_MAX);
-    while rx.recv_many(&mut batch, BATCH_MESSAGES_MAX).await > 0 {
-        let envelope = Envelope { messages: std::mem::take(&mut batch) };
-        match client.post_json::<Envelope, Envelope>(peer, MESSAGES_PATH, &envelope).await {
-            Ok(answer) => {
-                this.saw(peer, true);
-                if !answer.messages.is_empty() {
-                    match this.writer.protocol_deliver(peer, answer.messages).await {
-                        Ok(outputs) => this.dispatch(outputs).await,
-                        Err(e) => tracing::debug!(error = %e, "answers from bank {peer} dropped"),
-                    }
-                }
-            }
-            Err(e) => {
-                this.saw(peer, false);
-                tracing::debug!(bank = %peer, error = %e, messages = envelope.messages.len(), "peer unreachable");
-                // Fail fast: every prepare that could not be delivered is a no vote of that bank.
-                let refusals: Vec<Message> = envelope
-                    .messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        Message::Prepare { tx, .. } => Some(Message::Vote {
-                            tx: *tx,
-                            from: peer,
-                            vote: Vote::No {
-                                code: "bank_unavailable".into(),
-                                detail: format!("bank {peer} could not be reached"),
-                            },
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                if !refusals.is_empty() {
-                    match this.writer.protocol_deliver(peer, refusals).await {
-                        Ok(outputs) => this.dispatch(outputs).await,
-                        Err(e) => tracing::debug!(error = %e, "local refusal dropped"),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The outbox of one peer's ring messages: sends what is queued in one request, feeds the
-/// answers (acknowledgements, votes) back to the ring. A lost request is not retried here: the
-/// ring re-sends what it must.
-async fn ring_outbox(
-    this: Arc<Coordination>,
-    client: PeerClient,
-    peer: BankId,
-    mut rx: mpsc::Receiver<(TimestampMs, RingMessage)>,
-) {
-    let mut batch = Vec::with_capacity(RING_BATCH_MAX);
-    while rx.recv_many(&mut batch, RING_BATCH_MAX).await > 0 {
-        let messages = batch.drain(..).map(|(t, m)| StampedRingMessage { sent_at_ms: t.0, message: m }).collect();
-        match client.post_json::<RingEnvelope, RingEnvelope>(peer, RING_PATH, &RingEnvelope { messages }).await {
-            Ok(answer) => {
-                this.saw(peer, true);
-                if !answer.messages.is_empty() {
-                    match this.writer.ring_deliver(peer, answer.into_pairs()).await {
-                        Ok(outputs) => this.dispatch(outputs).await,
-                        Err(e) => tracing::debug!(error = %e, "ring answers from bank {peer} dropped"),
-                    }
-                }
-            }
-            Err(e) => {
-                this.saw(peer, false);
-                tracing::debug!(bank = %peer, error = %e, "ring message not delivered");
-            }
-        }
+        let (reply, answer) = oneshot::channel();
+        self.inbox.send(Inbound::Ring { from, messages, reply }).await.map_err(|_| stopping())?;
+        answer.await.map_err(|_| stopping())?
     }
 }

@@ -22,7 +22,7 @@ async fn receive_ring(state: State, signed: Signed<RingEnvelope>) -> Result<axum
     if signed.value.messages.len() > RING_BATCH_MAX {
         return Err(invalid(format!("at most {RING_BATCH_MAX} ring messages per request")));
     }
-    let messages = state.coordination.receive_ring(signed.from, signed.value.into_pairs()).await?;
+    let messages = state.driver.receive_ring(signed.from, signed.value.into_pairs()).await?;
     Ok(axum::Json(RingEnvelope { messages }))
 }
 
@@ -52,6 +52,6 @@ async fn receive_messages(state: State, signed: Signed<Envelope>) -> Result<axum
     if signed.value.messages.len() > BATCH_MESSAGES_MAX {
         return Err(invalid(format!("at most {BATCH_MESSAGES_MAX} messages per request")));
     }
-    let messages = state.coordination.receive(signed.from, signed.value.messages).await?;
+    let messages = state.driver.receive(signed.from, signed.value.messages).await?;
     Ok(axum::Json(Envelope { messages }))
 }

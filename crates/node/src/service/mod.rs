@@ -39,7 +39,7 @@ pub struct Bank {
     pub limits: Limits,
     /// The consortium link (verifier and peer client); `None` for a bank running alone.
     pub interbank: Option<Arc<crate::peer::Interbank>>,
-    pub coordination: Arc<crate::driver::Coordination>,
+    pub driver: crate::driver::Driver,
     /// The coordination mode this bank runs (a bank alone reports its configured mode).
     pub coordination_mode: crate::config::CoordinationMode,
     /// The token ring as the writer last published it; `None` unless in `token-ring` mode.
@@ -231,11 +231,11 @@ pub async fn transfer(
     let started = tokio::time::Instant::now();
     // Watched before it is submitted: a transfer that waits for the token may be begun — and
     // decided — by another command, before this request is told it was queued.
-    let progress = state.coordination.watch(id);
+    let progress = state.driver.watch(id);
     let (outcome, outputs) = match state.writer.transfer(request).await {
         Ok(done) => done,
         Err(e) => {
-            state.coordination.unwatch(id);
+            state.driver.unwatch(id);
             state.metrics.operation("transfer", "rejected");
             return Err(e.into());
         }
@@ -243,20 +243,20 @@ pub async fn transfer(
     let pending = match outcome {
         Outcome::Transfer(t) => t,
         other => {
-            state.coordination.unwatch(id);
+            state.driver.unwatch(id);
             return Err(ServiceError::Internal(format!("a transfer answered {other:?}")));
         }
     };
     if pending.id != id || pending.status != Status::Pending {
         // Ran here at once, or a repeat: the answer is what is recorded.
-        state.coordination.unwatch(id);
+        state.driver.unwatch(id);
         state.metrics.operation("transfer", pending.status.as_str());
         return Ok(TransferOut::from(&pending));
     }
-    state.coordination.dispatch(outputs).await;
-    let last = state.coordination.wait(progress, started + deadline).await;
-    let _ = state.coordination.take_refusal(id);
-    state.coordination.unwatch(id);
+    state.driver.dispatch(outputs).await;
+    let last = state.driver.wait(progress, started + deadline).await;
+    let _ = state.driver.take_refusal(id);
+    state.driver.unwatch(id);
     let stored = state.reads.run(move |c| read::transfer(c, &id)).await?;
     let transfer = stored.ok_or_else(|| ServiceError::Internal(format!("transfer {id} vanished")))?;
     let mut out = TransferOut::from(&transfer);
@@ -315,14 +315,14 @@ pub async fn register_consortium_key(
 ) -> Result<PixKey, Error> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
     let (id, key, outputs) = state.writer.claim_key(account, request).await?;
-    let progress = state.coordination.watch(id);
-    state.coordination.dispatch(outputs).await;
-    let last = state.coordination.wait(progress, deadline).await;
-    state.coordination.unwatch(id);
+    let progress = state.driver.watch(id);
+    state.driver.dispatch(outputs).await;
+    let last = state.driver.wait(progress, deadline).await;
+    state.driver.unwatch(id);
     match last {
         Progress::Finished(Decision::Committed) => Ok(key),
         Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
-            let (code, detail) = state.coordination.take_refusal(id).unwrap_or_default();
+            let (code, detail) = state.driver.take_refusal(id).unwrap_or_default();
             Err(match code.as_str() {
                 "conflict" => Error::Conflict(detail),
                 _ => Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}")),
