@@ -20,6 +20,24 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
 }
 
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").expect("/proc/self/task").count()
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+}
+
+/// Every task the stopped nodes spawned ends (within a short grace for connection tasks that
+/// are closing): the runtime is back to the `base` count the test started with.
+async fn assert_tasks_end(base: usize, round: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive_tasks() > base && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(alive_tasks() <= base, "round {round}: {} tasks still alive after the stop, {base} before", alive_tasks());
+}
+
 /// Nothing listens on `addr` any more: it can be bound again.
 fn assert_port_free(addr: SocketAddr) {
     if let Err(e) = std::net::TcpListener::bind(addr) {
@@ -27,11 +45,14 @@ fn assert_port_free(addr: SocketAddr) {
     }
 }
 
-/// The descriptor counts, one per iteration, stay flat after the warm-up.
-fn assert_no_fd_growth(counts: &[usize]) {
-    let base = counts[WARM_UP - 1];
-    let worst = counts.iter().skip(WARM_UP).copied().max().unwrap_or(base);
-    assert!(worst <= base + FD_SLACK, "open descriptors grew from {base} to {worst} across restarts: {counts:?}");
+/// The (descriptor, thread) counts, one pair per iteration, stay flat after the warm-up.
+fn assert_no_growth(counts: &[(usize, usize)]) {
+    let (fds, threads) = counts[WARM_UP - 1];
+    let worst_fds = counts.iter().skip(WARM_UP).map(|c| c.0).max().unwrap_or(fds);
+    let worst_threads = counts.iter().skip(WARM_UP).map(|c| c.1).max().unwrap_or(threads);
+    assert!(worst_fds <= fds + FD_SLACK, "open descriptors grew from {fds} to {worst_fds}: {counts:?}");
+    // Blocking-pool threads idle out on their own schedule; the node's own threads must not pile up.
+    assert!(worst_threads <= threads + FD_SLACK, "threads grew from {threads} to {worst_threads}: {counts:?}");
 }
 
 fn available(balance: &Value) -> i64 {
@@ -40,10 +61,12 @@ fn available(balance: &Value) -> i64 {
 
 /// 60 starts and stops of one bank on the same data directory: each start succeeds (the lock
 /// file was released), the data and the session survive every restart, the port is free after
-/// each stop, and the process's open descriptors do not grow.
+/// each stop, every task the node spawned ends, and the process's open descriptors and threads
+/// do not grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_sixty_times_in_one_process_leaks_nothing_and_keeps_its_data() {
     let _serial = ONE_AT_A_TIME.lock().await;
+    let base_tasks = alive_tasks();
     let node = common::spawn_node().await;
     let (token, _) = node.customer(1, "Ana Souza").await;
     node.deposit(&token, 10_000).await;
@@ -58,17 +81,19 @@ async fn a_node_restarted_sixty_times_in_one_process_leaks_nothing_and_keeps_its
         let addr = node.addr;
         dir = node.stop().await;
         assert_port_free(addr);
-        counts.push(open_fds());
+        assert_tasks_end(base_tasks, round as usize).await;
+        counts.push((open_fds(), threads()));
     }
-    assert_no_fd_growth(&counts);
+    assert_no_growth(&counts);
 }
 
-/// A two-bank consortium, started, used for a cross-bank transfer and stopped five times in one
-/// process: both ports are free after each stop and the open descriptors do not grow (the
-/// driver's outboxes and peer connections end with their node).
+/// A two-bank consortium, started, used for a cross-bank transfer and stopped eight times in one
+/// process: both ports are free after each stop, every task the nodes spawned ends (the driver's
+/// outboxes and tickers with their node), and open descriptors and threads do not grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consortium_started_and_stopped_five_times_leaks_nothing() {
+async fn a_consortium_started_and_stopped_eight_times_leaks_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
+    let base_tasks = alive_tasks();
     let mut counts = Vec::new();
     for round in 0..WARM_UP + 5 {
         let c = common::cluster(2).await;
@@ -86,7 +111,8 @@ async fn a_consortium_started_and_stopped_five_times_leaks_nothing() {
         for addr in addrs {
             assert_port_free(addr);
         }
-        counts.push(open_fds());
+        assert_tasks_end(base_tasks, round).await;
+        counts.push((open_fds(), threads()));
     }
-    assert_no_fd_growth(&counts);
+    assert_no_growth(&counts);
 }
