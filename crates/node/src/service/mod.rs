@@ -6,21 +6,30 @@
 //! It may import `driver`, `peer`, `storage`, `auth`, `metrics`, `config` and the core; nothing
 //! above it (`api`, `web`, `interbank`, `app`).
 
+mod consortium;
+mod customer;
+mod transfer;
+
+pub use consortium::{
+    ConsortiumAccounts, ConsortiumStatus, HeldAccountView, KeyOwner, MemberState, MemberStatus, Membership, RingStatus,
+    bank_name, consortium_accounts, consortium_status, lookup_key,
+};
+pub use customer::{
+    DocumentKey, OpenedAccount, SignedIn, account, deposit, open_account, open_session, sign_in, sign_out, statement,
+    visible_accounts, withdraw,
+};
+pub use transfer::{TransferAnswer, register_consortium_key, register_key, transfer, transfer_of};
+
 use std::sync::Arc;
 
 use bank_core::Error;
-use bank_core::account::Account;
-use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
-use bank_core::ledger::{Decision, KeyRequest, LegRequest, Outcome, Status, TransferRequest};
-use bank_core::pixkey::PixKey;
+use bank_core::ids::BankId;
 
-use crate::api::dto::{BalanceOut, ConsortiumAccountOut, EntryOut, KeyLookupOut, TransferOut};
 use crate::auth::SessionCache;
 use crate::config::Limits;
-use crate::driver::Progress;
 use crate::metrics::Metrics;
 use crate::storage::StorageError;
-use crate::storage::read::{self, ReadPool};
+use crate::storage::read::ReadPool;
 use crate::storage::writer::WriterHandle;
 
 /// One bank's services and what they share: every handler (API, pages, inter-bank) holds an
@@ -79,259 +88,7 @@ impl std::fmt::Display for ServiceError {
 
 pub type OpResult<T> = Result<T, ServiceError>;
 
+/// The signed-in account vanished (it cannot, today; a stale session must not crash a handler).
 fn gone() -> ServiceError {
     ServiceError::Core(Error::Unauthorized("the signed-in account no longer exists".into()))
-}
-
-/// The signed-in account, its keys, and the accounts it may spend from (as `visible_accounts`).
-pub async fn account(state: &Arc<Bank>, number: &AccountNumber) -> OpResult<(Account, Vec<(String, String)>)> {
-    let n = number.clone();
-    let view = state.reads.run(move |c| read::account(c, &n)).await?.ok_or_else(gone)?;
-    let keys = view.keys.into_iter().map(|(key, kind)| (key, kind.as_str().to_string())).collect();
-    Ok((view.account, keys))
-}
-
-/// The customer's accounts in every bank (as `GET /api/v1/consortium/accounts`).
-pub async fn consortium_accounts(
-    state: &Arc<Bank>,
-    number: &AccountNumber,
-) -> OpResult<(Vec<ConsortiumAccountOut>, Vec<u32>)> {
-    let n = number.clone();
-    let found = state
-        .reads
-        .run(move |c| {
-            let Some(view) = read::account(c, &n)? else { return Ok(None) };
-            let mut accounts = Vec::new();
-            for s in read::spendable(c, &view.account)? {
-                if let Some(v) = read::account(c, &s)? {
-                    accounts.push(v.account);
-                }
-            }
-            Ok(Some((view.account, accounts)))
-        })
-        .await?;
-    let (actor, accounts) = found.ok_or_else(gone)?;
-    let mut out: Vec<ConsortiumAccountOut> = accounts
-        .iter()
-        .map(|a| ConsortiumAccountOut {
-            bank_id: state.bank_id.0,
-            bank_name: state.bank_name.clone(),
-            number: a.number.to_string(),
-            kind: a.kind.as_str(),
-            balance: Some(BalanceOut::of(a)),
-        })
-        .collect();
-    let mut unreachable = Vec::new();
-    if let (Some(interbank), Some(document)) = (&state.interbank, actor.acting_document()) {
-        let query = crate::peer::AccountsOf { document: document.clone() };
-        let asks = interbank.members.values().filter(|m| m.id != state.bank_id).map(|member| {
-            let (client, query) = (interbank.peers.clone(), query.clone());
-            async move {
-                let answer = client
-                    .post_json::<_, crate::peer::HeldAccounts>(member.id, crate::peer::ACCOUNTS_OF_PATH, &query)
-                    .await;
-                (member, answer)
-            }
-        });
-        for (member, answer) in futures::future::join_all(asks).await {
-            match answer {
-                Ok(held) => out.extend(held.accounts.into_iter().map(|a| ConsortiumAccountOut {
-                    bank_id: member.id.0,
-                    bank_name: member.name.clone(),
-                    number: a.number.to_string(),
-                    kind: a.kind.as_str(),
-                    balance: Some(BalanceOut {
-                        posted_cents: a.posted_cents,
-                        held_cents: a.held_cents,
-                        available_cents: a.posted_cents - a.held_cents,
-                    }),
-                })),
-                Err(_) => unreachable.push(member.id.0),
-            }
-        }
-    }
-    Ok((out, unreachable))
-}
-
-/// The name of a member bank (this one included).
-pub fn bank_name(state: &Bank, id: u32) -> String {
-    if id == state.bank_id.0 {
-        return state.bank_name.clone();
-    }
-    state
-        .interbank
-        .as_ref()
-        .and_then(|ib| ib.members.get(&bank_core::ids::BankId(id)))
-        .map(|m| m.name.clone())
-        .unwrap_or_else(|| format!("bank {id}"))
-}
-
-/// Whom a key belongs to (as `GET /api/v1/pix-keys/{key}`).
-pub async fn lookup_key(state: &Arc<Bank>, key: &PixKey) -> OpResult<KeyLookupOut> {
-    let k = key.clone();
-    let view = state.reads.run(move |c| read::key_owner(c, &k)).await?;
-    if let Some(view) = view {
-        let masked = view.account.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", ");
-        return Ok(KeyLookupOut {
-            key: view.key.normalized(),
-            kind: view.key.key_type(),
-            bank_id: state.bank_id.0,
-            bank_name: state.bank_name.clone(),
-            holder_name: view.account.display_name(),
-            masked_document: masked,
-        });
-    }
-    let k = key.clone();
-    let remote = state.reads.run(move |c| read::remote_key(c, &k)).await?;
-    let remote = remote.ok_or_else(|| ServiceError::Core(Error::UnknownKey(key.normalized())))?;
-    Ok(KeyLookupOut {
-        key: key.normalized(),
-        kind: key.key_type(),
-        bank_id: remote.bank_id.0,
-        bank_name: bank_name(state, remote.bank_id.0),
-        holder_name: remote.holder_name,
-        masked_document: remote.masked_document,
-    })
-}
-
-/// Recent statement lines of an account, newest first, and the cursor of the next page.
-pub async fn entries(
-    state: &Arc<Bank>,
-    account: &AccountNumber,
-    before: Option<u64>,
-    limit: usize,
-) -> OpResult<(Vec<EntryOut>, Option<u64>)> {
-    let ids = state.entry_index.page(account, before, limit);
-    let entries = state.reads.run(move |c| read::entries(c, &ids)).await?;
-    let next = if entries.len() == limit { entries.last().map(|e| e.id.0) } else { None };
-    Ok((entries.iter().map(EntryOut::from).collect(), next))
-}
-
-/// Runs a transfer — `POST /api/v1/transfers` and the pages alike: a rejection is an error and
-/// changes nothing; an executed transfer is answered as it stands at the response deadline (a
-/// cross-bank one after its decision and delivery, or `pending` with the decision if known).
-pub async fn transfer(
-    state: &Arc<Bank>,
-    actor: AccountNumber,
-    legs: Vec<LegRequest>,
-    description: Option<String>,
-    idempotency: (bank_core::ids::IdempotencyKey, bank_core::ids::Fingerprint),
-) -> OpResult<TransferOut> {
-    let id = TransferId(uuid::Uuid::now_v7());
-    let request = TransferRequest {
-        idempotency_key: idempotency.0,
-        fingerprint: idempotency.1,
-        actor,
-        legs,
-        description,
-        transfer_id: id,
-        now: TimestampMs(0),
-    };
-    let deadline = std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
-    let started = tokio::time::Instant::now();
-    // Watched before it is submitted: a transfer that waits for the token may be begun — and
-    // decided — by another command, before this request is told it was queued.
-    let progress = state.driver.watch(id);
-    let (outcome, outputs) = match state.writer.transfer(request).await {
-        Ok(done) => done,
-        Err(e) => {
-            state.driver.unwatch(id);
-            state.metrics.operation("transfer", "rejected");
-            return Err(e.into());
-        }
-    };
-    let pending = match outcome {
-        Outcome::Transfer(t) => t,
-        other => {
-            state.driver.unwatch(id);
-            return Err(ServiceError::Internal(format!("a transfer answered {other:?}")));
-        }
-    };
-    if pending.id != id || pending.status != Status::Pending {
-        // Ran here at once, or a repeat: the answer is what is recorded.
-        state.driver.unwatch(id);
-        state.metrics.operation("transfer", pending.status.as_str());
-        return Ok(TransferOut::from(&pending));
-    }
-    state.driver.dispatch(outputs).await;
-    let last = state.driver.wait(progress, started + deadline).await;
-    let _ = state.driver.take_refusal(id);
-    state.driver.unwatch(id);
-    let stored = state.reads.run(move |c| read::transfer(c, &id)).await?;
-    let transfer = stored.ok_or_else(|| ServiceError::Internal(format!("transfer {id} vanished")))?;
-    let mut out = TransferOut::from(&transfer);
-    if transfer.status == Status::Pending {
-        out.decision = match last {
-            Progress::Decided(Decision::Committed) | Progress::Finished(Decision::Committed) => Some("commit"),
-            Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => Some("abort"),
-            Progress::Preparing => None,
-        };
-    }
-    state.metrics.operation("transfer", transfer.status.as_str());
-    tracing::debug!(transfer_id = %id, status = transfer.status.as_str(), "transfer answered");
-    Ok(out)
-}
-
-/// A transfer the signed-in customer may see (as `GET /api/v1/transfers/{id}`).
-pub async fn transfer_of(state: &Arc<Bank>, number: &AccountNumber, id: TransferId) -> OpResult<TransferOut> {
-    let n = number.clone();
-    let visible = state
-        .reads
-        .run(move |c| {
-            let Some(view) = read::account(c, &n)? else { return Ok(None) };
-            read::spendable(c, &view.account).map(Some)
-        })
-        .await?
-        .ok_or_else(gone)?;
-    let transfer = state.reads.run(move |c| read::transfer(c, &id)).await?;
-    let not_found = || ServiceError::Core(Error::NotFound(format!("no transfer {id} of yours")));
-    let transfer = transfer.ok_or_else(not_found)?;
-    let own = |bank: bank_core::ids::BankId, n: &AccountNumber| bank == state.bank_id && visible.contains(n);
-    let mine = visible.contains(&transfer.actor)
-        || transfer.legs.iter().any(|l| own(l.from.bank_id, &l.from.number) || own(l.to.bank_id, &l.to.number));
-    if !mine {
-        return Err(not_found());
-    }
-    Ok(TransferOut::from(&transfer))
-}
-
-/// Registers an e-mail, phone or random key (as `POST /api/v1/pix-keys`), consortium-wide when
-/// the bank is in a consortium.
-pub async fn register_key(state: &Arc<Bank>, account: AccountNumber, request: KeyRequest) -> OpResult<PixKey> {
-    if state.interbank.is_none() {
-        return Ok(state.writer.register_key(account, request).await?);
-    }
-    Ok(register_consortium_key(state, account, Some(request)).await?)
-}
-
-/// Registers a key at every bank of the consortium (DESIGN.md §5a) and waits until every bank has
-/// it (`None`: the account's CPF/CNPJ key, at opening): 409 `conflict` when a bank has it (or is
-/// registering it), 503 `bank_unavailable` when a bank cannot be asked — uniqueness is never
-/// guessed. The API and the pages both call this.
-pub async fn register_consortium_key(
-    state: &Arc<Bank>,
-    account: AccountNumber,
-    request: Option<KeyRequest>,
-) -> Result<PixKey, Error> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(state.limits.transfer_deadline_ms);
-    let (id, key, outputs) = state.writer.claim_key(account, request).await?;
-    let progress = state.driver.watch(id);
-    state.driver.dispatch(outputs).await;
-    let last = state.driver.wait(progress, deadline).await;
-    state.driver.unwatch(id);
-    match last {
-        Progress::Finished(Decision::Committed) => Ok(key),
-        Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
-            let (code, detail) = state.driver.take_refusal(id).unwrap_or_default();
-            Err(match code.as_str() {
-                "conflict" => Error::Conflict(detail),
-                _ => Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}")),
-            })
-        }
-        // Committed but not yet delivered everywhere, or still undecided at the deadline.
-        _ => Err(Error::BankUnavailable(format!(
-            "the registration of {} is still in progress; look the key up again shortly",
-            key.normalized()
-        ))),
-    }
 }

@@ -1,7 +1,7 @@
 //! The customers' web pages (DESIGN.md §6): server-rendered with askama, usable without
 //! JavaScript, in the bank's own name and colour.
 //!
-//! Pages run the same core operations as the JSON API ([`crate::service`]), so a page never does what the
+//! Pages run the same operations as the JSON API ([`crate::service`]), so a page never does what the
 //! API would refuse; a refused form is shown again with the reason in plain words and what was
 //! typed. Sessions are the API's sessions, carried in an HttpOnly, SameSite=Strict cookie named
 //! after the bank (several banks on one host keep their own). State-changing requests that a
@@ -24,8 +24,8 @@ use bank_core::Error;
 use bank_core::ids::{AccountNumber, Fingerprint, IdempotencyKey};
 use sha2::{Digest, Sha256};
 
-use crate::problem::ApiError;
 use crate::service::Bank;
+use crate::service::ServiceError;
 use crate::storage::writer::now_ms;
 
 /// The pages' routes; merged into the node's router.
@@ -224,10 +224,10 @@ pub fn parse_amount(text: &str) -> Result<bank_core::money::Amount, String> {
 }
 
 /// An error of the core or the API, in words for a customer.
-pub fn friendly(e: &ApiError) -> String {
+pub fn friendly(e: &ServiceError) -> String {
     match e {
-        ApiError::Internal(_) => "Something went wrong on our side; nothing was changed. Try again.".into(),
-        ApiError::Core(e) => match e {
+        ServiceError::Internal(_) => "Something went wrong on our side; nothing was changed. Try again.".into(),
+        ServiceError::Core(e) => match e {
             Error::InsufficientFunds { available_cents, requested_cents, .. } => format!(
                 "Not enough money: {} available, {} asked.",
                 bank_core::money::format_brl(*available_cents),
@@ -251,6 +251,15 @@ fn capitalise(text: &str) -> String {
         out.push('.');
     }
     out
+}
+
+/// A moment as a customer reads it: `2026-12-04 18:20:00` (UTC, to the second).
+pub fn when(at: bank_core::ids::TimestampMs) -> String {
+    let rfc3339 = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    rfc3339.replace('T', " ").chars().take(19).collect()
 }
 
 /// `R$ 1.234,56`.
