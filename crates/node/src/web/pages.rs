@@ -688,6 +688,61 @@ pub async fn packet_form(state: St, session: WebSession) -> Response {
     })
 }
 
+/// What the filled rows of a packet form ask for.
+struct PacketLegs {
+    legs: Vec<LegRequest>,
+    /// The total each source would send, against what it has.
+    totals: Vec<TotalRow>,
+    /// The form's meaning, for its idempotency fingerprint.
+    meaning: String,
+}
+
+/// Parses every filled row (blank rows are skipped); a row that does not parse gets its error.
+fn packet_legs(rows: &mut [PacketRow], sources: &[SourceOption]) -> PacketLegs {
+    let mut legs = Vec::new();
+    let mut per_source: BTreeMap<String, i64> = BTreeMap::new();
+    let mut meaning = String::new();
+    for row in rows.iter_mut() {
+        if row.key.trim().is_empty() && row.amount.trim().is_empty() {
+            continue;
+        }
+        match packet_leg(row, sources) {
+            Ok(leg) => {
+                *per_source.entry(row.from.clone()).or_default() += leg.amount.cents();
+                meaning.push_str(&format!("{}>{:?}={};", row.from, row.key.trim(), leg.amount.cents()));
+                legs.push(leg);
+            }
+            Err(e) => row.error = Some(e),
+        }
+    }
+    let totals = per_source
+        .iter()
+        .filter_map(|(value, total)| {
+            let s = sources.iter().find(|s| &s.value == value)?;
+            Some(TotalRow {
+                label: s.label.clone(),
+                total: brl(*total),
+                available: brl(s.available_cents),
+                over: *total > s.available_cents,
+            })
+        })
+        .collect();
+    PacketLegs { legs, totals, meaning }
+}
+
+/// One filled row as a leg, or what is wrong with it, in words.
+fn packet_leg(row: &PacketRow, sources: &[SourceOption]) -> Result<LegRequest, String> {
+    let source = sources.iter().find(|s| s.value == row.from).ok_or("Choose a source among your accounts.")?;
+    let (bank, number) = source.value.split_once(':').ok_or("Choose a source among your accounts.")?;
+    let from = AccountRef {
+        bank_id: BankId(bank.parse().map_err(|_| "Choose a source among your accounts.")?),
+        number: AccountNumber::parse(number).map_err(|_| "Choose a source among your accounts.")?,
+    };
+    let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into()))?;
+    let amount = parse_amount(&row.amount)?;
+    Ok(LegRequest { from: Some(from), to: Destination::Key(key), amount })
+}
+
 pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let (account, _) = match me(&state, &session).await {
@@ -722,46 +777,7 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         rows.extend(empty_rows(n, (n + 1).min(LEGS_MAX)));
         return render(&page(rows, Vec::new(), None, sources));
     }
-    // Parse every filled row; blank rows are skipped.
-    let mut legs = Vec::new();
-    let mut per_source: BTreeMap<String, i64> = BTreeMap::new();
-    let mut meaning = String::new();
-    for row in rows.iter_mut() {
-        if row.key.trim().is_empty() && row.amount.trim().is_empty() {
-            continue;
-        }
-        let parsed = (|| {
-            let source = sources.iter().find(|s| s.value == row.from).ok_or("Choose a source among your accounts.")?;
-            let (bank, number) = source.value.split_once(':').ok_or("Choose a source among your accounts.")?;
-            let from = AccountRef {
-                bank_id: BankId(bank.parse().map_err(|_| "Choose a source among your accounts.")?),
-                number: AccountNumber::parse(number).map_err(|_| "Choose a source among your accounts.")?,
-            };
-            let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into()))?;
-            let amount = parse_amount(&row.amount)?;
-            Ok::<_, String>(LegRequest { from: Some(from), to: Destination::Key(key), amount })
-        })();
-        match parsed {
-            Ok(leg) => {
-                *per_source.entry(row.from.clone()).or_default() += leg.amount.cents();
-                meaning.push_str(&format!("{}>{:?}={};", row.from, row.key.trim(), leg.amount.cents()));
-                legs.push(leg);
-            }
-            Err(e) => row.error = Some(e),
-        }
-    }
-    let totals: Vec<TotalRow> = per_source
-        .iter()
-        .filter_map(|(value, total)| {
-            let s = sources.iter().find(|s| &s.value == value)?;
-            Some(TotalRow {
-                label: s.label.clone(),
-                total: brl(*total),
-                available: brl(s.available_cents),
-                over: *total > s.available_cents,
-            })
-        })
-        .collect();
+    let PacketLegs { legs, totals, meaning } = packet_legs(&mut rows, &sources);
     let row_errors = rows.iter().any(|r| r.error.is_some());
     if row_errors || legs.is_empty() || action != "send" {
         let error = if row_errors {
@@ -979,5 +995,59 @@ pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Res
             page.error = Some(format!("The status could not be read: {}", friendly(&e)));
             render_status(StatusCode::SERVICE_UNAVAILABLE, &page)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ring::RingSnapshot;
+
+    fn texts(facts: Vec<(String, String)>) -> Vec<String> {
+        facts.into_iter().map(|(what, value)| format!("{what}: {value}")).collect()
+    }
+
+    /// The page words the ring as it did when it read the status route's JSON: numbers as JSON
+    /// writes them (`0.0`, `2.0`), absent facts as a dash.
+    #[test]
+    fn ring_facts_read_as_the_status_json_did() {
+        let alone = texts(ring_facts(BankId(1), &RingStatus::Alone, "token-ring"));
+        assert_eq!(
+            alone,
+            [
+                "Epoch: 0",
+                "Last known holder: bank 1",
+                "This bank: —",
+                "Token last here: 0 ms ago",
+                "Visits per second: 0.0",
+                "Transfers waiting for the token: 0"
+            ]
+        );
+        let no_token = texts(ring_facts(BankId(1), &RingStatus::NoToken, "token-ring"));
+        assert_eq!((no_token[1].as_str(), no_token[3].as_str()), ("Last known holder: —", "Token last here: not yet"));
+        let snapshot = RingSnapshot {
+            epoch: 7,
+            role: "holder",
+            holder: Some(BankId(2)),
+            last_seen_ms: Some(15),
+            rotations_per_s: 1.996,
+            queue_len: 3,
+            suspected: vec![BankId(3), BankId(4)],
+        };
+        let token = texts(ring_facts(BankId(1), &RingStatus::Token(snapshot), "token-ring"));
+        assert_eq!(
+            token,
+            [
+                "Epoch: 7",
+                "Last known holder: bank 2",
+                "This bank: holder",
+                "Token last here: 15 ms ago",
+                "Visits per second: 2.0",
+                "Transfers waiting for the token: 3",
+                "Not heard from: bank 3, bank 4"
+            ]
+        );
+        let off = texts(ring_facts(BankId(1), &RingStatus::NoToken, "concurrent"));
+        assert_eq!(off, ["Token ring: off: every bank starts its cross-bank work at once"]);
     }
 }
