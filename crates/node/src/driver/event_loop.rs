@@ -153,8 +153,12 @@ impl EventLoop {
         let mut ring_ticks = ring_tick_ms.map(interval_of);
         loop {
             tokio::select! {
+                // In this order: a stop wins; timers are never starved by a busy inbox; work in
+                // flight completes (freeing its lane) before new work is taken in.
                 biased;
                 _ = &mut stop => break,
+                _ = protocol_ticks.tick() => self.tick(TickKind::Protocol),
+                _ = next_tick(&mut ring_ticks) => self.tick(TickKind::Ring),
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok(done) => self.completed(done),
                     Err(e) if e.is_panic() => tracing::error!(error = %e, "a driver task panicked"),
@@ -164,8 +168,6 @@ impl EventLoop {
                     Some(inbound) => self.inbound(inbound),
                     None => break,
                 },
-                _ = protocol_ticks.tick() => self.tick(TickKind::Protocol),
-                _ = next_tick(&mut ring_ticks) => self.tick(TickKind::Ring),
             }
             self.pump();
         }

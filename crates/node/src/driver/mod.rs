@@ -1,39 +1,41 @@
-//! The driver of cross-bank transactions: carries the two-phase commit's messages between this
-//! bank's protocol machines and its peers.
+//! The driver of cross-bank work: carries the two-phase commit's and the token ring's messages
+//! between this bank's protocol machines and its peers, and tells waiting customers how their
+//! transactions went.
 //!
-//! The machines themselves ([`bank_core::twopc::Coordinator`] and
-//! [`bank_core::twopc::Participant`]) live in the ledger writer thread beside the ledger, so
-//! every state change they make is committed by the same group commit as the money, and every
-//! output is carried out only after that commit (write-ahead: a vote never leaves before its
-//! holds are durable, a decision never before it is recorded). This module does the I/O:
-//!
-//! It is **one task** ([`event_loop`]) running one `select!` loop that owns all of its state; the
-//! handlers hold a cheap [`Driver`] handle (the loop's bounded inbox and the read-mostly
-//! [`waiters::Shared`]), which holds nothing that refers back to them, so there is no reference
-//! cycle and [`DriverTask::stop`] ends the loop and every task it started.
+//! The machines themselves ([`bank_core::twopc::Coordinator`], [`bank_core::twopc::Participant`],
+//! the ring) live in the ledger writer thread beside the ledger, so every state change they make
+//! is committed by the same group commit as the money, and every output is carried out only after
+//! that commit (write-ahead: a vote never leaves before its holds are durable, a decision never
+//! before it is recorded). This module does the I/O, as **one task** ([`event_loop`]) running one
+//! `select!` loop that owns all of its state. Handlers hold a cheap [`Driver`] handle (the loop's
+//! bounded inbox and the read-mostly [`waiters::Shared`]), which refers to nothing of theirs: no
+//! reference cycle, and [`DriverTask::stop`] ends the loop and every task it started.
 //!
 //! - **Outboxes**: per peer two lanes (two-phase commit, token ring), each a bounded queue
-//!   ([`OUTBOX_LEN_MAX`](crate::peer::OUTBOX_LEN_MAX), [`RING_OUTBOX_LEN_MAX`](crate::peer::RING_OUTBOX_LEN_MAX)) with at most one request in flight. A lane sends
-//!   everything queued meanwhile in one signed `POST /interbank/v1/messages` (up to
-//!   [`BATCH_MESSAGES_MAX`](crate::peer::BATCH_MESSAGES_MAX); ring: `/interbank/v1/ring`, [`RING_BATCH_MAX`](crate::peer::RING_BATCH_MAX)), and feeds the answers
-//!   the peer carried back (votes, acks, outcomes) to the machines. A full queue or an unreachable
-//!   peer drops messages: the protocol re-sends them (the coordinator re-sends prepares and
-//!   decisions, participants re-ask, the ring re-sends or regenerates), so losing one is safe.
+//!   ([`OUTBOX_LEN_MAX`](crate::peer::OUTBOX_LEN_MAX),
+//!   [`RING_OUTBOX_LEN_MAX`](crate::peer::RING_OUTBOX_LEN_MAX)) with at most one request in
+//!   flight. A lane sends everything queued meanwhile in one signed `POST /interbank/v1/messages`
+//!   (up to [`BATCH_MESSAGES_MAX`](crate::peer::BATCH_MESSAGES_MAX); the ring's go to
+//!   `/interbank/v1/ring`, up to [`RING_BATCH_MAX`](crate::peer::RING_BATCH_MAX)), and feeds the
+//!   answers the peer carried back (votes, acks, outcomes) to the machines.
 //! - **Fail fast**: a `Prepare` that cannot reach its bank is answered, locally, by a no vote
 //!   (`bank_unavailable`) in that bank's name. Aborting is always safe before a decision, so the
 //!   customer learns at once instead of at the expiry.
 //! - **Inbound**: a handler hands a peer's batch to the loop with a oneshot; the batch is fed to
 //!   the machines, outputs addressed to that peer go back in the same HTTP answer, the rest
 //!   through the outboxes.
-//! - **No local delivery**: messages a bank sends itself never leave the writer (its in-batch
-//!   `loopback` delivers them in the same commit), so the driver only talks to peers.
-//! - **Ticks**: every [`TICK_MS`] the machines' timers run (re-sends, expiries, outcome queries).
+//! - **Ticks**: every [`TICK_MS`] the machines' timers run (re-sends, expiries, outcome queries),
+//!   and the ring's at its own period; a tick still running when the next is due skips it.
 //! - **Waiters**: a customer's request waits for its transaction's decision and delivery, up to
 //!   the response deadline; past it the answer is `pending`.
-
 //!
-//! Writer commands are never awaited by the loop itself: each runs as a task of the loop's
-//! `JoinSet`, and its outputs come back to the loop as a completion.
+//! The loop never awaits a writer command or a peer itself: each runs as a task of the loop's
+//! `JoinSet` and comes back as a completion, so one slow peer delays no one else.
+//!
+//! Not handled here: retries (a full queue or an unreachable peer drops messages, and the
+//! protocol re-sends them: the coordinator re-sends prepares and decisions, participants re-ask,
+//! the ring re-sends or regenerates), and messages a bank sends itself (the writer delivers them
+//! inside the batch that produced them, `loopback`, so they never reach the driver).
 
 mod event_loop;
 pub mod waiters;

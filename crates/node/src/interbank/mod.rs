@@ -1,12 +1,10 @@
-//! The inter-bank API, `/interbank/v1`: how banks of the consortium call each other.
+//! The inter-bank API, `/interbank/v1`, inbound: how this bank answers the others. (The signed
+//! transport, [`sign`] and [`client`], and the bodies banks exchange live in [`crate::peer`], below
+//! the driver that sends them; they are re-exported here under their old paths.)
 //!
 //! Every request between banks is signed by the sending bank with its Ed25519 key and verified by
 //! the receiver against the public keys of the consortium file (DESIGN.md §6):
 //!
-//! - [`sign`]: the canonical string, the headers, and the [`sign::Verifier`] that refuses
-//!   unsigned, wrongly signed, stale and replayed requests (with a bounded nonce cache);
-//! - [`client`]: [`client::PeerClient`], the pooled HTTP client that signs every request it
-//!   sends, with errors split into retryable (unreachable, timeout) and refusals;
 //! - [`extract`]: the axum extractors [`extract::SignedBody`] and [`extract::Signed`] (a member
 //!   bank's signature) and [`extract::OperatorSigned`] (the consortium operator's) that handlers
 //!   under `/interbank/v1` take, so an unverified request never reaches a handler;
@@ -20,6 +18,9 @@
 //! to a correctly signed request: a way to check keys, clocks and addresses end to end.
 //! `GET /interbank/v1/audit` answers the operator only (see [`audit`]); so does
 //! `POST /interbank/v1/fault`, the test-only fault switch (see [`fault`]).
+//! `POST /interbank/v1/messages` and `/interbank/v1/ring` hand a peer's protocol batch to the
+//! driver and answer with this bank's replies; `POST /interbank/v1/accounts-of` lists the
+//! accounts here of a document (see `exchange`).
 
 pub mod audit;
 mod exchange;
