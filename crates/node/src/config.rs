@@ -103,8 +103,8 @@ impl Default for Limits {
             password_queue_len_max: 256,
             peer_connect_timeout_ms: 1_000,
             peer_request_timeout_ms: 2_000,
-            clock_skew_ms: crate::interbank::sign::CLOCK_SKEW_MS_DEFAULT,
-            nonces_per_bank_max: crate::interbank::sign::NONCES_PER_BANK_MAX_DEFAULT,
+            clock_skew_ms: crate::peer::sign::CLOCK_SKEW_MS_DEFAULT,
+            nonces_per_bank_max: crate::peer::sign::NONCES_PER_BANK_MAX_DEFAULT,
         }
     }
 }

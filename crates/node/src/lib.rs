@@ -1,33 +1,51 @@
 //! One bank's server: storage, the HTTP API and the driver around the pure core.
 //!
 //! [`Node::start`] opens (or creates) the data directory, rebuilds the ledger from disk, starts
-//! the ledger writer and binds the listening socket; [`Node::run_until`] serves until a shutdown
-//! signal, then drains in-flight requests and lets the writer commit everything queued before it
-//! stops. A bank started without peers is a consortium of one.
+//! the ledger writer and the driver and binds the listening socket; [`Node::run_until`] serves
+//! until a shutdown signal, then drains in-flight requests, stops the session purge and the
+//! driver (with every task it owns), lets the writer commit everything queued before it stops,
+//! and releases the port, the data directory's lock and the SQLite files. A bank started
+//! without peers is a consortium of one.
+//!
+//! Modules, top to bottom (none imports one above it): [`app`] (router assembly) → [`api`],
+//! [`web`], [`interbank`] (siblings) → [`service`] (every customer operation, once) →
+//! [`driver`] (one event loop) → [`peer`] (signed transport, wire types) → [`storage`] → core.
+//! [`problem`] maps errors to HTTP for the three faces; [`auth`], [`config`], [`consortium`],
+//! [`metrics`] and [`failpoint`] are leaves.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod consortium;
-pub mod coordination;
+pub mod driver;
 pub mod failpoint;
 pub mod interbank;
 pub mod metrics;
-pub mod ops;
+pub mod peer;
+pub mod problem;
+pub mod service;
 pub mod storage;
 pub mod web;
 
 pub use config::{CoordinationMode, Limits, NodeConfig, RingOptions};
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::AppState;
+use bank_core::ids::BankId;
+use bank_core::ring::Tick;
+use rusqlite::Connection;
+
 use auth::SessionCache;
+use driver::DriverTask;
+use service::Bank;
 use storage::read::ReadPool;
-use storage::writer::{WriterHandle, now_ms};
+use storage::ring::RingMonitor;
+use storage::writer::{WriterHandle, WriterState, now_ms};
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +55,7 @@ pub enum NodeError {
     #[error("storage: {0}")]
     Storage(#[from] storage::StorageError),
     #[error("inter-bank: {0}")]
-    Interbank(#[from] interbank::client::PeerError),
+    Interbank(#[from] peer::client::PeerError),
 }
 
 /// A running bank node.
@@ -45,10 +63,51 @@ pub enum NodeError {
 pub struct Node {
     addr: SocketAddr,
     listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
+    state: Arc<Bank>,
     writer: WriterHandle,
     writer_thread: std::thread::JoinHandle<()>,
-    _lock: std::fs::File,
+    driver: DriverTask,
+    lock: std::fs::File,
+}
+
+/// The bank's configuration: members, expiry, memory window and the ring's gate in
+/// `token-ring` mode (a bank alone has no ring: transactions once queued for the token begin at
+/// its first tick).
+fn bank_config(config: &NodeConfig, members: &BTreeSet<BankId>) -> bank_core::bank::BankConfig {
+    let ring_mode = members.len() > 1 && config.coordination == CoordinationMode::TokenRing;
+    bank_core::bank::BankConfig {
+        members: members.clone(),
+        prepare_expiry_ms: config.limits.prepare_expiry_ms,
+        decision_memory_ms: config.limits.decision_memory_ms,
+        gate: ring_mode.then(|| config.ring.gate_settings()),
+    }
+}
+
+/// Rebuilds the bank from its data directory (blocking: run off the async threads): the
+/// writer's connection and state, and the statement index.
+fn recover(
+    config: &NodeConfig,
+    bank_config: bank_core::bank::BankConfig,
+    monitor: Option<RingMonitor>,
+) -> Result<(Connection, WriterState, storage::EntryIndex), NodeError> {
+    let conn = storage::open_writer(&config.data_dir, config.bank_id)?;
+    let now = bank_core::bank::Now { wall: now_ms(), tick: monitor.as_ref().map_or(Tick(0), RingMonitor::now) };
+    let since = storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms);
+    let recovered = storage::load_bank(&conn, config.bank_id, since)?;
+    let entry_index = storage::EntryIndex::load(&conn)?;
+    let bank = bank_core::bank::Bank::recover(bank_config, recovered, now)
+        .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
+    Ok((conn, WriterState::new(bank, monitor), entry_index))
+}
+
+/// The sessions still valid, read back so a restart signs no one out.
+async fn live_sessions(reads: &ReadPool) -> Result<SessionCache, NodeError> {
+    let sessions = SessionCache::default();
+    let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
+    for (hash, account, expires) in live {
+        sessions.insert(hash, account, expires);
+    }
+    Ok(sessions)
 }
 
 impl Node {
@@ -56,71 +115,47 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         // Checked before touching the data directory: a misconfigured bank changes nothing.
         let interbank = match &config.consortium {
-            Some(consortium) => Some(Arc::new(interbank::Interbank::new(config.bank_id, consortium, &config.limits)?)),
+            Some(consortium) => Some(Arc::new(peer::Interbank::new(config.bank_id, consortium, &config.limits)?)),
             None => None,
         };
         let lock = storage::lock_data_dir(&config.data_dir)?;
-        let data_dir = config.data_dir.clone();
         let bank_id = config.bank_id;
-        let members: std::collections::BTreeSet<_> = match &interbank {
+        let members: BTreeSet<_> = match &interbank {
             Some(ib) => ib.members.keys().copied().collect(),
             None => [bank_id].into_iter().collect(),
         };
-        let ring_mode = members.len() > 1 && config.coordination == CoordinationMode::TokenRing;
-        let bank_config = bank_core::bank::BankConfig {
-            members: members.clone(),
-            prepare_expiry_ms: config.limits.prepare_expiry_ms,
-            decision_memory_ms: config.limits.decision_memory_ms,
-            gate: ring_mode.then(|| config.ring.gate_settings()),
-        };
+        let bank_config = bank_config(&config, &members);
         let metrics = Arc::new(metrics::Metrics::new());
-        let monitor = ring_mode.then(|| storage::ring::RingMonitor::new(config.ring, metrics.clone()));
-        let ring_view = monitor.as_ref().map(|m| m.view());
-        let (conn, state, entry_index) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
-            let conn = storage::open_writer(&data_dir, bank_id)?;
-            let now = bank_core::bank::Now {
-                wall: now_ms(),
-                tick: monitor.as_ref().map_or(bank_core::ring::Tick(0), |m| m.now()),
-            };
-            let since = storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms);
-            let recovered = storage::load_bank(&conn, bank_id, since)?;
-            let entry_index = storage::EntryIndex::load(&conn)?;
-            let bank = bank_core::bank::Bank::recover(bank_config, recovered, now)
-                .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
-            Ok((conn, storage::writer::WriterState::new(bank, monitor), entry_index))
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let monitor = bank_config.gate.map(|_| RingMonitor::new(config.ring, metrics.clone()));
+        let ring_view = monitor.as_ref().map(RingMonitor::view);
+        let recovering = config.clone();
+        let (conn, state, entry_index) =
+            tokio::task::spawn_blocking(move || recover(&recovering, bank_config, monitor))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
         let accounts = state.bank.ledger().accounts().count();
-        let in_flight = state.bank.coordinator().in_flight();
+        tracing::debug!(in_flight = state.bank.coordinator().in_flight(), "two-phase commit recovered");
         let entry_index = Arc::new(entry_index);
+        let limits = &config.limits;
         let (writer, writer_thread) = storage::writer::spawn(
             conn,
             state,
             bank_id,
-            config.limits.writer_queue_len_max,
-            config.limits.batch_len_max,
+            limits.writer_queue_len_max,
+            limits.batch_len_max,
             entry_index.clone(),
             metrics.clone(),
         )?;
-        let coordination = coordination::Coordination::start(
-            bank_id,
-            writer.clone(),
-            interbank.as_ref().map(|ib| ib.peers.clone()),
-            members.into_iter().collect(),
-            ring_view.as_ref().map(|_| config.ring.tick_ms),
-        );
-        tracing::debug!(coordinator_records = in_flight, "two-phase commit recovered");
-        let reads = ReadPool::new(storage::database_path(&config.data_dir), config.limits.read_connections_max);
-        let sessions = SessionCache::default();
-        let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
-        for (hash, account, expires) in live {
-            sessions.insert(hash, account, expires);
-        }
+        let peers = interbank.as_ref().map(|ib| ib.peers.clone());
+        let ring_tick_ms = ring_view.as_ref().map(|_| config.ring.tick_ms);
+        let (driver, driver_task) =
+            driver::start(bank_id, writer.clone(), peers, members.into_iter().collect(), ring_tick_ms);
+        let reads = ReadPool::new(storage::database_path(&config.data_dir), limits.read_connections_max);
+        let sessions = live_sessions(&reads).await?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(bank_id = %bank_id, name = %config.name, %addr, accounts, data_dir = %config.data_dir.display(), "bank node started");
-        let state = Arc::new(AppState {
+        let state = Arc::new(Bank {
             bank_id,
             bank_name: config.name.clone(),
             public_url: format!("http://{addr}"),
@@ -128,16 +163,16 @@ impl Node {
             reads,
             entry_index,
             sessions,
-            hashers: auth::HasherPool::new(config.limits.password_hashers, config.limits.password_queue_len_max)?,
+            hashers: auth::HasherPool::new(limits.password_hashers, limits.password_queue_len_max)?,
             metrics,
-            limits: config.limits.clone(),
+            limits: limits.clone(),
             interbank,
-            coordination,
+            driver,
             coordination_mode: config.coordination,
             ring: ring_view,
             fault_switch: config.fault_switch,
         });
-        Ok(Node { addr, listener, state, writer, writer_thread, _lock: lock })
+        Ok(Node { addr, listener, state, writer, writer_thread, driver: driver_task, lock })
     }
 
     /// The bound address (useful with port 0).
@@ -145,27 +180,37 @@ impl Node {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then drains requests and flushes the ledger.
+    /// Serves until `shutdown` completes, then drains requests, stops every task and thread of
+    /// the node (session purge, driver, writer) and releases its port and files.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
-        let Node { listener, state, writer, writer_thread, _lock, .. } = self;
-        let purge = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    every.tick().await;
-                    let live = state.sessions.purge_expired(now_ms());
-                    state.metrics.set_sessions(live);
-                }
-            })
-        };
-        let app = api::router(state);
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let Node { listener, state, writer, writer_thread, driver, lock, .. } = self;
+        let purge = tokio::spawn(purge_sessions(Arc::downgrade(&state)));
+        // `serve` owns the listener and the router: both are dropped (the port freed) when it returns.
+        let served = axum::serve(listener, app::router(state.clone())).with_graceful_shutdown(shutdown).await;
+        tracing::info!("no longer accepting requests; stopping the driver and flushing the ledger");
         purge.abort();
-        tracing::info!("no longer accepting requests; flushing the ledger");
+        let _ = purge.await;
+        driver.stop().await;
+        if Arc::strong_count(&state) > 1 {
+            tracing::warn!(holders = Arc::strong_count(&state), "the bank's state outlives its node");
+        }
+        // Closes the read connections and ends the password hashers.
+        drop(state);
         writer.shutdown().await;
         let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        drop(lock);
         tracing::info!("bank node stopped");
         served.map_err(NodeError::Io)
+    }
+}
+
+/// Drops expired sessions every minute, while the bank exists.
+async fn purge_sessions(state: std::sync::Weak<Bank>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let live = state.sessions.purge_expired(now_ms());
+        state.metrics.set_sessions(live);
     }
 }

@@ -5,6 +5,7 @@ use bank_core::account::Account;
 use bank_core::ids::TimestampMs;
 use bank_core::ledger::{Entry, Transfer};
 use bank_core::pixkey::KeyType;
+use bank_core::twopc::Decision;
 use serde::{Deserialize, Serialize};
 
 pub fn rfc3339(ts: TimestampMs) -> String {
@@ -305,4 +306,44 @@ pub struct ConsortiumAccountOut {
 pub struct ConsortiumAccountsOut {
     pub accounts: Vec<ConsortiumAccountOut>,
     pub unreachable_banks: Vec<u32>,
+}
+
+impl From<&crate::service::TransferAnswer> for TransferOut {
+    fn from(answer: &crate::service::TransferAnswer) -> Self {
+        let mut out = TransferOut::from(&answer.transfer);
+        out.decision = answer.decision.map(|d| match d {
+            Decision::Committed => "commit",
+            Decision::Aborted => "abort",
+        });
+        out
+    }
+}
+
+impl From<crate::service::KeyOwner> for KeyLookupOut {
+    fn from(o: crate::service::KeyOwner) -> Self {
+        KeyLookupOut {
+            key: o.key,
+            kind: o.kind,
+            bank_id: o.bank_id,
+            bank_name: o.bank_name,
+            holder_name: o.holder_name,
+            masked_document: o.masked_document,
+        }
+    }
+}
+
+impl From<&crate::service::HeldAccountView> for ConsortiumAccountOut {
+    fn from(a: &crate::service::HeldAccountView) -> Self {
+        ConsortiumAccountOut {
+            bank_id: a.bank_id.0,
+            bank_name: a.bank_name.clone(),
+            number: a.number.to_string(),
+            kind: a.kind.as_str(),
+            balance: Some(BalanceOut {
+                posted_cents: a.posted_cents,
+                held_cents: a.held_cents,
+                available_cents: a.available_cents(),
+            }),
+        }
+    }
 }

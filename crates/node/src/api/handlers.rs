@@ -5,21 +5,19 @@ use axum::extract::{Path, Query, RawQuery};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bank_core::Error;
-use bank_core::account::{AccountKind, Holder, NewAccount, check_password, parse_name};
+use bank_core::account::{AccountKind, Holder, NewAccount, parse_name};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
-use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
+use bank_core::ids::{AccountNumber, BankId, TransferId};
 use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest, Outcome};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 use serde_json::json;
 
 use super::dto::*;
-use super::problem::{ApiError, invalid, problem};
 use super::{ApiJson, Idempotency, Session, State};
-use crate::auth;
-use crate::storage::read;
-use crate::storage::writer::now_ms;
+use crate::problem::{ApiError, invalid, problem};
+use crate::service::{self, ConsortiumStatus, Membership, RingStatus};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -53,10 +51,7 @@ pub async fn bank(state: State) -> Json<BankOut> {
 }
 
 async fn account_out(state: &State, number: &AccountNumber, warnings: Vec<String>) -> ApiResult<AccountOut> {
-    let n = number.clone();
-    let view = state.reads.run(move |c| read::account(c, &n)).await?;
-    let view =
-        view.ok_or_else(|| ApiError::Core(Error::Unauthorized("the signed-in account no longer exists".into())))?;
+    let view = service::account(state, number).await?;
     let keys = view.keys.into_iter().map(|(key, kind)| KeyOut { key, kind }).collect();
     Ok(AccountOut::new(state.bank_id.0, &state.bank_name, &view.account, keys, warnings))
 }
@@ -74,65 +69,23 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
         .collect::<Result<Vec<_>, Error>>()?;
     let email = Email::parse(&input.email)?;
     let phone = Phone::parse(&input.phone)?;
-    check_password(&input.password)?;
     let new = NewAccount { kind, holders, email, phone, password_hash: String::new() };
-    new.validate()?;
-    let password = input.password;
-    let password_hash =
-        state.hashers.run(move || auth::hash_password(&password)).await.ok_or(ApiError::Core(Error::Overloaded))?;
-    let password_hash = password_hash.map_err(ApiError::Internal)?;
-    let opened = state.writer.open_account(NewAccount { password_hash, ..new }).await;
-    state.metrics.operation("open_account", if opened.is_ok() { "ok" } else { "rejected" });
-    let mut opened = opened?;
-    if state.interbank.is_some() && opened.account.acting_document().is_some() {
-        // The CPF/CNPJ key is registered consortium-wide; the account stands either way.
-        match crate::ops::register_consortium_key(&state, opened.account.number.clone(), None).await {
-            Ok(key) => opened.keys.push(key),
-            Err(e) => opened.warnings.push(format!("the account was opened without its CPF/CNPJ Pix key: {e}")),
-        }
-    }
+    let opened = service::open_account(&state, new, input.password).await?;
     let keys = opened.keys.iter().map(|k| KeyOut { key: k.normalized(), kind: k.key_type() }).collect();
-    tracing::info!(account = %opened.account.number, kind = opened.account.kind.as_str(), "account opened");
     let out = AccountOut::new(state.bank_id.0, &state.bank_name, &opened.account, keys, opened.warnings);
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 pub async fn sign_in(state: State, body: ApiJson<SessionIn>) -> ApiResult<(StatusCode, Json<SessionOut>)> {
-    let wrong = || ApiError::Core(Error::Unauthorized("wrong e-mail or password".into()));
     let input = body.value;
-    let email = Email::parse(&input.email).map(|e| e.as_str().to_string()).unwrap_or_default();
-    let found = state.reads.run(move |c| read::credentials(c, &email)).await?;
-    let (number, hash) = match found {
-        Some((number, hash)) => (Some(number), hash),
-        None => (None, auth::decoy_hash().to_string()),
-    };
-    let password = input.password;
-    let ok = state
-        .hashers
-        .run(move || auth::verify_password(&password, &hash))
-        .await
-        .ok_or(ApiError::Core(Error::Overloaded))?;
-    let number = match (ok, number) {
-        (true, Some(number)) => number,
-        _ => {
-            state.metrics.operation("sign_in", "rejected");
-            return Err(wrong());
-        }
-    };
-    let (token, token_hash) = auth::new_token().map_err(ApiError::Internal)?;
-    let expires_at = TimestampMs(now_ms().0 + (state.limits.session_ttl_s as i64) * 1000);
-    state.writer.create_session(token_hash, number.clone(), expires_at).await?;
-    let live = state.sessions.insert(token_hash, number.clone(), expires_at);
-    state.metrics.set_sessions(live);
-    state.metrics.operation("sign_in", "ok");
-    let account = account_out(&state, &number, Vec::new()).await?;
-    Ok((StatusCode::CREATED, Json(SessionOut { token, expires_at: rfc3339(expires_at), account })))
+    let session = service::sign_in(&state, &input.email, input.password).await?;
+    let account = account_out(&state, &session.account, Vec::new()).await?;
+    let out = SessionOut { token: session.token, expires_at: rfc3339(session.expires_at), account };
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 pub async fn sign_out(state: State, session: Session) -> ApiResult<StatusCode> {
-    state.writer.revoke_session(session.token_hash).await?;
-    let live = state.sessions.remove(&session.token_hash);
-    state.metrics.set_sessions(live);
+    service::sign_out(&state, session.token_hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,16 +102,6 @@ fn outcome_response(outcome: Outcome) -> Response {
     }
 }
 
-fn record(state: &State, operation: &'static str, result: &Result<Outcome, Error>) {
-    let outcome = match result {
-        Ok(Outcome::Transfer(t)) => t.status.as_str(),
-        Ok(Outcome::Entry(_)) => "completed",
-        Ok(Outcome::Replayed(_)) => "replayed",
-        Err(_) => "rejected",
-    };
-    state.metrics.operation(operation, outcome);
-}
-
 pub async fn deposit(
     state: State,
     session: Session,
@@ -167,9 +110,8 @@ pub async fn deposit(
 ) -> ApiResult<Response> {
     let amount = Amount::from_cents(body.value.amount_cents)?;
     let method = DepositMethod::parse(&body.value.method)?;
-    let result = state.writer.deposit(session.account.clone(), amount, method, idem.with(body.digest)).await;
-    record(&state, "deposit", &result);
-    Ok(outcome_response(result?))
+    let outcome = service::deposit(&state, session.account.clone(), amount, method, idem.with(body.digest)).await?;
+    Ok(outcome_response(outcome))
 }
 
 pub async fn withdraw(
@@ -179,9 +121,8 @@ pub async fn withdraw(
     body: ApiJson<WithdrawalIn>,
 ) -> ApiResult<Response> {
     let amount = Amount::from_cents(body.value.amount_cents)?;
-    let result = state.writer.withdraw(session.account.clone(), amount, idem.with(body.digest)).await;
-    record(&state, "withdrawal", &result);
-    Ok(outcome_response(result?))
+    let outcome = service::withdraw(&state, session.account.clone(), amount, idem.with(body.digest)).await?;
+    Ok(outcome_response(outcome))
 }
 
 pub async fn register_key(
@@ -198,13 +139,13 @@ pub async fn register_key(
         }
         other => return Err(invalid(format!("{other:?} is not a key type you can register (email, phone, random)"))),
     };
-    let key = crate::ops::register_key(&state, session.account.clone(), request).await?;
+    let key = service::register_key(&state, session.account.clone(), request).await?;
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))
 }
 
 pub async fn lookup_key(state: State, _session: Session, Path(key): Path<String>) -> ApiResult<Json<KeyLookupOut>> {
     let key = PixKey::parse(&key)?;
-    Ok(Json(crate::ops::lookup_key(&state, &key).await?))
+    Ok(Json(KeyLookupOut::from(service::lookup_key(&state, &key).await?)))
 }
 
 fn account_ref(r: &AccountRefIn) -> Result<AccountRef, Error> {
@@ -239,42 +180,14 @@ pub async fn transfer(
         legs.push(LegRequest { from, to, amount: Amount::from_cents(leg.amount_cents).map_err(at)? });
     }
     let idempotency = (idem.0, bank_core::ids::Fingerprint(body.digest));
-    let out =
-        crate::ops::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency).await?;
-    Ok((StatusCode::CREATED, Json(out)).into_response())
-}
-
-/// Loads the signed-in account and the accounts it may see.
-async fn visible_accounts(
-    state: &State,
-    session: &Session,
-) -> ApiResult<(bank_core::account::Account, Vec<AccountNumber>)> {
-    let n = session.account.clone();
-    let found = state
-        .reads
-        .run(move |c| {
-            let Some(view) = read::account(c, &n)? else { return Ok(None) };
-            let spendable = read::spendable(c, &view.account)?;
-            Ok(Some((view.account, spendable)))
-        })
-        .await?;
-    found.ok_or_else(|| ApiError::Core(Error::Unauthorized("the signed-in account no longer exists".into())))
+    let answer =
+        service::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency).await?;
+    Ok((StatusCode::CREATED, Json(TransferOut::from(&answer))).into_response())
 }
 
 pub async fn get_transfer(state: State, session: Session, Path(id): Path<String>) -> ApiResult<Json<TransferOut>> {
     let id = uuid::Uuid::try_parse(&id).map(TransferId).map_err(|_| invalid("a transfer id is a UUID"))?;
-    let (_, visible) = visible_accounts(&state, &session).await?;
-    let transfer = state.reads.run(move |c| read::transfer(c, &id)).await?;
-    let not_found = || ApiError::Core(Error::NotFound(format!("no transfer {id} of yours")));
-    let transfer = transfer.ok_or_else(not_found)?;
-    let own = |bank: BankId, n: &AccountNumber| bank == state.bank_id && visible.contains(n);
-    // Yours if you submitted it (this bank coordinated it) or one of its legs touches an account
-    // of yours here.
-    let mine = visible.contains(&transfer.actor)
-        || transfer.legs.iter().any(|l| own(l.from.bank_id, &l.from.number) || own(l.to.bank_id, &l.to.number));
-    if !mine {
-        return Err(not_found());
-    }
+    let transfer = service::transfer_of(&state, &session.account, id).await?;
     Ok(Json(TransferOut::from(&transfer)))
 }
 
@@ -296,20 +209,9 @@ pub async fn statement(state: State, session: Session, RawQuery(raw): RawQuery) 
                 .ok_or_else(|| invalid("before must be a cursor from `next`"))?,
         ),
     };
-    let account = match query.account.as_deref() {
-        None => session.account.clone(),
-        Some(text) => {
-            let wanted = AccountNumber::parse(text)?;
-            let (_, visible) = visible_accounts(&state, &session).await?;
-            if !visible.contains(&wanted) {
-                return Err(ApiError::Core(Error::Forbidden(format!("account {wanted} is not yours"))));
-            }
-            wanted
-        }
-    };
-    let ids = state.entry_index.page(&account, before.map(|b| b as u64), limit);
-    let entries = state.reads.run(move |c| read::entries(c, &ids)).await?;
-    let next = if entries.len() == limit { entries.last().map(|e| e.id.0.to_string()) } else { None };
+    let wanted = query.account.as_deref().map(AccountNumber::parse).transpose()?;
+    let (entries, next) = service::statement(&state, &session.account, wanted, before.map(|b| b as u64), limit).await?;
+    let next = next.map(|n| n.to_string());
     Ok(Json(StatementOut { entries: entries.iter().map(EntryOut::from).collect(), next }))
 }
 
@@ -324,59 +226,57 @@ fn serde_urlencoded_query(raw: &str) -> ApiResult<StatementQuery> {
 pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Json<ConsortiumAccountsOut>> {
     // The same query the web pages use: this bank's accounts of the customer, then every other
     // bank's by document (a joint account's session asks no one), naming banks that did not answer.
-    let (accounts, unreachable_banks) = crate::ops::consortium_accounts(&state, &session.account).await?;
-    Ok(Json(ConsortiumAccountsOut { accounts, unreachable_banks }))
+    let found = service::consortium_accounts(&state, &session.account).await?;
+    Ok(Json(ConsortiumAccountsOut {
+        accounts: found.accounts.iter().map(ConsortiumAccountOut::from).collect(),
+        unreachable_banks: found.unreachable.iter().map(|b| b.0).collect(),
+    }))
 }
 
 /// The consortium as this bank sees it: members (`up` when its last request to them got an
-/// answer, `suspected` when it did not, `unknown` before any), and the transactions it holds in
-/// doubt. The token ring is not built yet: `ring` shows this bank as the holder of a ring of one
-/// in `concurrent` mode (every bank coordinates at any time).
+/// answer, `suspected` when it did not, `unknown` before any), the token ring, and the
+/// transactions it holds in doubt.
 pub async fn consortium_status(state: State) -> ApiResult<Json<serde_json::Value>> {
-    let seen = state.coordination.peers_seen();
-    let now = now_ms().0;
-    let members: Vec<serde_json::Value> = match &state.interbank {
-        None => vec![json!({ "id": state.bank_id.0, "name": state.bank_name, "url": state.public_url, "state": "up" })],
-        Some(ib) => ib
-            .members
-            .values()
+    let status = service::consortium_status(&state).await?;
+    Ok(Json(status_json(&status)))
+}
+
+fn status_json(status: &ConsortiumStatus) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = match &status.members {
+        Membership::Alone { name, url } => {
+            vec![json!({ "id": status.bank_id.0, "name": name, "url": url, "state": "up" })]
+        }
+        Membership::Consortium(members) => members
+            .iter()
             .map(|m| {
-                let peer = seen.get(&m.id).copied().unwrap_or_default();
-                let member_state = match (m.id == state.bank_id, peer.up) {
-                    (true, _) | (false, Some(true)) => "up",
-                    (false, Some(false)) => "suspected",
-                    (false, None) => "unknown",
-                };
                 json!({
-                    "id": m.id.0, "name": m.name, "url": m.url, "state": member_state,
-                    "last_seen_ms": peer.last_answer_ms.map(|t| now - t),
+                    "id": m.id.0, "name": m.name, "url": m.url, "state": m.state.as_str(),
+                    "last_seen_ms": m.last_seen_ms,
                 })
             })
             .collect(),
     };
-    let in_doubt = state.reads.run(read::holds_count).await?;
-    let ring = match (&state.ring, state.interbank.is_some()) {
-        (Some(view), _) => {
-            let ring = view.snapshot();
-            json!({
-                "epoch": ring.epoch, "holder": ring.holder.map(|b| b.0), "last_seen_ms": ring.last_seen_ms,
-                "rotations_per_s": (ring.rotations_per_s * 100.0).round() / 100.0, "queue_len": ring.queue_len,
-                "role": ring.role, "suspected": ring.suspected.iter().map(|b| b.0).collect::<Vec<_>>(),
-            })
-        }
-        // Concurrent mode: no token. A bank alone is a ring of one that always holds it.
-        (None, true) => {
+    json!({
+        "bank_id": status.bank_id.0,
+        "mode": status.mode.as_str(),
+        "members": members,
+        "ring": ring_json(status.bank_id, &status.ring),
+        "in_doubt": status.in_doubt,
+    })
+}
+
+fn ring_json(bank_id: BankId, ring: &RingStatus) -> serde_json::Value {
+    match ring {
+        RingStatus::Token(ring) => json!({
+            "epoch": ring.epoch, "holder": ring.holder.map(|b| b.0), "last_seen_ms": ring.last_seen_ms,
+            "rotations_per_s": (ring.rotations_per_s * 100.0).round() / 100.0, "queue_len": ring.queue_len,
+            "role": ring.role, "suspected": ring.suspected.iter().map(|b| b.0).collect::<Vec<_>>(),
+        }),
+        RingStatus::NoToken => {
             json!({ "epoch": 0, "holder": null, "last_seen_ms": null, "rotations_per_s": 0.0, "queue_len": 0 })
         }
-        (None, false) => json!({
-            "epoch": 0, "holder": state.bank_id.0, "last_seen_ms": 0, "rotations_per_s": 0.0, "queue_len": 0,
+        RingStatus::Alone => json!({
+            "epoch": 0, "holder": bank_id.0, "last_seen_ms": 0, "rotations_per_s": 0.0, "queue_len": 0,
         }),
-    };
-    Ok(Json(json!({
-        "bank_id": state.bank_id.0,
-        "mode": state.coordination_mode.as_str(),
-        "members": members,
-        "ring": ring,
-        "in_doubt": in_doubt,
-    })))
+    }
 }

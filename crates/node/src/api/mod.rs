@@ -2,67 +2,38 @@
 //!
 //! Handlers only translate: they parse raw input into core types once (a parse failure is a 400
 //! `invalid_input` and changes nothing), send a command to the ledger writer or run a read query,
-//! and shape the answer. Every rule lives in the core. Errors become problems in [`problem`].
+//! and shape the answer. Every rule lives in the core. Errors become problems in [`crate::problem`].
 
 pub mod dto;
 mod handlers;
-pub mod problem;
+
+/// Problems are answered in one place, shared with `interbank`; kept reachable here.
+pub use crate::problem;
+pub use handlers::{method_not_allowed, not_found};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::Response;
 use axum::routing::{delete, get, post};
 use bank_core::Error;
-use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey};
+use bank_core::ids::{AccountNumber, Fingerprint, IdempotencyKey};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
-use crate::auth::{SessionCache, TokenRefusal};
-use crate::config::Limits;
-use crate::metrics::Metrics;
-use crate::storage::read::ReadPool;
-use crate::storage::writer::{WriterHandle, now_ms};
-use problem::{ApiError, invalid};
+use crate::auth::TokenRefusal;
+use crate::problem::{ApiError, invalid};
+use crate::service::Bank;
+use crate::storage::writer::now_ms;
 
-/// What every handler shares.
-#[derive(Debug)]
-pub struct AppState {
-    pub bank_id: BankId,
-    pub bank_name: String,
-    pub public_url: String,
-    pub writer: WriterHandle,
-    pub reads: ReadPool,
-    pub entry_index: Arc<crate::storage::EntryIndex>,
-    pub sessions: SessionCache,
-    pub hashers: crate::auth::HasherPool,
-    pub metrics: Arc<Metrics>,
-    pub limits: Limits,
-    /// The consortium link (verifier and peer client); `None` for a bank running alone.
-    pub interbank: Option<Arc<crate::interbank::Interbank>>,
-    pub coordination: Arc<crate::coordination::Coordination>,
-    /// The coordination mode this bank runs (a bank alone reports its configured mode).
-    pub coordination_mode: crate::config::CoordinationMode,
-    /// The token ring as the writer last published it; `None` unless in `token-ring` mode.
-    pub ring: Option<Arc<crate::storage::ring::RingView>>,
-    /// Whether the operator's fault switch route is enabled.
-    pub fault_switch: bool,
-}
+/// State every API handler takes.
+pub type State = axum::extract::State<Arc<Bank>>;
 
-pub type State = axum::extract::State<Arc<AppState>>;
-
-/// The whole HTTP application of a node.
-pub fn router(state: Arc<AppState>) -> Router {
-    let limits = state.limits.clone();
-    let routes = Router::new()
+/// The `/api/v1` routes, `/healthz` and `/metrics`; [`not_found`] and [`method_not_allowed`] answer the rest.
+pub fn routes() -> Router<Arc<Bank>> {
+    Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/api/v1/bank", get(handlers::bank))
@@ -79,46 +50,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/statement", get(handlers::statement))
         .route("/api/v1/consortium/accounts", get(handlers::consortium_accounts))
         .route("/api/v1/consortium/status", get(handlers::consortium_status))
-        .merge(crate::interbank::routes())
-        .merge(crate::coordination::routes())
-        .merge(crate::web::routes())
-        .fallback(handlers::not_found)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(limits.body_bytes_max));
-    // `Router::layer` wraps every route separately (each would get its own concurrency limit),
-    // so the whole router goes behind the shared limits as one service.
-    Router::new()
-        .fallback_service(routes)
-        .layer(
-            ServiceBuilder::new()
-                .layer(CatchPanicLayer::custom(|_| {
-                    problem::problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred".into())
-                }))
-                .layer(HandleErrorLayer::new(shed_or_timeout))
-                .load_shed()
-                .concurrency_limit(limits.in_flight_max)
-                .timeout(Duration::from_millis(limits.request_timeout_ms)),
-        )
-        .layer(TraceLayer::new_for_http())
-}
-
-async fn shed_or_timeout(err: tower::BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        problem::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the request took too long; try again shortly".into(),
-        )
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
-        problem::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the bank is overloaded; try again shortly".into(),
-        )
-    } else {
-        problem::problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unhandled: {err}"))
-    }
 }
 
 /// A JSON body, parsed strictly, with the digest of its raw bytes (for idempotency).
@@ -162,10 +93,10 @@ pub struct Session {
     pub token_hash: [u8; 32],
 }
 
-impl FromRequestParts<Arc<AppState>> for Session {
+impl FromRequestParts<Arc<Bank>> for Session {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<Bank>) -> Result<Self, Self::Rejection> {
         let unauthorized = |d: &str| ApiError::Core(Error::Unauthorized(d.to_string()));
         let header = parts
             .headers

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::OperatorSigned;
 use super::sign::unix_now_ms;
-use crate::api::problem::{ApiError, invalid};
+use crate::problem::{ApiError, invalid};
 use crate::storage::Result;
 
 /// Path of the audit route.
@@ -241,10 +241,7 @@ pub struct AuditPixKey {
 }
 
 /// `GET /interbank/v1/audit` (operator only).
-pub async fn audit(
-    state: crate::api::State,
-    signed: OperatorSigned,
-) -> std::result::Result<Json<AuditSnapshot>, ApiError> {
+pub async fn audit(state: super::State, signed: OperatorSigned) -> std::result::Result<Json<AuditSnapshot>, ApiError> {
     let Query(query) = Query::<AuditQuery>::try_from_uri(&signed.uri)
         .map_err(|e| invalid(format!("invalid audit query: {}", e.body_text())))?;
     check_query(&query).map_err(invalid)?;

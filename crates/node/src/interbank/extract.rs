@@ -21,7 +21,7 @@ use bank_core::ids::BankId;
 use serde::de::DeserializeOwned;
 
 use super::sign::{OPERATOR, SignatureError, Verifier, unix_now_ms};
-use crate::api::problem::{ApiError, invalid};
+use crate::problem::{ApiError, invalid};
 
 /// State that can lend the verifiers of inter-bank requests; `None` when the bank runs alone
 /// (no consortium file), and then every inter-bank request is refused.

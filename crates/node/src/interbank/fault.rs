@@ -17,7 +17,7 @@ use bank_core::ids::BankId;
 use serde::{Deserialize, Serialize};
 
 use super::extract::OperatorSigned;
-use crate::api::problem::{ApiError, invalid};
+use crate::problem::{ApiError, invalid};
 
 /// Path of the fault switch.
 pub const FAULT_PATH: &str = "/interbank/v1/fault";
@@ -36,7 +36,7 @@ pub struct FaultState {
 }
 
 /// `POST /interbank/v1/fault` (the operator only, and only when enabled).
-pub async fn fault(state: crate::api::State, signed: OperatorSigned) -> Result<Json<FaultState>, ApiError> {
+pub async fn fault(state: super::State, signed: OperatorSigned) -> Result<Json<FaultState>, ApiError> {
     let (true, Some(interbank)) = (state.fault_switch, state.interbank.as_deref()) else {
         return Err(ApiError::Core(Error::NotFound("the fault switch is not enabled on this bank".into())));
     };

@@ -1,7 +1,7 @@
 //! The customers' web pages (DESIGN.md §6): server-rendered with askama, usable without
 //! JavaScript, in the bank's own name and colour.
 //!
-//! Pages run the same core operations as the JSON API ([`crate::ops`]), so a page never does what the
+//! Pages run the same operations as the JSON API ([`crate::service`]), so a page never does what the
 //! API would refuse; a refused form is shown again with the reason in plain words and what was
 //! typed. Sessions are the API's sessions, carried in an HttpOnly, SameSite=Strict cookie named
 //! after the bank (several banks on one host keep their own). State-changing requests that a
@@ -24,12 +24,12 @@ use bank_core::Error;
 use bank_core::ids::{AccountNumber, Fingerprint, IdempotencyKey};
 use sha2::{Digest, Sha256};
 
-use crate::api::AppState;
-use crate::api::problem::ApiError;
+use crate::service::Bank;
+use crate::service::ServiceError;
 use crate::storage::writer::now_ms;
 
 /// The pages' routes; merged into the node's router.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<Bank>> {
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/login", get(pages::login_form).post(pages::login))
@@ -95,11 +95,11 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
 }
 
 /// The session cookie's name: one per bank, since browsers share cookies across ports.
-pub fn cookie_name(state: &AppState) -> String {
+pub fn cookie_name(state: &Bank) -> String {
     format!("bank{}_session", state.bank_id.0)
 }
 
-fn session_cookie(state: &AppState, token: &str, max_age_s: u64) -> HeaderValue {
+fn session_cookie(state: &Bank, token: &str, max_age_s: u64) -> HeaderValue {
     let value = format!("{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}", cookie_name(state));
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
 }
@@ -111,10 +111,10 @@ pub struct WebSession {
     pub token_hash: [u8; 32],
 }
 
-impl FromRequestParts<Arc<AppState>> for WebSession {
+impl FromRequestParts<Arc<Bank>> for WebSession {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<Bank>) -> Result<Self, Self::Rejection> {
         let jar = axum_extra::extract::CookieJar::from_headers(&parts.headers);
         let token = jar.get(&cookie_name(state)).map(|c| c.value().to_string());
         match token.and_then(|t| state.sessions.check(&t, now_ms()).ok()) {
@@ -136,7 +136,7 @@ pub struct Shell {
 }
 
 impl Shell {
-    pub fn new(state: &AppState, title: &str, customer: Option<String>) -> Self {
+    pub fn new(state: &Bank, title: &str, customer: Option<String>) -> Self {
         Shell {
             bank_id: state.bank_id.0,
             bank_name: state.bank_name.clone(),
@@ -224,10 +224,10 @@ pub fn parse_amount(text: &str) -> Result<bank_core::money::Amount, String> {
 }
 
 /// An error of the core or the API, in words for a customer.
-pub fn friendly(e: &ApiError) -> String {
+pub fn friendly(e: &ServiceError) -> String {
     match e {
-        ApiError::Internal(_) => "Something went wrong on our side; nothing was changed. Try again.".into(),
-        ApiError::Core(e) => match e {
+        ServiceError::Internal(_) => "Something went wrong on our side; nothing was changed. Try again.".into(),
+        ServiceError::Core(e) => match e {
             Error::InsufficientFunds { available_cents, requested_cents, .. } => format!(
                 "Not enough money: {} available, {} asked.",
                 bank_core::money::format_brl(*available_cents),
@@ -251,6 +251,15 @@ fn capitalise(text: &str) -> String {
         out.push('.');
     }
     out
+}
+
+/// A moment as a customer reads it: `2026-12-04 18:20:00` (UTC, to the second).
+pub fn when(at: bank_core::ids::TimestampMs) -> String {
+    let rfc3339 = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    rfc3339.replace('T', " ").chars().take(19).collect()
 }
 
 /// `R$ 1.234,56`.

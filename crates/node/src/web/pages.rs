@@ -9,29 +9,24 @@ use axum::extract::{Path, Query};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use bank_core::Error;
-use bank_core::account::{Account, AccountKind, Holder, NewAccount, check_password, parse_name};
+use bank_core::account::{Account, AccountKind, Holder, NewAccount, parse_name};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
-use bank_core::ids::{AccountNumber, BankId, TimestampMs, TransferId};
-use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest};
+use bank_core::ids::{AccountNumber, BankId, TransferId};
+use bank_core::ledger::{AccountRef, DepositMethod, Destination, Entry, KeyRequest, LEGS_MAX, LegRequest};
 use bank_core::pixkey::PixKey;
 
-use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status};
-use crate::api::AppState;
-use crate::api::dto::{EntryOut, KeyLookupOut, TransferOut};
-use crate::api::problem::{ApiError, status_of};
-use crate::auth;
-use crate::ops;
-use crate::storage::read;
-use crate::storage::writer::now_ms;
+use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status, when};
+use crate::problem::status_of;
+use crate::service::{self, Bank, ConsortiumStatus, KeyOwner, Membership, RingStatus, ServiceError};
 
-type St = axum::extract::State<Arc<AppState>>;
+type St = axum::extract::State<Arc<Bank>>;
 
 /// The HTTP status of a refused form: the one the API answers for the same refusal.
-fn refused(e: &ApiError) -> StatusCode {
+fn refused(e: &ServiceError) -> StatusCode {
     match e {
-        ApiError::Core(e) => status_of(e),
-        ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::Core(e) => status_of(e),
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -39,19 +34,21 @@ fn invalid(message: String) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, message)
 }
 
-fn refusal(e: ApiError) -> (StatusCode, String) {
+fn refusal(e: ServiceError) -> (StatusCode, String) {
     (refused(&e), friendly(&e))
 }
 
 /// The signed-in account and its keys; a vanished account signs the browser out.
-async fn me(state: &Arc<AppState>, session: &WebSession) -> Result<(Account, Vec<(String, String)>), Response> {
-    ops::account(state, &session.account).await.map_err(|e| match e {
-        ApiError::Core(Error::Unauthorized(_)) => Redirect::to("/login").into_response(),
+async fn me(state: &Arc<Bank>, session: &WebSession) -> Result<(Account, Vec<(String, String)>), Response> {
+    let view = service::account(state, &session.account).await.map_err(|e| match e {
+        ServiceError::Core(Error::Unauthorized(_)) => Redirect::to("/login").into_response(),
         other => message(state, None, refused(&other), "Something went wrong", &friendly(&other)),
-    })
+    })?;
+    let keys = view.keys.into_iter().map(|(key, kind)| (key, kind.as_str().to_string())).collect();
+    Ok((view.account, keys))
 }
 
-fn shell(state: &AppState, title: &str, account: &Account) -> Shell {
+fn shell(state: &Bank, title: &str, account: &Account) -> Shell {
     Shell::new(state, title, Some(account.display_name()))
 }
 
@@ -63,7 +60,7 @@ struct MessagePage {
     message: String,
 }
 
-fn message(state: &AppState, customer: Option<String>, status: StatusCode, heading: &str, text: &str) -> Response {
+fn message(state: &Bank, customer: Option<String>, status: StatusCode, heading: &str, text: &str) -> Response {
     let page = MessagePage {
         shell: Shell::new(state, heading, customer),
         heading: heading.to_string(),
@@ -108,8 +105,8 @@ pub async fn login_form(state: St, Query(q): Query<HashMap<String, String>>) -> 
 pub async fn login(state: St, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let email = f.get("email");
-    match sign_in(&state, &email, &f.get("password")).await {
-        Ok(token) => signed_in(&state, &token, "/"),
+    match service::sign_in(&state, &email, f.get("password")).await {
+        Ok(session) => signed_in(&state, &session.token, "/"),
         Err(e) => render_status(
             refused(&e),
             &LoginPage { shell: Shell::new(&state, "Sign in", None), email, error: Some(friendly(&e)), notice: None },
@@ -117,54 +114,17 @@ pub async fn login(state: St, body: Bytes) -> Response {
     }
 }
 
-/// Checks the password as `POST /api/v1/sessions` does and opens a session; returns its token.
-async fn sign_in(state: &Arc<AppState>, email: &str, password: &str) -> Result<String, ApiError> {
-    let wrong = || ApiError::Core(Error::Unauthorized("wrong e-mail or password".into()));
-    let email = Email::parse(email).map(|e| e.as_str().to_string()).unwrap_or_default();
-    let found = state.reads.run(move |c| read::credentials(c, &email)).await?;
-    let (number, hash) = match found {
-        Some((number, hash)) => (Some(number), hash),
-        None => (None, auth::decoy_hash().to_string()),
-    };
-    let password = password.to_string();
-    let ok = state
-        .hashers
-        .run(move || auth::verify_password(&password, &hash))
-        .await
-        .ok_or(ApiError::Core(Error::Overloaded))?;
-    let number = match (ok, number) {
-        (true, Some(number)) => number,
-        _ => {
-            state.metrics.operation("sign_in", "rejected");
-            return Err(wrong());
-        }
-    };
-    open_session(state, number).await
-}
-
-async fn open_session(state: &Arc<AppState>, number: AccountNumber) -> Result<String, ApiError> {
-    let (token, token_hash) = auth::new_token().map_err(ApiError::Internal)?;
-    let expires_at = TimestampMs(now_ms().0 + (state.limits.session_ttl_s as i64) * 1000);
-    state.writer.create_session(token_hash, number.clone(), expires_at).await?;
-    let live = state.sessions.insert(token_hash, number, expires_at);
-    state.metrics.set_sessions(live);
-    state.metrics.operation("sign_in", "ok");
-    Ok(token)
-}
-
-fn signed_in(state: &AppState, token: &str, to: &str) -> Response {
+fn signed_in(state: &Bank, token: &str, to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().insert(header::SET_COOKIE, super::session_cookie(state, token, state.limits.session_ttl_s));
     response
 }
 
 pub async fn logout(state: St, session: Result<WebSession, Response>) -> Response {
-    if let Ok(session) = session {
-        if let Err(e) = state.writer.revoke_session(session.token_hash).await {
-            return message(&state, None, refused(&e.into()), "Could not sign out", "Try again.");
-        }
-        let live = state.sessions.remove(&session.token_hash);
-        state.metrics.set_sessions(live);
+    if let Ok(session) = session
+        && let Err(e) = service::sign_out(&state, session.token_hash).await
+    {
+        return message(&state, None, refused(&e), "Could not sign out", "Try again.");
     }
     let mut response = Redirect::to("/login?notice=logout").into_response();
     let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", super::cookie_name(&state));
@@ -188,7 +148,7 @@ struct SignupPage {
     error: Option<String>,
 }
 
-fn signup_page(state: &AppState, f: &Fields, error: Option<String>) -> SignupPage {
+fn signup_page(state: &Bank, f: &Fields, error: Option<String>) -> SignupPage {
     let kind = f.get("kind");
     SignupPage {
         shell: Shell::new(state, "Open an account", None),
@@ -210,15 +170,16 @@ pub async fn signup_form(state: St) -> Response {
 pub async fn signup(state: St, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     match open_account(&state, &f).await {
-        Ok((token, warned)) => {
-            signed_in(&state, &token, if warned { "/?notice=signup_nokey" } else { "/?notice=signup" })
+        Ok((token, key)) => {
+            let to = if key == service::DocumentKey::Missing { "/?notice=signup_nokey" } else { "/?notice=signup" };
+            signed_in(&state, &token, to)
         }
         Err(e) => render_status(refused(&e), &signup_page(&state, &f, Some(friendly(&e)))),
     }
 }
 
 /// Opens an account as `POST /api/v1/accounts` does, then signs it in.
-async fn open_account(state: &Arc<AppState>, f: &Fields) -> Result<(String, bool), ApiError> {
+async fn open_account(state: &Arc<Bank>, f: &Fields) -> Result<(String, service::DocumentKey), ServiceError> {
     let kind = AccountKind::parse(&f.get("kind"))?;
     let mut holders =
         vec![Holder { name: parse_name(&f.get("name"))?, document: Document::parse(&f.get("document"))? }];
@@ -228,22 +189,10 @@ async fn open_account(state: &Arc<AppState>, f: &Fields) -> Result<(String, bool
     }
     let email = Email::parse(&f.get("email"))?;
     let phone = Phone::parse(&f.get("phone"))?;
-    let password = f.get("password");
-    check_password(&password)?;
     let new = NewAccount { kind, holders, email, phone, password_hash: String::new() };
-    new.validate()?;
-    let password_hash =
-        state.hashers.run(move || auth::hash_password(&password)).await.ok_or(ApiError::Core(Error::Overloaded))?;
-    let password_hash = password_hash.map_err(ApiError::Internal)?;
-    let opened = state.writer.open_account(NewAccount { password_hash, ..new }).await;
-    state.metrics.operation("open_account", if opened.is_ok() { "ok" } else { "rejected" });
-    let opened = opened?;
-    let mut warned = false;
-    if state.interbank.is_some() && opened.account.acting_document().is_some() {
-        warned = ops::register_consortium_key(state, opened.account.number.clone(), None).await.is_err();
-    }
-    let token = open_session(state, opened.account.number.clone()).await?;
-    Ok((token, warned))
+    let opened = service::open_account(state, new, f.get("password")).await?;
+    let session = service::open_session(state, opened.account.number.clone()).await?;
+    Ok((session.token, opened.document_key))
 }
 
 // ---------------------------------------------------------------- dashboard and statement
@@ -257,9 +206,9 @@ struct EntryRow {
     counterparty: Option<String>,
 }
 
-impl From<&EntryOut> for EntryRow {
-    fn from(e: &EntryOut) -> Self {
-        let what = match (e.kind, e.method) {
+impl From<&Entry> for EntryRow {
+    fn from(e: &Entry) -> Self {
+        let what = match (e.kind.as_str(), e.method.map(|m| m.as_str())) {
             ("deposit", Some(m)) => format!("Deposit ({m})"),
             ("deposit", None) => "Deposit".into(),
             ("withdrawal", _) => "Withdrawal".into(),
@@ -267,13 +216,13 @@ impl From<&EntryOut> for EntryRow {
             ("transfer_in", _) => "Pix received".into(),
             (other, _) => other.to_string(),
         };
-        let sign = if e.direction == "debit" { -1 } else { 1 };
+        let sign = if e.kind.is_debit() { -1 } else { 1 };
         EntryRow {
-            when: e.created_at.replace('T', " ").chars().take(19).collect(),
+            when: when(e.created_at),
             what,
-            amount: brl(sign * e.amount_cents),
-            status: e.status,
-            transfer_id: e.transfer_id.clone(),
+            amount: brl(sign * e.amount.cents()),
+            status: e.status.as_str(),
+            transfer_id: e.transfer_id.map(|t| t.to_string()),
             counterparty: e.counterparty.clone(),
         }
     }
@@ -308,11 +257,11 @@ pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<S
         Ok(found) => found,
         Err(r) => return r,
     };
-    let (accounts, unreachable) = match ops::consortium_accounts(&state, &session.account).await {
+    let found = match service::consortium_accounts(&state, &session.account).await {
         Ok(found) => found,
         Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Dashboard", &friendly(&e)),
     };
-    let entries = ops::entries(&state, &session.account, None, 8).await.map(|(e, _)| e).unwrap_or_default();
+    let entries = service::statement(&state, &session.account, None, None, 8).await.map(|(e, _)| e).unwrap_or_default();
     render(&DashboardPage {
         shell: shell(&state, "Dashboard", &account),
         holder: account.display_name(),
@@ -321,20 +270,22 @@ pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<S
         available: brl(account.available_cents()),
         blocked: brl(account.held_cents),
         posted: brl(account.posted_cents),
-        accounts: accounts
+        accounts: found
+            .accounts
             .iter()
-            .map(|a| {
-                let (available, held) = a.balance.as_ref().map(|b| (b.available_cents, b.held_cents)).unwrap_or((0, 0));
-                AccountRow {
-                    bank_name: a.bank_name.clone(),
-                    number: a.number.clone(),
-                    kind: a.kind,
-                    available: brl(available),
-                    blocked: brl(held),
-                }
+            .map(|a| AccountRow {
+                bank_name: a.bank_name.clone(),
+                number: a.number.to_string(),
+                kind: a.kind.as_str(),
+                available: brl(a.available_cents()),
+                blocked: brl(a.held_cents),
             })
             .collect(),
-        unreachable: unreachable.iter().map(|id| format!("{} ({id})", ops::bank_name(&state, *id))).collect(),
+        unreachable: found
+            .unreachable
+            .iter()
+            .map(|&id| format!("{} ({})", service::bank_name(&state, id), id.0))
+            .collect(),
         entries: entries.iter().map(EntryRow::from).collect(),
         notice: notice_text(q.get("notice")),
     })
@@ -358,7 +309,7 @@ pub async fn statement(state: St, session: WebSession, Query(q): Query<HashMap<S
         Err(r) => return r,
     };
     let before = q.get("before").and_then(|b| b.parse::<u64>().ok()).filter(|&b| b > 0);
-    match ops::entries(&state, &session.account, before, STATEMENT_PAGE).await {
+    match service::statement(&state, &session.account, None, before, STATEMENT_PAGE).await {
         Ok((entries, next)) => render(&StatementPage {
             shell: shell(&state, "Statement", &account),
             number: account.number.to_string(),
@@ -386,14 +337,36 @@ struct MoneyPage {
     error: Option<String>,
 }
 
-fn money_page(state: &AppState, account: &Account, deposit: bool, f: &Fields, error: Option<String>) -> MoneyPage {
-    let heading = if deposit { "Deposit" } else { "Withdraw" };
+/// Which way money moves on the money form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MoneyMove {
+    Deposit,
+    Withdrawal,
+}
+
+impl MoneyMove {
+    fn heading(self) -> &'static str {
+        match self {
+            MoneyMove::Deposit => "Deposit",
+            MoneyMove::Withdrawal => "Withdraw",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            MoneyMove::Deposit => "/deposit",
+            MoneyMove::Withdrawal => "/withdraw",
+        }
+    }
+}
+
+fn money_page(state: &Bank, account: &Account, way: MoneyMove, f: &Fields, error: Option<String>) -> MoneyPage {
     let key = f.get("idempotency_key");
     MoneyPage {
-        shell: shell(state, heading, account),
-        heading,
-        action: if deposit { "/deposit" } else { "/withdraw" },
-        is_deposit: deposit,
+        shell: shell(state, way.heading(), account),
+        heading: way.heading(),
+        action: way.path(),
+        is_deposit: way == MoneyMove::Deposit,
         available: brl(account.available_cents()),
         amount: f.get("amount"),
         method: f.get("method"),
@@ -403,51 +376,62 @@ fn money_page(state: &AppState, account: &Account, deposit: bool, f: &Fields, er
 }
 
 pub async fn deposit_form(state: St, session: WebSession) -> Response {
-    money_form(state, session, true).await
+    money_form(state, session, MoneyMove::Deposit).await
 }
 
 pub async fn withdraw_form(state: St, session: WebSession) -> Response {
-    money_form(state, session, false).await
+    money_form(state, session, MoneyMove::Withdrawal).await
 }
 
-async fn money_form(state: St, session: WebSession, deposit: bool) -> Response {
+async fn money_form(state: St, session: WebSession, way: MoneyMove) -> Response {
     match me(&state, &session).await {
-        Ok((account, _)) => render(&money_page(&state, &account, deposit, &Fields::default(), None)),
+        Ok((account, _)) => render(&money_page(&state, &account, way, &Fields::default(), None)),
         Err(r) => r,
     }
 }
 
 pub async fn deposit(state: St, session: WebSession, body: Bytes) -> Response {
-    money_post(state, session, body, true).await
+    money_post(state, session, body, MoneyMove::Deposit).await
 }
 
 pub async fn withdraw(state: St, session: WebSession, body: Bytes) -> Response {
-    money_post(state, session, body, false).await
+    money_post(state, session, body, MoneyMove::Withdrawal).await
 }
 
-async fn money_post(state: St, session: WebSession, body: Bytes, deposit: bool) -> Response {
-    let f = Fields::parse(&body);
-    let done = async {
-        let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
-        if deposit {
+/// Runs the money form's deposit or withdrawal, as the API does.
+async fn move_money(
+    state: &Arc<Bank>,
+    account: AccountNumber,
+    way: MoneyMove,
+    f: &Fields,
+) -> Result<(), (StatusCode, String)> {
+    let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
+    match way {
+        MoneyMove::Deposit => {
             let method = DepositMethod::parse(&f.get("method")).map_err(|e| refusal(e.into()))?;
             let idem = f.idempotency("/deposit", &format!("{}|{}", amount.cents(), method.as_str()));
-            let result = state.writer.deposit(session.account.clone(), amount, method, idem).await;
-            state.metrics.operation("deposit", if result.is_ok() { "completed" } else { "rejected" });
-            result.map_err(|e| refusal(e.into()))?;
-        } else {
-            let idem = f.idempotency("/withdraw", &amount.cents().to_string());
-            let result = state.writer.withdraw(session.account.clone(), amount, idem).await;
-            state.metrics.operation("withdrawal", if result.is_ok() { "completed" } else { "rejected" });
-            result.map_err(|e| refusal(e.into()))?;
+            service::deposit(state, account, amount, method, idem).await.map_err(refusal)?;
         }
-        Ok::<_, (StatusCode, String)>(())
+        MoneyMove::Withdrawal => {
+            let idem = f.idempotency("/withdraw", &amount.cents().to_string());
+            service::withdraw(state, account, amount, idem).await.map_err(refusal)?;
+        }
     }
-    .await;
-    match done {
-        Ok(()) => Redirect::to(if deposit { "/?notice=deposit" } else { "/?notice=withdrawal" }).into_response(),
+    Ok(())
+}
+
+async fn money_post(state: St, session: WebSession, body: Bytes, way: MoneyMove) -> Response {
+    let f = Fields::parse(&body);
+    match move_money(&state, session.account.clone(), way, &f).await {
+        Ok(()) => {
+            let notice = match way {
+                MoneyMove::Deposit => "/?notice=deposit",
+                MoneyMove::Withdrawal => "/?notice=withdrawal",
+            };
+            Redirect::to(notice).into_response()
+        }
         Err((status, error)) => match me(&state, &session).await {
-            Ok((account, _)) => render_status(status, &money_page(&state, &account, deposit, &f, Some(error))),
+            Ok((account, _)) => render_status(status, &money_page(&state, &account, way, &f, Some(error))),
             Err(r) => r,
         },
     }
@@ -466,7 +450,7 @@ struct PixPage {
     error: Option<String>,
 }
 
-fn pix_page(state: &AppState, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
+fn pix_page(state: &Bank, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
     let key = f.get("idempotency_key");
     PixPage {
         shell: shell(state, "Pix", account),
@@ -485,7 +469,7 @@ struct PixConfirmPage {
     key: String,
     amount: String,
     amount_brl: String,
-    receiver: KeyLookupOut,
+    receiver: KeyOwner,
     idempotency_key: String,
 }
 
@@ -508,9 +492,9 @@ pub async fn pix_confirm(state: St, session: WebSession, body: Bytes) -> Respons
     let checked = async {
         let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
         let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
-        let receiver = ops::lookup_key(&state, &key).await.map_err(refusal)?;
+        let receiver = service::lookup_key(&state, &key).await.map_err(refusal)?;
         if amount.cents() > account.available_cents() {
-            return Err(refusal(ApiError::Core(Error::InsufficientFunds {
+            return Err(refusal(ServiceError::Core(Error::InsufficientFunds {
                 account: account.number.clone(),
                 available_cents: account.available_cents(),
                 requested_cents: amount.cents(),
@@ -542,11 +526,11 @@ pub async fn pix_send(state: St, session: WebSession, body: Bytes) -> Response {
         let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
         let idem = f.idempotency("/pix/send", &format!("{}|{}", key.normalized(), amount.cents()));
         let legs = vec![LegRequest { from: None, to: Destination::Key(key), amount }];
-        ops::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(refusal)
+        service::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(refusal)
     }
     .await;
     match sent {
-        Ok(transfer) => Redirect::to(&format!("/transfers/{}", transfer.id)).into_response(),
+        Ok(answer) => Redirect::to(&format!("/transfers/{}", answer.transfer.id)).into_response(),
         Err((status, error)) => match me(&state, &session).await {
             Ok((account, _)) => render_status(status, &pix_page(&state, &account, &f, Some(error))),
             Err(r) => r,
@@ -584,18 +568,18 @@ pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<Stri
     let Ok(id) = uuid::Uuid::try_parse(&id).map(TransferId) else {
         return message(&state, customer, StatusCode::NOT_FOUND, "No such transfer", "A transfer id is a UUID.");
     };
-    let t: TransferOut = match ops::transfer_of(&state, &session.account, id).await {
+    let t = match service::transfer_of(&state, &session.account, id).await {
         Ok(t) => t,
         Err(e) => return message(&state, customer, refused(&e), "No such transfer", &friendly(&e)),
     };
-    let bank = |id: u32| ops::bank_name(&state, id);
+    let bank = |id: BankId| service::bank_name(&state, id);
     render(&TransferPage {
         shell: shell(&state, "Transfer", &account),
-        id: t.id.clone(),
-        status: t.status,
+        id: t.id.to_string(),
+        status: t.status.as_str(),
         failure: t.failure.as_ref().map(|f| friendly_failure(f.code.as_str(), &f.detail)).unwrap_or_default(),
-        created_at: t.created_at.replace('T', " ").chars().take(19).collect(),
-        total: brl(t.legs.iter().map(|l| l.amount_cents).sum()),
+        created_at: when(t.created_at),
+        total: brl(t.legs.iter().map(|l| l.amount.cents()).sum()),
         legs: t
             .legs
             .iter()
@@ -606,10 +590,10 @@ pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<Stri
                     l.to.holder_name,
                     bank(l.to.bank_id),
                     l.to.number,
-                    l.to.key.as_ref().map(|k| format!(" (key {k})")).unwrap_or_default()
+                    l.to.key.as_ref().map(|k| format!(" (key {})", k.normalized())).unwrap_or_default()
                 ),
-                amount: brl(l.amount_cents),
-                status: l.status,
+                amount: brl(l.amount.cents()),
+                status: l.status.as_str(),
             })
             .collect(),
     })
@@ -659,14 +643,15 @@ struct PacketPage {
 
 const PACKET_ROWS_SHOWN: usize = 3;
 
-async fn sources(state: &Arc<AppState>, session: &WebSession) -> Result<Vec<SourceOption>, ApiError> {
-    let (accounts, _) = ops::consortium_accounts(state, &session.account).await?;
-    Ok(accounts
+async fn sources(state: &Arc<Bank>, session: &WebSession) -> Result<Vec<SourceOption>, ServiceError> {
+    let found = service::consortium_accounts(state, &session.account).await?;
+    Ok(found
+        .accounts
         .iter()
         .map(|a| {
-            let available = a.balance.as_ref().map(|b| b.available_cents).unwrap_or(0);
+            let available = a.available_cents();
             SourceOption {
-                value: format!("{}:{}", a.bank_id, a.number),
+                value: format!("{}:{}", a.bank_id.0, a.number),
                 label: format!("{} · {} ({} available)", a.bank_name, a.number, brl(available)),
                 available_cents: available,
             }
@@ -703,6 +688,61 @@ pub async fn packet_form(state: St, session: WebSession) -> Response {
     })
 }
 
+/// What the filled rows of a packet form ask for.
+struct PacketLegs {
+    legs: Vec<LegRequest>,
+    /// The total each source would send, against what it has.
+    totals: Vec<TotalRow>,
+    /// The form's meaning, for its idempotency fingerprint.
+    meaning: String,
+}
+
+/// Parses every filled row (blank rows are skipped); a row that does not parse gets its error.
+fn packet_legs(rows: &mut [PacketRow], sources: &[SourceOption]) -> PacketLegs {
+    let mut legs = Vec::new();
+    let mut per_source: BTreeMap<String, i64> = BTreeMap::new();
+    let mut meaning = String::new();
+    for row in rows.iter_mut() {
+        if row.key.trim().is_empty() && row.amount.trim().is_empty() {
+            continue;
+        }
+        match packet_leg(row, sources) {
+            Ok(leg) => {
+                *per_source.entry(row.from.clone()).or_default() += leg.amount.cents();
+                meaning.push_str(&format!("{}>{:?}={};", row.from, row.key.trim(), leg.amount.cents()));
+                legs.push(leg);
+            }
+            Err(e) => row.error = Some(e),
+        }
+    }
+    let totals = per_source
+        .iter()
+        .filter_map(|(value, total)| {
+            let s = sources.iter().find(|s| &s.value == value)?;
+            Some(TotalRow {
+                label: s.label.clone(),
+                total: brl(*total),
+                available: brl(s.available_cents),
+                over: *total > s.available_cents,
+            })
+        })
+        .collect();
+    PacketLegs { legs, totals, meaning }
+}
+
+/// One filled row as a leg, or what is wrong with it, in words.
+fn packet_leg(row: &PacketRow, sources: &[SourceOption]) -> Result<LegRequest, String> {
+    let source = sources.iter().find(|s| s.value == row.from).ok_or("Choose a source among your accounts.")?;
+    let (bank, number) = source.value.split_once(':').ok_or("Choose a source among your accounts.")?;
+    let from = AccountRef {
+        bank_id: BankId(bank.parse().map_err(|_| "Choose a source among your accounts.")?),
+        number: AccountNumber::parse(number).map_err(|_| "Choose a source among your accounts.")?,
+    };
+    let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into()))?;
+    let amount = parse_amount(&row.amount)?;
+    Ok(LegRequest { from: Some(from), to: Destination::Key(key), amount })
+}
+
 pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let (account, _) = match me(&state, &session).await {
@@ -737,46 +777,7 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         rows.extend(empty_rows(n, (n + 1).min(LEGS_MAX)));
         return render(&page(rows, Vec::new(), None, sources));
     }
-    // Parse every filled row; blank rows are skipped.
-    let mut legs = Vec::new();
-    let mut per_source: BTreeMap<String, i64> = BTreeMap::new();
-    let mut meaning = String::new();
-    for row in rows.iter_mut() {
-        if row.key.trim().is_empty() && row.amount.trim().is_empty() {
-            continue;
-        }
-        let parsed = (|| {
-            let source = sources.iter().find(|s| s.value == row.from).ok_or("Choose a source among your accounts.")?;
-            let (bank, number) = source.value.split_once(':').ok_or("Choose a source among your accounts.")?;
-            let from = AccountRef {
-                bank_id: BankId(bank.parse().map_err(|_| "Choose a source among your accounts.")?),
-                number: AccountNumber::parse(number).map_err(|_| "Choose a source among your accounts.")?,
-            };
-            let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into()))?;
-            let amount = parse_amount(&row.amount)?;
-            Ok::<_, String>(LegRequest { from: Some(from), to: Destination::Key(key), amount })
-        })();
-        match parsed {
-            Ok(leg) => {
-                *per_source.entry(row.from.clone()).or_default() += leg.amount.cents();
-                meaning.push_str(&format!("{}>{:?}={};", row.from, row.key.trim(), leg.amount.cents()));
-                legs.push(leg);
-            }
-            Err(e) => row.error = Some(e),
-        }
-    }
-    let totals: Vec<TotalRow> = per_source
-        .iter()
-        .filter_map(|(value, total)| {
-            let s = sources.iter().find(|s| &s.value == value)?;
-            Some(TotalRow {
-                label: s.label.clone(),
-                total: brl(*total),
-                available: brl(s.available_cents),
-                over: *total > s.available_cents,
-            })
-        })
-        .collect();
+    let PacketLegs { legs, totals, meaning } = packet_legs(&mut rows, &sources);
     let row_errors = rows.iter().any(|r| r.error.is_some());
     if row_errors || legs.is_empty() || action != "send" {
         let error = if row_errors {
@@ -790,8 +791,8 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         return render_status(status, &page(rows, totals, error, sources));
     }
     let idem = f.idempotency("/packet", &meaning);
-    match ops::transfer(&state, session.account.clone(), legs, None, idem).await {
-        Ok(t) => Redirect::to(&format!("/transfers/{}", t.id)).into_response(),
+    match service::transfer(&state, session.account.clone(), legs, None, idem).await {
+        Ok(answer) => Redirect::to(&format!("/transfers/{}", answer.transfer.id)).into_response(),
         Err(e) => render_status(refused(&e), &page(rows, totals, Some(friendly(&e)), sources)),
     }
 }
@@ -855,10 +856,10 @@ pub async fn register_key(state: St, session: WebSession, body: Bytes) -> Respon
         "email" => Ok(KeyRequest::Email),
         "phone" => Ok(KeyRequest::Phone),
         "random" => Ok(KeyRequest::Random(uuid::Uuid::new_v4())),
-        _ => Err(ApiError::Core(Error::invalid("choose a key type: e-mail, phone or random"))),
+        _ => Err(ServiceError::Core(Error::invalid("choose a key type: e-mail, phone or random"))),
     };
     let result = match request {
-        Ok(request) => ops::register_key(&state, session.account.clone(), request).await,
+        Ok(request) => service::register_key(&state, session.account.clone(), request).await,
         Err(e) => Err(e),
     };
     match result {
@@ -906,42 +907,72 @@ struct ConsortiumPage {
     error: Option<String>,
 }
 
-fn text_of(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
+/// A number as the status route writes it in JSON (so the page reads the same as the API).
+fn json_number(value: impl Into<serde_json::Value>) -> String {
+    match value.into() {
         serde_json::Value::Null => "—".into(),
         other => other.to_string(),
     }
 }
 
-/// The ring of a status answer, in words (in the order a person reads it).
-fn ring_facts(ring: &serde_json::Value, mode: &str) -> Vec<(String, String)> {
+/// The ring in words (in the order a person reads it).
+fn ring_facts(bank_id: BankId, ring: &RingStatus, mode: &str) -> Vec<(String, String)> {
     if mode == "concurrent" {
         return vec![("Token ring".into(), "off: every bank starts its cross-bank work at once".into())];
     }
-    let bank = |v: &serde_json::Value| v.as_u64().map_or_else(|| "—".into(), |id| format!("bank {id}"));
-    let mut facts = vec![
-        ("Epoch".into(), text_of(&ring["epoch"])),
-        ("Last known holder".into(), bank(&ring["holder"])),
-        ("This bank".into(), text_of(&ring["role"])),
-        (
-            "Token last here".into(),
-            ring["last_seen_ms"].as_u64().map_or_else(|| "not yet".into(), |ms| format!("{ms} ms ago")),
-        ),
-        ("Visits per second".into(), text_of(&ring["rotations_per_s"])),
-        ("Transfers waiting for the token".into(), text_of(&ring["queue_len"])),
-    ];
-    if let Some(suspected) = ring["suspected"].as_array().filter(|s| !s.is_empty()) {
-        facts.push(("Not heard from".into(), suspected.iter().map(bank).collect::<Vec<_>>().join(", ")));
+    let bank = |id: Option<BankId>| id.map_or_else(|| "—".into(), |id| format!("bank {}", id.0));
+    let last_seen = |ms: Option<u64>| ms.map_or_else(|| "not yet".into(), |ms| format!("{ms} ms ago"));
+    let facts = |epoch: u64, holder, role: &str, seen, rotations: f64, queue_len: usize| {
+        vec![
+            ("Epoch".into(), epoch.to_string()),
+            ("Last known holder".into(), bank(holder)),
+            ("This bank".into(), role.to_string()),
+            ("Token last here".into(), last_seen(seen)),
+            ("Visits per second".into(), json_number(rotations)),
+            ("Transfers waiting for the token".into(), queue_len.to_string()),
+        ]
+    };
+    match ring {
+        RingStatus::Token(r) => {
+            let rotations = (r.rotations_per_s * 100.0).round() / 100.0;
+            let mut out = facts(r.epoch, r.holder, r.role, r.last_seen_ms, rotations, r.queue_len);
+            if !r.suspected.is_empty() {
+                let suspected = r.suspected.iter().map(|&b| bank(Some(b))).collect::<Vec<_>>().join(", ");
+                out.push(("Not heard from".into(), suspected));
+            }
+            out
+        }
+        RingStatus::NoToken => facts(0, None, "—", None, 0.0, 0),
+        RingStatus::Alone => facts(0, Some(bank_id), "—", Some(0), 0.0, 0),
     }
-    facts
 }
 
-/// Shows what `GET /api/v1/consortium/status` answers (asked over loopback, so the page follows
-/// whatever the API reports).
+fn member_rows(status: &ConsortiumStatus) -> Vec<MemberRow> {
+    match &status.members {
+        Membership::Alone { name, url } => {
+            vec![MemberRow {
+                id: status.bank_id.0.to_string(),
+                name: name.clone(),
+                url: url.clone(),
+                state: "up".into(),
+            }]
+        }
+        Membership::Consortium(members) => members
+            .iter()
+            .map(|m| MemberRow {
+                id: m.id.0.to_string(),
+                name: m.name.clone(),
+                url: m.url.clone(),
+                state: m.state.as_str().into(),
+            })
+            .collect(),
+    }
+}
+
+/// Shows the consortium as `GET /api/v1/consortium/status` reports it (the same service call).
 pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Response {
     let customer = match &session {
-        Ok(s) => ops::account(&state, &s.account).await.ok().map(|(a, _)| a.display_name()),
+        Ok(s) => service::account(&state, &s.account).await.ok().map(|view| view.account.display_name()),
         Err(_) => None,
     };
     let mut page = ConsortiumPage {
@@ -952,41 +983,71 @@ pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Res
         ring: Vec::new(),
         error: None,
     };
-    let url = format!("{}/api/v1/consortium/status", state.public_url.replace("0.0.0.0", "127.0.0.1"));
-    let answer = async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(3))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
-        resp.json::<serde_json::Value>().await.map_err(|e| e.to_string())
-    }
-    .await;
-    match answer {
+    match service::consortium_status(&state).await {
         Ok(status) => {
-            page.mode = text_of(&status["mode"]);
-            page.in_doubt = text_of(&status["in_doubt"]);
-            page.members = status["members"]
-                .as_array()
-                .map(|members| {
-                    members
-                        .iter()
-                        .map(|m| MemberRow {
-                            id: text_of(&m["id"]),
-                            name: text_of(&m["name"]),
-                            url: text_of(&m["url"]),
-                            state: text_of(&m["state"]),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            page.ring = ring_facts(&status["ring"], &page.mode);
+            page.mode = status.mode.as_str().to_string();
+            page.in_doubt = status.in_doubt.to_string();
+            page.members = member_rows(&status);
+            page.ring = ring_facts(status.bank_id, &status.ring, &page.mode);
             render(&page)
         }
         Err(e) => {
-            page.error = Some(format!("The status could not be read: {e}"));
+            page.error = Some(format!("The status could not be read: {}", friendly(&e)));
             render_status(StatusCode::SERVICE_UNAVAILABLE, &page)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ring::RingSnapshot;
+
+    fn texts(facts: Vec<(String, String)>) -> Vec<String> {
+        facts.into_iter().map(|(what, value)| format!("{what}: {value}")).collect()
+    }
+
+    /// The page words the ring as it did when it read the status route's JSON: numbers as JSON
+    /// writes them (`0.0`, `2.0`), absent facts as a dash.
+    #[test]
+    fn ring_facts_read_as_the_status_json_did() {
+        let alone = texts(ring_facts(BankId(1), &RingStatus::Alone, "token-ring"));
+        assert_eq!(
+            alone,
+            [
+                "Epoch: 0",
+                "Last known holder: bank 1",
+                "This bank: —",
+                "Token last here: 0 ms ago",
+                "Visits per second: 0.0",
+                "Transfers waiting for the token: 0"
+            ]
+        );
+        let no_token = texts(ring_facts(BankId(1), &RingStatus::NoToken, "token-ring"));
+        assert_eq!((no_token[1].as_str(), no_token[3].as_str()), ("Last known holder: —", "Token last here: not yet"));
+        let snapshot = RingSnapshot {
+            epoch: 7,
+            role: "holder",
+            holder: Some(BankId(2)),
+            last_seen_ms: Some(15),
+            rotations_per_s: 1.996,
+            queue_len: 3,
+            suspected: vec![BankId(3), BankId(4)],
+        };
+        let token = texts(ring_facts(BankId(1), &RingStatus::Token(snapshot), "token-ring"));
+        assert_eq!(
+            token,
+            [
+                "Epoch: 7",
+                "Last known holder: bank 2",
+                "This bank: holder",
+                "Token last here: 15 ms ago",
+                "Visits per second: 2.0",
+                "Transfers waiting for the token: 3",
+                "Not heard from: bank 3, bank 4"
+            ]
+        );
+        let off = texts(ring_facts(BankId(1), &RingStatus::NoToken, "concurrent"));
+        assert_eq!(off, ["Token ring: off: every bank starts its cross-bank work at once"]);
     }
 }

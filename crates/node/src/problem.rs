@@ -6,26 +6,8 @@ use axum::response::{IntoResponse, Response};
 use bank_core::Error;
 use serde::Serialize;
 
-use crate::storage::StorageError;
-
-/// An error on its way to the client.
-#[derive(Debug)]
-pub enum ApiError {
-    Core(Error),
-    Internal(String),
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError::Core(e)
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
+/// The service's error, on its way to the client (the name the handlers know it by).
+pub use crate::service::ServiceError as ApiError;
 
 pub fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::Core(Error::InvalidInput(detail.into()))

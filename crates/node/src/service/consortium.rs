@@ -1,0 +1,236 @@
+//! The consortium as a customer or an operator sees it from this bank: whose a Pix key is, the
+//! customer's accounts in every bank, the members' states and the token ring.
+
+use std::sync::Arc;
+
+use bank_core::Error;
+use bank_core::account::{Account, AccountKind};
+use bank_core::ids::{AccountNumber, BankId};
+use bank_core::pixkey::{KeyType, PixKey};
+
+use super::{Bank, OpResult, ServiceError, gone};
+use crate::config::CoordinationMode;
+use crate::peer::{ACCOUNTS_OF_PATH, AccountsOf, HeldAccounts};
+use crate::storage::read;
+use crate::storage::ring::RingSnapshot;
+use crate::storage::writer::now_ms;
+
+/// The name of a member bank (this one included).
+pub fn bank_name(bank: &Bank, id: BankId) -> String {
+    if id == bank.bank_id {
+        return bank.bank_name.clone();
+    }
+    bank.interbank
+        .as_ref()
+        .and_then(|ib| ib.members.get(&id))
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| format!("bank {}", id.0))
+}
+
+/// Whom a Pix key belongs to, as a payer may see it.
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub key: String,
+    pub kind: KeyType,
+    pub bank_id: u32,
+    pub bank_name: String,
+    pub holder_name: String,
+    pub masked_document: String,
+}
+
+/// Whom a key belongs to: an account here, or one the consortium's directory knows elsewhere.
+pub async fn lookup_key(bank: &Arc<Bank>, key: &PixKey) -> OpResult<KeyOwner> {
+    let k = key.clone();
+    let view = bank.reads.run(move |c| read::key_owner(c, &k)).await?;
+    if let Some(view) = view {
+        let masked = view.account.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", ");
+        return Ok(KeyOwner {
+            key: view.key.normalized(),
+            kind: view.key.key_type(),
+            bank_id: bank.bank_id.0,
+            bank_name: bank.bank_name.clone(),
+            holder_name: view.account.display_name(),
+            masked_document: masked,
+        });
+    }
+    let k = key.clone();
+    let remote = bank.reads.run(move |c| read::remote_key(c, &k)).await?;
+    let remote = remote.ok_or_else(|| ServiceError::Core(Error::UnknownKey(key.normalized())))?;
+    Ok(KeyOwner {
+        key: key.normalized(),
+        kind: key.key_type(),
+        bank_id: remote.bank_id.0,
+        bank_name: bank_name(bank, remote.bank_id),
+        holder_name: remote.holder_name,
+        masked_document: remote.masked_document,
+    })
+}
+
+/// One of a customer's accounts, in any bank.
+#[derive(Debug, Clone)]
+pub struct HeldAccountView {
+    pub bank_id: BankId,
+    pub bank_name: String,
+    pub number: AccountNumber,
+    pub kind: AccountKind,
+    pub posted_cents: i64,
+    pub held_cents: i64,
+}
+
+impl HeldAccountView {
+    pub fn available_cents(&self) -> i64 {
+        self.posted_cents - self.held_cents
+    }
+}
+
+/// A customer's accounts in every bank, and the banks that could not be asked.
+#[derive(Debug, Clone, Default)]
+pub struct ConsortiumAccounts {
+    pub accounts: Vec<HeldAccountView>,
+    pub unreachable: Vec<BankId>,
+}
+
+/// The customer's accounts: this bank's (joint ones included), then every other bank's found
+/// by the customer's document (a joint account's session asks no one).
+pub async fn consortium_accounts(bank: &Arc<Bank>, number: &AccountNumber) -> OpResult<ConsortiumAccounts> {
+    let n = number.clone();
+    let found = bank
+        .reads
+        .run(move |c| {
+            let Some(view) = read::account(c, &n)? else { return Ok(None) };
+            let mut accounts = Vec::new();
+            for s in read::spendable(c, &view.account)? {
+                if let Some(v) = read::account(c, &s)? {
+                    accounts.push(v.account);
+                }
+            }
+            Ok(Some((view.account, accounts)))
+        })
+        .await?;
+    let (actor, accounts) = found.ok_or_else(gone)?;
+    let mut out = ConsortiumAccounts::default();
+    out.accounts.extend(accounts.iter().map(|a| HeldAccountView {
+        bank_id: bank.bank_id,
+        bank_name: bank.bank_name.clone(),
+        number: a.number.clone(),
+        kind: a.kind,
+        posted_cents: a.posted_cents,
+        held_cents: a.held_cents,
+    }));
+    ask_other_banks(bank, &actor, &mut out).await;
+    Ok(out)
+}
+
+/// Asks every other member, at once, for the accounts of `actor`'s document.
+async fn ask_other_banks(bank: &Arc<Bank>, actor: &Account, out: &mut ConsortiumAccounts) {
+    let (Some(interbank), Some(document)) = (&bank.interbank, actor.acting_document()) else { return };
+    let query = AccountsOf { document: document.clone() };
+    let asks = interbank.members.values().filter(|m| m.id != bank.bank_id).map(|member| {
+        let (client, query) = (interbank.peers.clone(), query.clone());
+        async move { (member, client.post_json::<_, HeldAccounts>(member.id, ACCOUNTS_OF_PATH, &query).await) }
+    });
+    for (member, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Ok(held) => out.accounts.extend(held.accounts.into_iter().map(|a| HeldAccountView {
+                bank_id: member.id,
+                bank_name: member.name.clone(),
+                number: a.number,
+                kind: a.kind,
+                posted_cents: a.posted_cents,
+                held_cents: a.held_cents,
+            })),
+            Err(_) => out.unreachable.push(member.id),
+        }
+    }
+}
+
+/// How this bank sees a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// This bank, or a member whose last request from here got an answer.
+    Up,
+    /// A member whose last request from here got none.
+    Suspected,
+    /// A member not asked anything yet.
+    Unknown,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Up => "up",
+            MemberState::Suspected => "suspected",
+            MemberState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One member of the consortium as this bank sees it.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub id: BankId,
+    pub name: String,
+    pub url: String,
+    pub state: MemberState,
+    /// Milliseconds since it last answered, if ever.
+    pub last_seen_ms: Option<i64>,
+}
+
+/// The members: this bank alone, or every member of its consortium.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    Alone { name: String, url: String },
+    Consortium(Vec<MemberStatus>),
+}
+
+/// The token ring as this bank sees it.
+#[derive(Debug, Clone)]
+pub enum RingStatus {
+    /// `token-ring` mode in a consortium: the ring as the writer last published it.
+    Token(RingSnapshot),
+    /// A consortium without a token (`concurrent` mode): every bank coordinates at any time.
+    NoToken,
+    /// A bank alone: a ring of one that always holds the token.
+    Alone,
+}
+
+/// The consortium as this bank sees it.
+#[derive(Debug, Clone)]
+pub struct ConsortiumStatus {
+    pub bank_id: BankId,
+    pub mode: CoordinationMode,
+    pub members: Membership,
+    pub ring: RingStatus,
+    /// Holds this bank keeps for undecided transactions.
+    pub in_doubt: i64,
+}
+
+/// The members' states, the token ring and the transactions held in doubt — what the status
+/// route answers and the consortium page shows.
+pub async fn consortium_status(bank: &Arc<Bank>) -> OpResult<ConsortiumStatus> {
+    let members = match &bank.interbank {
+        None => Membership::Alone { name: bank.bank_name.clone(), url: bank.public_url.clone() },
+        Some(ib) => {
+            let seen = bank.driver.peers_seen();
+            let now = now_ms().0;
+            let members = ib.members.values().map(|m| {
+                let peer = seen.get(&m.id).copied().unwrap_or_default();
+                let state = match (m.id == bank.bank_id, peer.up) {
+                    (true, _) | (false, Some(true)) => MemberState::Up,
+                    (false, Some(false)) => MemberState::Suspected,
+                    (false, None) => MemberState::Unknown,
+                };
+                let last_seen_ms = peer.last_answer_ms.map(|t| now - t);
+                MemberStatus { id: m.id, name: m.name.clone(), url: m.url.clone(), state, last_seen_ms }
+            });
+            Membership::Consortium(members.collect())
+        }
+    };
+    let in_doubt = bank.reads.run(read::holds_count).await?;
+    let ring = match (&bank.ring, bank.interbank.is_some()) {
+        (Some(view), _) => RingStatus::Token(view.snapshot()),
+        (None, true) => RingStatus::NoToken,
+        (None, false) => RingStatus::Alone,
+    };
+    Ok(ConsortiumStatus { bank_id: bank.bank_id, mode: bank.coordination_mode, members, ring, in_doubt })
+}
