@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bank_core::Amount;
-use bank_core::account::{Account, AccountKind, Holder, NewAccount};
+use bank_core::account::{AccountKind, Holder, NewAccount};
 use bank_core::bank::{
     Bank, BankConfig, Effects, Event, GateSettings, Input, Now, Output, Persist, QueuedTx, Recall, Recovered, Reply,
 };
@@ -44,14 +44,15 @@ use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    AccountRef, Change, DepositMethod, Destination, HoldSet, IdempotencyRecord, KeyRequest, Ledger, LegRequest,
-    Outcome, RemoteKey, Settlement, Status, Transfer, TransferRequest,
+    AccountRef, Change, DepositMethod, Destination, KeyRequest, LegRequest, Outcome, Settlement, Status,
+    TransferRequest,
 };
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{Epoch, RingDurable, RingMessage, RingSettings, Tick};
 use bank_core::twopc::{CoordinatorRecord, Decision, Message};
 use uuid::Uuid;
 
+pub use crate::support::ledger_store::LedgerStore;
 pub use crate::support::{Rng, Tally};
 
 /// Length of a ring tick (as the node's default).
@@ -127,17 +128,11 @@ impl Knobs {
 
 // ----- storage ------------------------------------------------------------------------------------
 
-/// What one bank's database holds, reduced to what a restart reads back.
+/// What one bank's database holds, reduced to what a restart reads back: the ledger's tables
+/// and the protocols' (coordinator records, the ring's state, the token queue).
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    accounts: BTreeMap<AccountNumber, Account>,
-    keys: Vec<(PixKey, AccountNumber)>,
-    remote_keys: Vec<(PixKey, RemoteKey)>,
-    idempotency: Vec<(AccountNumber, IdempotencyKey, IdempotencyRecord)>,
-    holds: BTreeMap<TransferId, HoldSet>,
-    decisions: BTreeMap<TransferId, Decision>,
-    next_entry_id: u64,
-    transfers: BTreeMap<TransferId, Transfer>,
+    ledger: LedgerStore,
     records: BTreeMap<TransferId, CoordinatorRecord>,
     ring: RingDurable,
     queue: BTreeMap<TransferId, QueuedTx>,
@@ -146,7 +141,7 @@ pub struct Store {
 impl Store {
     fn apply(&mut self, item: &Persist) {
         match item {
-            Persist::Ledger(change) => self.apply_change(change),
+            Persist::Ledger(change) => self.ledger.apply(change),
             Persist::Coordinator(record) => {
                 self.records.insert(record.tx(), record.clone());
             }
@@ -160,44 +155,9 @@ impl Store {
         }
     }
 
-    fn apply_change(&mut self, change: &Change) {
-        match change.clone() {
-            Change::AccountOpened(account) => {
-                self.accounts.insert(account.number.clone(), *account);
-            }
-            Change::Balance { account, posted_cents, held_cents } => {
-                let acc = self.accounts.get_mut(&account).expect("a balance of a stored account");
-                (acc.posted_cents, acc.held_cents) = (posted_cents, held_cents);
-            }
-            Change::KeyRegistered { key, account } => self.keys.push((key, account)),
-            Change::RemoteKeyRegistered { key, owner } => self.remote_keys.push((key, owner)),
-            Change::EntryAdded(entry) => self.next_entry_id = self.next_entry_id.max(entry.id.0 + 1),
-            Change::TransferRecorded(transfer) => {
-                self.transfers.insert(transfer.id, *transfer);
-            }
-            Change::IdempotencyRecorded { scope, key, record } => self.idempotency.push((scope, key, *record)),
-            Change::HoldsPlaced { transfer, holds } => {
-                self.holds.insert(transfer, *holds);
-            }
-            Change::Settled { transfer, settlement } => {
-                self.holds.remove(&transfer);
-                self.decisions.insert(transfer, Decision::from(settlement));
-            }
-        }
-    }
-
     /// What the node's start-up reads: see `storage::load_bank`.
     fn recovered(&self, bank: BankId, remembered_since: TransferId) -> Recovered {
-        let mut ledger = Ledger::new(bank);
-        self.accounts.values().for_each(|a| ledger.restore_account(a.clone()));
-        self.keys.iter().for_each(|(k, a)| ledger.restore_key(k.clone(), a.clone()));
-        self.remote_keys.iter().for_each(|(k, o)| ledger.restore_remote_key(k.clone(), o.clone()));
-        self.idempotency.iter().for_each(|(s, k, r)| ledger.restore_idempotency(s.clone(), *k, *r));
-        self.holds.iter().for_each(|(tx, set)| ledger.restore_holds(*tx, set.clone()));
-        for (tx, decision) in self.decisions.range(remembered_since..) {
-            ledger.restore_settlement(*tx, decision.settlement());
-        }
-        ledger.restore_next_entry_id(self.next_entry_id);
+        let ledger = self.ledger.rebuild(bank, remembered_since);
         let records: Vec<CoordinatorRecord> = self
             .records
             .values()
@@ -209,7 +169,7 @@ impl Store {
         let unfinished = records.iter().filter(|r| !matches!(r, CoordinatorRecord::Finished { .. })).map(|r| r.tx());
         let open_transfers = unfinished
             .chain(queue.iter().map(|q| q.tx))
-            .filter_map(|id| self.transfers.get(&id))
+            .filter_map(|id| self.ledger.transfers.get(&id))
             .filter(|t| t.status == Status::Pending)
             .cloned()
             .collect();
@@ -228,7 +188,7 @@ impl Recall for &Store {
     }
 
     fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error> {
-        Ok(self.decisions.get(tx).map(|d| d.settlement()))
+        Ok(self.ledger.settlements.get(tx).copied())
     }
 }
 
@@ -823,7 +783,7 @@ impl World {
             let decision = self.decisions.get(tx).copied();
             match asked {
                 Asked::Transfer(at_bank, legs) => {
-                    let record = &self.machines[self.index(*at_bank)].store.transfers[tx];
+                    let record = &self.machines[self.index(*at_bank)].store.ledger.transfers[tx];
                     let local = legs.iter().all(|(fb, _, tb, _, _)| fb == at_bank && tb == at_bank);
                     let completed = match decision {
                         // An in-bank transfer runs as one local batch, with no 2PC decision.
@@ -857,7 +817,7 @@ impl World {
                     a.number,
                     self.describe()
                 );
-                assert_eq!(machine.store.accounts[&a.number].posted_cents, a.posted_cents, "{at}: not durable");
+                assert_eq!(machine.store.ledger.accounts[&a.number].posted_cents, a.posted_cents, "{at}: not durable");
             }
             for (key, (owner_bank, owner)) in &self.keys {
                 let seen = match bank.ledger().key_owner(key) {

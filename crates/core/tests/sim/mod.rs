@@ -37,11 +37,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bank_core::Amount;
-use bank_core::account::{Account, AccountKind, Holder, NewAccount};
+use bank_core::account::{AccountKind, Holder, NewAccount};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{Change, DepositMethod, HoldSet, IdempotencyRecord, KeyClaim, Ledger, RemoteKey};
+use bank_core::ledger::{Change, DepositMethod, KeyClaim, Ledger, RemoteKey};
 use bank_core::pixkey::PixKey;
 use bank_core::twopc::{
     Coordinator, CoordinatorOutput, CoordinatorRecord, Decision, LegsByBank, Message, Participant, ParticipantOutput,
@@ -49,6 +49,7 @@ use bank_core::twopc::{
 };
 use uuid::Uuid;
 
+use crate::support::ledger_store::LedgerStore;
 use crate::support::{Rng, Tally};
 
 // ----- knobs --------------------------------------------------------------------------------------
@@ -153,65 +154,18 @@ impl Knobs {
 /// records.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    accounts: BTreeMap<AccountNumber, Account>,
-    keys: Vec<(PixKey, AccountNumber)>,
-    remote_keys: Vec<(PixKey, RemoteKey)>,
-    idempotency: Vec<(AccountNumber, IdempotencyKey, IdempotencyRecord)>,
-    holds: BTreeMap<TransferId, HoldSet>,
-    decisions: BTreeMap<TransferId, Decision>,
-    next_entry_id: u64,
+    ledger: LedgerStore,
     pub records: Vec<CoordinatorRecord>,
 }
 
 impl Store {
     fn apply(&mut self, change: Change) {
-        match change {
-            Change::AccountOpened(account) => {
-                self.accounts.insert(account.number.clone(), *account);
-            }
-            Change::Balance { account, posted_cents, held_cents } => {
-                let acc = self.accounts.get_mut(&account).expect("a balance of a stored account");
-                acc.posted_cents = posted_cents;
-                acc.held_cents = held_cents;
-            }
-            Change::KeyRegistered { key, account } => self.keys.push((key, account)),
-            Change::RemoteKeyRegistered { key, owner } => self.remote_keys.push((key, owner)),
-            Change::EntryAdded(entry) => self.next_entry_id = self.next_entry_id.max(entry.id.0 + 1),
-            Change::TransferRecorded(_) => {}
-            Change::IdempotencyRecorded { scope, key, record } => self.idempotency.push((scope, key, *record)),
-            Change::HoldsPlaced { transfer, holds } => {
-                self.holds.insert(transfer, *holds);
-            }
-            Change::Settled { transfer, settlement } => {
-                self.holds.remove(&transfer);
-                self.decisions.insert(transfer, Decision::from(settlement));
-            }
-        }
+        self.ledger.apply(&change);
     }
 
-    /// The ledger a restart reads back.
+    /// The ledger a restart reads back (every settlement: this world remembers them all).
     fn rebuild(&self, bank: BankId) -> Ledger {
-        let mut ledger = Ledger::new(bank);
-        for account in self.accounts.values() {
-            ledger.restore_account(account.clone());
-        }
-        for (key, account) in &self.keys {
-            ledger.restore_key(key.clone(), account.clone());
-        }
-        for (key, owner) in &self.remote_keys {
-            ledger.restore_remote_key(key.clone(), owner.clone());
-        }
-        for (scope, key, record) in &self.idempotency {
-            ledger.restore_idempotency(scope.clone(), *key, *record);
-        }
-        for (tx, set) in &self.holds {
-            ledger.restore_holds(*tx, set.clone());
-        }
-        for (tx, decision) in &self.decisions {
-            ledger.restore_settlement(*tx, decision.settlement());
-        }
-        ledger.restore_next_entry_id(self.next_entry_id);
-        ledger
+        self.ledger.rebuild(bank, TransferId(Uuid::nil()))
     }
 }
 

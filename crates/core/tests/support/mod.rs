@@ -1,4 +1,5 @@
-//! What every simulator under `tests/` shares: one seeded [`Rng`] and one seed runner.
+//! What every simulator under `tests/` shares: one seeded [`Rng`], one seed runner, and the
+//! ledger's tables as storage ([`ledger_store::LedgerStore`]).
 //!
 //! A simulator draws *everything* random (workload, delays, losses, crashes, the order of
 //! deliveries) from one [`Rng`] built from its seed, so a seed replays exactly. Its sweep test
@@ -34,6 +35,7 @@
 // Each test binary includes this module whole but uses a different part of it.
 #![allow(dead_code)]
 
+pub mod ledger_store;
 pub mod rng;
 pub mod seeds;
 
