@@ -84,6 +84,22 @@ pub struct Limits {
     pub clock_skew_ms: u64,
     /// Recent nonces remembered per peer (replay check); beyond it the peer gets 503.
     pub nonces_per_bank_max: usize,
+    /// Time a connection has to deliver a complete request head, counted from when the server
+    /// starts waiting for it: from the accept, and again after each answer on a keep-alive
+    /// connection (hyper starts the clock there), so it also closes idle keep-alive connections.
+    /// A stalled or trickled request head (slowloris) is closed after it.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moved either way for this long is closed, whatever it is
+    /// doing: a request body that stopped coming, a client that stopped reading its answer.
+    /// Keep it above `request_timeout_ms`, or a slow handler's connection is cut before it answers.
+    pub idle_timeout_ms: u64,
+    /// Connections open at once on the listener; more are accepted and closed at once. Lowered
+    /// at start to what the process's open-file limit leaves room for.
+    pub connections_max: usize,
+    /// Connections open at once from one client IP address; more are accepted and closed at
+    /// once. The consortium members' addresses are exempt: on one machine every peer is
+    /// 127.0.0.1 (see `crate::listener`).
+    pub connections_per_address_max: usize,
 }
 
 impl Default for Limits {
@@ -105,6 +121,10 @@ impl Default for Limits {
             peer_request_timeout_ms: 2_000,
             clock_skew_ms: crate::peer::sign::CLOCK_SKEW_MS_DEFAULT,
             nonces_per_bank_max: crate::peer::sign::NONCES_PER_BANK_MAX_DEFAULT,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            connections_max: 4096,
+            connections_per_address_max: 256,
         }
     }
 }

@@ -11,7 +11,8 @@
 //! [`web`], [`interbank`] (siblings) → [`service`] (every customer operation, once) →
 //! [`driver`] (one event loop) → [`peer`] (signed transport, wire types) → [`storage`] → core.
 //! [`problem`] maps errors to HTTP for the three faces; [`auth`], [`config`], [`consortium`],
-//! [`metrics`] and [`failpoint`] are leaves.
+//! [`metrics`] and [`failpoint`] are leaves. [`listener`] (the accept loop: timeouts and
+//! connection caps) serves the router [`app`] builds.
 
 pub mod api;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod consortium;
 pub mod driver;
 pub mod failpoint;
 pub mod interbank;
+pub mod listener;
 pub mod metrics;
 pub mod peer;
 pub mod problem;
@@ -68,6 +70,7 @@ pub struct Node {
     writer_thread: std::thread::JoinHandle<()>,
     driver: DriverTask,
     lock: std::fs::File,
+    connections: listener::ConnectionPolicy,
 }
 
 /// The bank's configuration: members, expiry, memory window and the ring's gate in
@@ -152,6 +155,7 @@ impl Node {
             driver::start(bank_id, writer.clone(), peers, members.into_iter().collect(), ring_tick_ms);
         let reads = ReadPool::new(storage::database_path(&config.data_dir), limits.read_connections_max);
         let sessions = live_sessions(&reads).await?;
+        let connections = listener::ConnectionPolicy::new(limits, config.consortium.as_ref());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(bank_id = %bank_id, name = %config.name, %addr, accounts, data_dir = %config.data_dir.display(), "bank node started");
@@ -172,7 +176,7 @@ impl Node {
             ring: ring_view,
             fault_switch: config.fault_switch,
         });
-        Ok(Node { addr, listener, state, writer, writer_thread, driver: driver_task, lock })
+        Ok(Node { addr, listener, state, writer, writer_thread, driver: driver_task, lock, connections })
     }
 
     /// The bound address (useful with port 0).
@@ -183,10 +187,11 @@ impl Node {
     /// Serves until `shutdown` completes, then drains requests, stops every task and thread of
     /// the node (session purge, driver, writer) and releases its port and files.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
-        let Node { listener, state, writer, writer_thread, driver, lock, .. } = self;
+        let Node { listener, state, writer, writer_thread, driver, lock, connections, .. } = self;
         let purge = tokio::spawn(purge_sessions(Arc::downgrade(&state)));
         // `serve` owns the listener and the router: both are dropped (the port freed) when it returns.
-        let served = axum::serve(listener, app::router(state.clone())).with_graceful_shutdown(shutdown).await;
+        let router = app::router(state.clone());
+        listener::serve(listener, router, connections, state.metrics.clone(), shutdown).await;
         tracing::info!("no longer accepting requests; stopping the driver and flushing the ledger");
         purge.abort();
         let _ = purge.await;
@@ -200,7 +205,7 @@ impl Node {
         let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         drop(lock);
         tracing::info!("bank node stopped");
-        served.map_err(NodeError::Io)
+        Ok(())
     }
 }
 

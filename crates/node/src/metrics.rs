@@ -16,6 +16,52 @@ pub struct OperationLabels {
     pub outcome: &'static str,
 }
 
+/// Why the listener closed a connection at once, without serving it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RefusedReason {
+    /// `Limits::connections_max` connections were already open.
+    ListenerFull,
+    /// `Limits::connections_per_address_max` were already open from the client's address.
+    AddressFull,
+}
+
+/// Which timeout closed a connection.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    /// The request head was not complete in `Limits::header_read_timeout_ms`.
+    HeaderRead,
+    /// No byte moved for `Limits::idle_timeout_ms`.
+    Idle,
+}
+
+impl RefusedReason {
+    fn label(self) -> &'static str {
+        match self {
+            RefusedReason::ListenerFull => "listener_full",
+            RefusedReason::AddressFull => "address_full",
+        }
+    }
+}
+
+impl ConnectionTimeout {
+    fn label(self) -> &'static str {
+        match self {
+            ConnectionTimeout::HeaderRead => "header_read",
+            ConnectionTimeout::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    timeout: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -34,6 +80,10 @@ pub struct Metrics {
     ring_message_age_seconds: Histogram,
     ring_epoch: Gauge,
     ring_queue_len: Gauge,
+    connections_open: Gauge,
+    connections_refused: Family<RefusedLabels, Counter>,
+    connections_timed_out: Family<TimeoutLabels, Counter>,
+    accept_errors: Counter,
 }
 
 impl Metrics {
@@ -98,6 +148,26 @@ impl Metrics {
         registry.register("ring_epoch", "The highest token epoch this bank knows", ring_epoch.clone());
         let ring_queue_len = Gauge::default();
         registry.register("ring_queue_len", "Cross-bank transactions waiting for the token", ring_queue_len.clone());
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "HTTP connections open on the listener", connections_open.clone());
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because a connection limit was reached, by limit",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "connections_timed_out",
+            "Connections closed by the header-read or the idle timeout",
+            connections_timed_out.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts the listener backed off from (e.g. out of file descriptors)",
+            accept_errors.clone(),
+        );
         Metrics {
             registry,
             batches,
@@ -115,6 +185,10 @@ impl Metrics {
             ring_message_age_seconds,
             ring_epoch,
             ring_queue_len,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            accept_errors,
         }
     }
 
@@ -167,6 +241,26 @@ impl Metrics {
     pub fn set_ring(&self, epoch: u64, queue_len: usize) {
         self.ring_epoch.set(epoch as i64);
         self.ring_queue_len.set(queue_len as i64);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self, reason: RefusedReason) {
+        self.connections_refused.get_or_create(&RefusedLabels { reason: reason.label() }).inc();
+    }
+
+    pub fn connection_timed_out(&self, timeout: ConnectionTimeout) {
+        self.connections_timed_out.get_or_create(&TimeoutLabels { timeout: timeout.label() }).inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
     }
 
     /// The text exposition format.
