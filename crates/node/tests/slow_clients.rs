@@ -99,8 +99,9 @@ async fn thousands_of_stalled_connections_are_closed_and_customers_are_served_me
 
     let attack_started = Instant::now();
     let stalled = open_stalled(node.addr, STALLED).await;
-    assert_eq!(stalled.len(), STALLED, "every attacker connection was at least accepted");
     customer_is_served(&node, &ana, &bia_key).await;
+    // A node out of descriptors stops accepting: connections hang in the backlog and time out.
+    assert_eq!(stalled.len(), STALLED, "every attacker connection was accepted (if only to be closed)");
 
     let deadline = Instant::now().max(attack_started + Duration::from_millis(HEADER_READ_TIMEOUT_MS)) + CLOSE_SLACK;
     let closed = futures::future::join_all(stalled.into_iter().map(|s| closed_by(s, deadline))).await;
