@@ -67,17 +67,24 @@ async fn closed_by(mut stream: TcpStream, deadline: Instant) -> bool {
     }
 }
 
-/// `/healthz`, a deposit and an in-bank transfer, each answered within [`ANSWER_WITHIN`].
+/// `/healthz`, a deposit and an in-bank transfer, each answered within [`ANSWER_WITHIN`], over a
+/// connection opened now (a connection pooled from before the attack would prove nothing: it is
+/// new connections a node out of descriptors can no longer take).
 async fn customer_is_served(node: &TestNode, ana: &str, bia_key: &str) {
-    let healthz = tokio::time::timeout(ANSWER_WITHIN, node.http.get(format!("{}/healthz", node.url)).send()).await;
-    let status = healthz.expect("/healthz answers during the attack").expect("/healthz").status();
-    assert!(status.is_success(), "/healthz: {status}");
-    tokio::time::timeout(ANSWER_WITHIN, node.deposit(ana, 1_000)).await.expect("a deposit answers during the attack");
-    let transfer = json!({ "legs": [{ "to": { "key": bia_key }, "amount_cents": 250 }] });
+    let fresh = bank_testkit::http::client(Some(ANSWER_WITHIN));
+    let healthz = node.request("GET", "/healthz").send(&fresh);
     let (status, body) =
-        tokio::time::timeout(ANSWER_WITHIN, node.call("POST", "/api/v1/transfers", Some(ana), Some(transfer)))
-            .await
-            .expect("a transfer answers during the attack");
+        tokio::time::timeout(ANSWER_WITHIN, healthz).await.expect("/healthz answers during the attack").pair();
+    assert_eq!(status, 200, "/healthz: {body}");
+    let deposit = json!({ "amount_cents": 1_000, "method": "cash" });
+    let deposit = node.request("POST", "/api/v1/deposits").token(Some(ana)).json(Some(deposit)).send(&fresh);
+    let (status, body) =
+        tokio::time::timeout(ANSWER_WITHIN, deposit).await.expect("a deposit answers during the attack").pair();
+    assert_eq!(status, 201, "deposit: {body}");
+    let transfer = json!({ "legs": [{ "to": { "key": bia_key }, "amount_cents": 250 }] });
+    let transfer = node.request("POST", "/api/v1/transfers").token(Some(ana)).json(Some(transfer)).send(&fresh);
+    let (status, body) =
+        tokio::time::timeout(ANSWER_WITHIN, transfer).await.expect("a transfer answers during the attack").pair();
     assert_eq!((status, body["status"].as_str()), (201, Some("completed")), "{body}");
 }
 
@@ -145,4 +152,30 @@ async fn a_full_listener_closes_new_connections_at_once_and_admits_again_after_t
 
 async fn in_process_healthy(node: &TestNode) -> bool {
     bank_testkit::http::healthy(&node.http, &node.url).await
+}
+
+/// In a consortium the members' addresses are outside the per-address cap: on one machine every
+/// peer (and the customer here) comes from 127.0.0.1, and a cap of 2 must not cut the banks off
+/// from each other or their customers. Any other address is still capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_addresses_are_exempt_from_the_per_address_cap_and_others_are_not() {
+    let per_address_max = 2;
+    let c = in_process::cluster_with(2, |config| config.limits.connections_per_address_max = per_address_max).await;
+    let bank1 = c.bank(1);
+    let mut held = Vec::new();
+    for _ in 0..2 * per_address_max {
+        held.push(TcpStream::connect(bank1.addr).await.expect("connect from 127.0.0.1"));
+    }
+    let (ana, _) = bank1.customer(1, "Ana Souza").await;
+    let (_, bia_account) = c.bank(2).customer(2, "Bia Lima").await;
+    bank1.deposit(&ana, 10_000).await;
+    let body = json!({ "legs": [{ "to": { "bank_id": 2, "number": in_process::number_of(&bia_account) }, "amount_cents": 1_000 }] });
+    let (status, transfer) = bank1.call("POST", "/api/v1/transfers", Some(&ana), Some(body)).await;
+    assert_eq!((status, transfer["status"].as_str()), (201, Some("completed")), "{transfer}");
+
+    let stalled = open_stalled(bank1.addr, 2 * per_address_max).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = bank1.metric("bank_connections_refused_total{reason=\"address_full\"}").await;
+    assert_eq!(refused, per_address_max as f64, "127.0.0.2 is no member: capped at {per_address_max}");
+    drop((held, stalled));
 }
