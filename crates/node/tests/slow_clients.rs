@@ -179,3 +179,26 @@ async fn members_addresses_are_exempt_from_the_per_address_cap_and_others_are_no
     assert_eq!(refused, per_address_max as f64, "127.0.0.2 is no member: capped at {per_address_max}");
     drop((held, stalled));
 }
+
+/// A request whose head is complete but whose body stops coming is closed by the idle timeout
+/// (the header-read timeout no longer applies once the head is in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_coming_is_closed_by_the_idle_timeout() {
+    let idle_timeout_ms = 500;
+    let node = in_process::spawn_node_with(|c| {
+        c.limits.header_read_timeout_ms = 60_000;
+        c.limits.idle_timeout_ms = idle_timeout_ms;
+    })
+    .await;
+    let mut stream = TcpStream::connect(node.addr).await.expect("connect");
+    let head = "POST /api/v1/accounts HTTP/1.1\r\nHost: bank\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ty";
+    stream.write_all(head.as_bytes()).await.expect("send the head and a little body");
+    let sent = Instant::now();
+    assert!(
+        closed_by(stream, sent + Duration::from_millis(idle_timeout_ms) + CLOSE_SLACK).await,
+        "the stalled body's connection is still open"
+    );
+    assert!(sent.elapsed() >= Duration::from_millis(idle_timeout_ms / 2), "closed too early: {:?}", sent.elapsed());
+    assert_eq!(node.metric("bank_connections_timed_out_total{timeout=\"idle\"}").await, 1.0);
+    node.stop().await;
+}
