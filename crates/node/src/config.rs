@@ -93,8 +93,9 @@ pub struct Limits {
     /// doing: a request body that stopped coming, a client that stopped reading its answer.
     /// Keep it above `request_timeout_ms`, or a slow handler's connection is cut before it answers.
     pub idle_timeout_ms: u64,
-    /// Connections open at once on the listener; more are accepted and closed at once. Lowered
-    /// at start to what the process's open-file limit leaves room for.
+    /// Connections open at once on the listener; more are accepted and closed at once (the
+    /// consortium members have a small reserve beyond it). Lowered at start to what the
+    /// process's open-file limit leaves room for.
     pub connections_max: usize,
     /// Connections open at once from one client IP address; more are accepted and closed at
     /// once. The consortium members' addresses are exempt: on one machine every peer is

@@ -29,6 +29,9 @@
 //! every other local client — comes from 127.0.0.1, so a one-machine consortium puts loopback out
 //! of the per-address cap; the listener cap and the timeouts still hold. A lone bank caps
 //! loopback like any address: the default (256) leaves room for `bank bench --concurrency 64`.
+//! Members also have 64 connections of their own beyond a full listener: attackers from more
+//! addresses than `connections_max / connections_per_address_max` fill the listener (customers
+//! then get in only as the timeouts free slots), and the bank must stay reachable by its peers.
 //! Behind a reverse proxy every client has the proxy's address: raise the cap there.
 //!
 //! Accept errors other than a connection reset before it was taken (out of descriptors: EMFILE,
@@ -67,9 +70,14 @@ use crate::metrics::{ConnectionTimeout, Metrics, RefusedReason};
 /// the bank takes connections again soon after descriptors free up.
 const ACCEPT_BACKOFF_MS: u64 = 100;
 
-/// Descriptors kept out of the connection cap for everything else the node opens: the SQLite
-/// files and read connections, connections to peers, logs.
-const FD_RESERVE: usize = 256;
+/// Connections kept for the consortium members' addresses beyond `connections_max`: when
+/// attackers from many addresses fill the listener, peers still get in (a peer keeps about one
+/// connection per concurrent inter-bank request).
+const MEMBER_CONNECTIONS_RESERVED: usize = 64;
+
+/// Descriptors kept out of `connections_max` for the members' reserve and everything else the
+/// node opens: the SQLite files and read connections, connections to peers, logs.
+const FD_RESERVE: usize = 256 + MEMBER_CONNECTIONS_RESERVED;
 
 /// The connection limits of one listener, resolved from [`Limits`] and the consortium.
 #[derive(Debug, Clone)]
@@ -78,7 +86,8 @@ pub struct ConnectionPolicy {
     pub idle_timeout: Duration,
     pub connections_max: usize,
     pub connections_per_address_max: usize,
-    /// Addresses outside the per-address cap: the consortium members'.
+    /// The consortium members' addresses: outside the per-address cap, and with
+    /// [`MEMBER_CONNECTIONS_RESERVED`] connections past a full listener.
     pub exempt: BTreeSet<IpAddr>,
 }
 
@@ -200,6 +209,8 @@ impl Drop for Slot {
 struct Gate {
     policy: ConnectionPolicy,
     permits: Arc<Semaphore>,
+    /// [`MEMBER_CONNECTIONS_RESERVED`], for members once `permits` are all taken.
+    member_permits: Arc<Semaphore>,
     counts: Arc<AddressCounts>,
     metrics: Arc<Metrics>,
 }
@@ -207,14 +218,22 @@ struct Gate {
 impl Gate {
     fn new(policy: ConnectionPolicy, metrics: Arc<Metrics>) -> Gate {
         let permits = Arc::new(Semaphore::new(policy.connections_max));
-        Gate { policy, permits, counts: Arc::default(), metrics }
+        let member_permits = Arc::new(Semaphore::new(MEMBER_CONNECTIONS_RESERVED));
+        Gate { policy, permits, member_permits, counts: Arc::default(), metrics }
     }
 
     fn admit(&self, peer: SocketAddr) -> Result<Slot, RefusedReason> {
-        let permit = self.permits.clone().try_acquire_owned().map_err(|_| RefusedReason::ListenerFull)?;
         // An IPv4 client on a dual-stack socket is the same client as its plain IPv4 address.
         let ip = peer.ip().to_canonical();
-        let address = if self.policy.exempt.contains(&ip) {
+        let member = self.policy.exempt.contains(&ip);
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if member => {
+                self.member_permits.clone().try_acquire_owned().map_err(|_| RefusedReason::ListenerFull)?
+            }
+            Err(_) => return Err(RefusedReason::ListenerFull),
+        };
+        let address = if member {
             None
         } else if self.counts.try_take(ip, self.policy.connections_per_address_max) {
             Some(ip)
@@ -420,6 +439,20 @@ mod tests {
         assert_eq!(within_open_files_limit(4096, Some(20_000)), 4096);
         assert_eq!(within_open_files_limit(4096, None), 4096);
         assert_eq!(within_open_files_limit(4096, Some(10)), 1, "never a listener that takes nothing");
+    }
+
+    #[test]
+    fn members_get_in_beyond_a_full_listener_up_to_their_reserve() {
+        let limits = Limits { connections_max: 1, ..Limits::default() };
+        let member: SocketAddr = "10.0.0.9:1000".parse().expect("addr");
+        let mut policy = ConnectionPolicy::new(&limits, None);
+        policy.exempt.insert(member.ip());
+        let gate = Gate::new(policy, Arc::new(Metrics::new()));
+        let _attacker = gate.admit("10.0.0.1:1000".parse().expect("addr")).expect("the first connection is admitted");
+        let members: Vec<_> = (0..MEMBER_CONNECTIONS_RESERVED).map(|_| gate.admit(member)).collect();
+        assert!(members.iter().all(Result::is_ok), "the members' reserve admits them past the full listener");
+        assert_eq!(gate.admit(member).err(), Some(RefusedReason::ListenerFull), "the reserve is bounded too");
+        assert_eq!(gate.admit("10.0.0.2:1000".parse().expect("addr")).err(), Some(RefusedReason::ListenerFull));
     }
 
     #[test]

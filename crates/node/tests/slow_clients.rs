@@ -202,3 +202,30 @@ async fn a_request_body_that_stops_coming_is_closed_by_the_idle_timeout() {
     assert_eq!(node.metric("bank_connections_timed_out_total{timeout=\"idle\"}").await, 1.0);
     node.stop().await;
 }
+
+/// Attackers filling a member bank's whole listener do not cut it off from its peers: a peer's
+/// inter-bank requests (and anything from a member's address) use the members' reserve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_listener_still_takes_its_peers_connections() {
+    let connections_max = 4;
+    let c = in_process::cluster_with(2, |config| {
+        config.limits.connections_max = connections_max;
+        config.limits.header_read_timeout_ms = 30_000;
+    })
+    .await;
+    let (ana, _) = c.bank(2).customer(1, "Ana Souza").await;
+    let (_, bia_account) = c.bank(1).customer(2, "Bia Lima").await;
+    c.bank(2).deposit(&ana, 10_000).await;
+
+    let stalled = open_stalled(c.bank(1).addr, connections_max).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let body = json!({ "legs": [{ "to": { "bank_id": 1, "number": in_process::number_of(&bia_account) }, "amount_cents": 1_000 }] });
+    let (status, transfer) = c.bank(2).call("POST", "/api/v1/transfers", Some(&ana), Some(body)).await;
+    assert_eq!((status, transfer["status"].as_str()), (201, Some("completed")), "{transfer}");
+    let fresh = bank_testkit::http::client(Some(ANSWER_WITHIN));
+    assert!(
+        bank_testkit::http::healthy(&fresh, &c.bank(1).url).await,
+        "a member's address gets in past the full listener"
+    );
+    drop(stalled);
+}
