@@ -66,7 +66,8 @@ impl Default for ClientOptions {
         ClientOptions {
             connect_timeout_ms: 2_000,
             request_timeout_ms: 15_000,
-            pool_idle_timeout_ms: 90_000,
+            // Below the banks' keep-alive limit (10 s), so a request never races a bank's close.
+            pool_idle_timeout_ms: 5_000,
             pool_idle_per_host_max: 256,
             tcp_keepalive_ms: 30_000,
         }

@@ -97,7 +97,10 @@ impl PeerClient {
             .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
             .timeout(Duration::from_millis(options.request_timeout_ms))
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the server's keep-alive limit (`Limits::header_read_timeout_ms`, 10 s): a pooled
+            // connection is dropped here before the peer closes it, so a request never races
+            // the peer's close.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| PeerError::Local(format!("cannot build the HTTP client: {e}")))?;
         Ok(PeerClient {
