@@ -157,6 +157,16 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_client_address_comes_from_connect_info_when_the_server_records_it() {
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        let Ok(unknown) = ClientAddr::from_request_parts(&mut parts, &()).await;
+        assert_eq!(unknown, ClientAddr(None));
+        parts.extensions.insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40_000))));
+        let Ok(known) = ClientAddr::from_request_parts(&mut parts, &()).await;
+        assert_eq!(known, ClientAddr(Some(IpAddr::from([192, 0, 2, 7]))));
+    }
+
     #[test]
     fn tokens_are_random_and_expire() {
         let (t1, h1) = new_token().expect("token");

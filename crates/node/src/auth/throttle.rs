@@ -1,10 +1,17 @@
 //! Throttling of failed sign-ins, per account (e-mail) and per client address.
 //!
 //! Each key has a GCRA bucket (the generic cell rate algorithm: a token bucket kept as one
-//! instant, the "theoretical arrival time"). An attempt takes a token before the password is
-//! checked — so parallel guesses cannot all slip through before the first failure is counted —
-//! and a success gives it back. A key whose bucket is empty is refused before any hashing, with
-//! the time until its next token (the `Retry-After`).
+//! instant, the "theoretical arrival time"). A key whose bucket is empty is refused before any
+//! hashing, with the time until its next token (the `Retry-After`).
+//!
+//! - Per e-mail, an attempt takes its token before the password is checked, so parallel guesses
+//!   at one account cannot all slip through before the first failure is counted; a success
+//!   forgives the account's failures.
+//! - Per address, only a failure takes a token (checked before, charged after): many customers
+//!   behind one address may sign in at once, and none of their successes counts. Parallel
+//!   guesses from one address can overshoot its budget by what is being hashed at that moment
+//!   (bounded by the hasher pool's queue), each still within its e-mail's five; the overshoot
+//!   does not lengthen the address's pause beyond one interval past empty.
 //!
 //! An attacker cannot lock a customer out for long: a bucket refills by itself (one token per
 //! `interval`), so the customer gets an attempt every `interval` even under a steady attack.
@@ -96,6 +103,14 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         }
     }
 
+    /// Takes a token for an attempt that already happened: even past the budget, but then the
+    /// bucket is left just empty (one interval to wait), so a burst does not pile up a long pause.
+    fn charge(&mut self, key: K, now: Instant) {
+        let tat = self.tat.get(&key).map_or(now, |&t| t.max(now)) + self.rate.interval;
+        let cap = now + self.rate.tolerance() + self.rate.interval;
+        self.store(key, tat.min(cap), now);
+    }
+
     fn forget(&mut self, key: &K) {
         self.tat.remove(key);
     }
@@ -138,21 +153,18 @@ impl SignInThrottle {
         SignInThrottle { inner: Mutex::new((Buckets::new(per_account, keys_max), Buckets::new(per_address, keys_max))) }
     }
 
-    /// Takes a token from the attempt's e-mail and address buckets, or neither: a refused
-    /// attempt costs nothing, so an attacker stopped by their address's budget does not spend
-    /// the customer's. `Err` is how long until the attempt would be allowed.
+    /// Lets an attempt go on if both its e-mail's and its address's buckets allow it, taking the
+    /// e-mail's token; refused, it costs nothing, so an attacker stopped by their address's
+    /// budget does not spend the customer's. `Err` is how long until it would be allowed.
     pub fn begin(&self, attempt: Attempt, now: Instant) -> Result<Permit, Duration> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (emails, addresses) = &mut *guard;
         let by_email = attempt.email.as_ref().map(|e| emails.try_take(e, now)).transpose();
         let by_address = attempt.address.as_ref().map(|a| addresses.try_take(a, now)).transpose();
         match (by_email, by_address) {
-            (Ok(e), Ok(a)) => {
+            (Ok(e), Ok(_)) => {
                 if let (Some(email), Some(tat)) = (&attempt.email, e) {
                     emails.store(email.clone(), tat, now);
-                }
-                if let (Some(address), Some(tat)) = (attempt.address, a) {
-                    addresses.store(address, tat, now);
                 }
                 Ok(Permit { attempt })
             }
@@ -162,33 +174,28 @@ impl SignInThrottle {
     }
 
     /// The attempt signed in: the account's failures are forgiven (its holder proved who they
-    /// are), and the address gets its token back.
-    pub fn succeeded(&self, permit: Permit, now: Instant) {
+    /// are); the address was not charged.
+    pub fn succeeded(&self, permit: Permit) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (emails, addresses) = &mut *guard;
         if let Some(email) = &permit.attempt.email {
-            emails.forget(email);
-        }
-        if let Some(address) = &permit.attempt.address {
-            addresses.give_back(address, now);
+            guard.0.forget(email);
         }
     }
 
-    /// The password could not be checked (the bank was busy): the attempt gives its tokens back.
+    /// The password could not be checked (the bank was busy): the e-mail's token goes back.
     pub fn not_checked(&self, permit: Permit, now: Instant) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (emails, addresses) = &mut *guard;
         if let Some(email) = &permit.attempt.email {
-            emails.give_back(email, now);
-        }
-        if let Some(address) = &permit.attempt.address {
-            addresses.give_back(address, now);
+            guard.0.give_back(email, now);
         }
     }
 
-    /// The attempt failed: it keeps the tokens it took.
-    pub fn failed(&self, permit: Permit) {
-        drop(permit);
+    /// The attempt failed: the e-mail keeps the token it took, and the address is charged one.
+    pub fn failed(&self, permit: Permit, now: Instant) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(address) = permit.attempt.address {
+            guard.1.charge(address, now);
+        }
     }
 
     /// Buckets held (e-mails, addresses), for tests and metrics.
@@ -211,7 +218,7 @@ mod tests {
     fn fail_n(t: &SignInThrottle, attempt: &Attempt, n: usize, now: Instant) {
         for i in 0..n {
             let permit = t.begin(attempt.clone(), now).unwrap_or_else(|w| panic!("attempt {i} refused ({w:?})"));
-            t.failed(permit);
+            t.failed(permit, now);
         }
     }
 
@@ -239,7 +246,7 @@ mod tests {
             assert!(t.begin(ana.clone(), now + 29 * SECOND).is_err());
         }
         let permit = t.begin(ana.clone(), now + 30 * SECOND).expect("one attempt after 30 s");
-        t.succeeded(permit, now + 30 * SECOND);
+        t.succeeded(permit);
         fail_n(&t, &ana, 5, now + 30 * SECOND);
         // Another account is not affected.
         fail_n(&t, &by_email("bia@example.com"), 5, now);
@@ -252,13 +259,33 @@ mod tests {
         let address: IpAddr = "192.0.2.7".parse().expect("ip");
         for i in 0..PER_ADDRESS.burst {
             let attempt = Attempt { email: Some(format!("c{i}@example.com")), address: Some(address) };
-            t.failed(t.begin(attempt, now).expect("within the address's budget"));
+            t.failed(t.begin(attempt, now).expect("within the address's budget"), now);
         }
         let victim = Attempt { email: Some("victim@example.com".into()), address: Some(address) };
         assert_eq!(t.begin(victim, now).map(|_| ()), Err(PER_ADDRESS.interval));
         // The victim's own bucket was not touched: from elsewhere, five attempts remain.
         let elsewhere = Attempt { email: Some("victim@example.com".into()), address: "198.51.100.1".parse().ok() };
         fail_n(&t, &elsewhere, 5, now);
+    }
+
+    #[test]
+    fn successes_from_one_address_cost_nothing_and_a_burst_of_failures_waits_one_interval() {
+        let t = SignInThrottle::default();
+        let now = Instant::now();
+        let address: IpAddr = "192.0.2.7".parse().expect("ip");
+        let from = |i: usize| Attempt { email: Some(format!("c{i}@example.com")), address: Some(address) };
+        // Many customers behind one address, signing in at once: none is refused.
+        let permits: Vec<Permit> = (0..500).map(|i| t.begin(from(i), now).expect("a success costs nothing")).collect();
+        for permit in permits {
+            t.succeeded(permit);
+        }
+        // 300 guesses in flight at once all fail: the address then waits one interval, no more.
+        let permits: Vec<Permit> = (0..300).map(|i| t.begin(from(i), now).expect("within budget")).collect();
+        for permit in permits {
+            t.failed(permit, now);
+        }
+        assert_eq!(t.begin(from(999), now).map(|_| ()), Err(PER_ADDRESS.interval));
+        assert!(t.begin(from(999), now + PER_ADDRESS.interval).is_ok());
     }
 
     #[test]

@@ -106,11 +106,11 @@ pub async fn sign_in(bank: &Arc<Bank>, client: Option<IpAddr>, email: &str, pass
     };
     match check_credentials(bank, email.unwrap_or_default(), password).await {
         Ok(Some(number)) => {
-            throttle.succeeded(permit, Instant::now());
+            throttle.succeeded(permit);
             open_session(bank, number).await
         }
         Ok(None) => {
-            throttle.failed(permit);
+            throttle.failed(permit, Instant::now());
             bank.metrics.operation("sign_in", "rejected");
             Err(ServiceError::Core(Error::Unauthorized("wrong e-mail or password".into())))
         }
