@@ -209,12 +209,12 @@ pub struct Entry {
     pub created_at: TimestampMs,
 }
 
-/// A transfer's description, trimmed and checked; empty means none.
 /// The refusal of a key beyond [`KEYS_PER_ACCOUNT_MAX`].
 fn key_limit_reached() -> Error {
     Error::Conflict(format!("an account has at most {KEYS_PER_ACCOUNT_MAX} Pix keys"))
 }
 
+/// A transfer's description, trimmed and checked; empty means none.
 fn clean_description(text: Option<&str>) -> Result<Option<String>, Error> {
     match text.map(str::trim) {
         Some(d) if d.chars().count() > DESCRIPTION_LEN_MAX => {
