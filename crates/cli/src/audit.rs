@@ -11,7 +11,8 @@
 //!    participant's, and no participant still holds a transaction its coordinator has finished;
 //! 7. **one account per Pix key** — every key names one (bank, account), that account exists, and
 //!    every bank's directory agrees (with the consortium-wide directory column; without it, no
-//!    key is owned by accounts of two banks). A key missing from some directory is named and
+//!    key is owned by accounts of two banks), and no account has more than
+//!    [`KEYS_PER_ACCOUNT_MAX`] keys. A key missing from some directory is named and
 //!    waited for, but is "cannot tell", not a violation: a registration reaches the banks one by
 //!    one, and nothing read says whether one is still on its way.
 //!
@@ -51,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bank_core::ids::BankId;
+use bank_core::ledger::KEYS_PER_ACCOUNT_MAX;
 use bank_core::money::format_brl;
 use bank_node::consortium::{ConsortiumConfig, Member, SigningKey, read_signing_key};
 use bank_node::interbank::audit::{
@@ -684,6 +686,8 @@ pub fn check(snapshots: &[BankSnapshot]) -> Verdict {
             reachable.iter().map(|(id, d)| (*id, d.accounts.iter().map(|a| a.number.as_str()).collect())).collect();
         let directories: Vec<BankId> = reachable.iter().filter(|(_, d)| d.directory).map(|(id, _)| *id).collect();
         let mut gaps = 0usize;
+        // Keys per (owner bank, account); each key is counted once, wherever it was listed.
+        let mut per_account: BTreeMap<(BankId, &str), usize> = BTreeMap::new();
         for (key, list) in &claims {
             let owners: BTreeSet<(BankId, &str)> = list.iter().map(|(_, owner, account)| (*owner, *account)).collect();
             if owners.len() > 1 {
@@ -695,6 +699,7 @@ pub fn check(snapshots: &[BankSnapshot]) -> Verdict {
                 continue;
             }
             let Some(&(owner, account)) = owners.iter().next() else { continue };
+            *per_account.entry((owner, account)).or_default() += 1;
             if let Some(owned) = accounts.get(&owner)
                 && !owned.contains(account)
             {
@@ -735,6 +740,14 @@ pub fn check(snapshots: &[BankSnapshot]) -> Verdict {
                     banks_list(missing.iter().copied())
                 );
                 note(&mut in_flight, InFlightKind::Key, key, &missing, detail);
+            }
+        }
+        // Keys are never removed, so a count past the limit is one for good, whenever it was read.
+        for ((owner, account), n) in per_account {
+            if n > KEYS_PER_ACCOUNT_MAX {
+                problems.push(format!(
+                    "account {account} of bank {owner} has {n} Pix keys, more than the limit of {KEYS_PER_ACCOUNT_MAX}"
+                ));
             }
         }
         let pending = (gaps > 0).then(|| format!("directories disagree on {}", plural(gaps, "key")));
@@ -1433,6 +1446,22 @@ mod tests {
             bank_id: BankId(1),
         });
         assert!(problems(&check(&banks), 7).contains("bank 3 says bank 1 account 000002-4"));
+    }
+
+    #[test]
+    fn an_account_with_more_keys_than_the_limit_violates_invariant_7() {
+        let keys: Vec<String> = (0..=KEYS_PER_ACCOUNT_MAX).map(|i| format!("k{i}@x")).collect();
+        let listed = |n: usize| keys[..n].iter().map(|k| (k.as_str(), "000001-7")).collect::<Vec<_>>();
+        let at_limit = vec![bank(1, &[("000001-7", 0, 0)], &listed(KEYS_PER_ACCOUNT_MAX))];
+        assert_eq!(status(&check(&at_limit), 7), Status::Holds);
+        let past = vec![bank(1, &[("000001-7", 0, 0)], &listed(KEYS_PER_ACCOUNT_MAX + 1))];
+        let verdict = check(&past);
+        assert_eq!(status(&verdict, 7), Status::Violated);
+        assert!(
+            problems(&verdict, 7).contains("account 000001-7 of bank 1 has 21 Pix keys"),
+            "{}",
+            problems(&verdict, 7)
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum Error {
     BankUnavailable(String),
     #[error("the bank is overloaded; try again shortly")]
     Overloaded,
+    /// Too many failed attempts (sign-ins) lately; the next one is allowed after a pause.
+    #[error("too many failed attempts; try again in {retry_after_s} s")]
+    TooManyAttempts { retry_after_s: u64 },
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
             Error::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             Error::BankUnavailable(_) => ErrorCode::BankUnavailable,
             Error::Overloaded => ErrorCode::Overloaded,
+            Error::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
         }
     }
 
@@ -80,11 +84,12 @@ pub enum ErrorCode {
     Expired,
     /// A prepare reached a participant that had already decided the transaction.
     AlreadyDecided,
+    TooManyAttempts,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidInput,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -97,6 +102,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Expired,
         ErrorCode::AlreadyDecided,
+        ErrorCode::TooManyAttempts,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Expired => "expired",
             ErrorCode::AlreadyDecided => "already_decided",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
         }
     }
 

@@ -209,6 +209,11 @@ pub struct Entry {
     pub created_at: TimestampMs,
 }
 
+/// The refusal of a key beyond [`KEYS_PER_ACCOUNT_MAX`].
+fn key_limit_reached() -> Error {
+    Error::Conflict(format!("an account has at most {KEYS_PER_ACCOUNT_MAX} Pix keys"))
+}
+
 /// A transfer's description, trimmed and checked; empty means none.
 fn clean_description(text: Option<&str>) -> Result<Option<String>, Error> {
     match text.map(str::trim) {
@@ -587,8 +592,10 @@ impl Ledger {
         if self.key_taken(&key) {
             return Err(Error::Conflict(format!("the Pix key {} is already registered", key.normalized())));
         }
-        if self.keys_of(&acc.number).len() >= KEYS_PER_ACCOUNT_MAX {
-            return Err(Error::Conflict(format!("an account has at most {KEYS_PER_ACCOUNT_MAX} Pix keys")));
+        // Registrations still in flight count too: each is a consortium-wide two-phase commit,
+        // and counting only committed keys let parallel registrations pass the limit together.
+        if self.keys_held_or_reserved(&acc.number) >= KEYS_PER_ACCOUNT_MAX {
+            return Err(key_limit_reached());
         }
         let owner = RemoteKey {
             bank_id: self.bank_id,
@@ -597,6 +604,37 @@ impl Ledger {
             masked_document: acc.holders.iter().map(|h| h.document.masked()).collect::<Vec<_>>().join(", "),
         };
         Ok(KeyClaim { key, owner })
+    }
+
+    /// The keys `account` (of this bank) has or may soon have: committed ones plus those reserved
+    /// by registrations in flight. Reservations are few (one per registration in progress), so
+    /// scanning them costs less than keeping a count that a restart would have to rebuild.
+    fn keys_held_or_reserved(&self, account: &AccountNumber) -> usize {
+        let reserved = self
+            .key_reservations
+            .iter()
+            .filter(|&(key, transfer)| {
+                self.holds.get(transfer).is_some_and(|set| {
+                    set.keys.iter().any(|c| &c.key == key && self.owns_claim(c) && &c.owner.account == account)
+                })
+            })
+            .count();
+        self.keys_of(account).len() + reserved
+    }
+
+    fn owns_claim(&self, claim: &KeyClaim) -> bool {
+        claim.owner.bank_id == self.bank_id
+    }
+
+    /// Whether reserving `claims` would take an account of this bank past the key limit. The
+    /// account's own bank is the one that knows its keys, so its vote enforces the limit even
+    /// when several registrations were begun before any of them reserved its key.
+    fn over_key_limit(&self, claims: &[KeyClaim]) -> bool {
+        let mut wanted: BTreeMap<&AccountNumber, usize> = BTreeMap::new();
+        for claim in claims.iter().filter(|c| self.owns_claim(c)) {
+            *wanted.entry(&claim.owner.account).or_default() += 1;
+        }
+        wanted.into_iter().any(|(account, n)| self.keys_held_or_reserved(account) + n > KEYS_PER_ACCOUNT_MAX)
     }
 
     pub fn restore_holds(&mut self, transfer: TransferId, holds: HoldSet) {
@@ -711,8 +749,8 @@ impl Ledger {
         if self.key_taken(&key) {
             return Err(Error::Conflict(format!("the Pix key {} is already registered", key.normalized())));
         }
-        if self.keys_of(account).len() >= KEYS_PER_ACCOUNT_MAX {
-            return Err(Error::Conflict(format!("an account has at most {KEYS_PER_ACCOUNT_MAX} Pix keys")));
+        if self.keys_held_or_reserved(account) >= KEYS_PER_ACCOUNT_MAX {
+            return Err(key_limit_reached());
         }
         self.add_key(key.clone(), account, changes);
         Ok(key)
@@ -1206,6 +1244,9 @@ impl Ledger {
                 let detail = format!("account {} does not exist", claim.owner.account);
                 return refuse(self, changes, ErrorCode::NotFound, detail);
             }
+        }
+        if self.over_key_limit(&set.keys) {
+            return refuse(self, changes, ErrorCode::Conflict, key_limit_reached().to_string());
         }
         for claim in &set.keys {
             self.key_reservations.insert(claim.key.clone(), transfer);

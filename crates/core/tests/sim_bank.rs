@@ -26,6 +26,8 @@ fn random_consortia_keep_every_invariant() {
         assert!(total.committed > 100 && total.aborted > 10, "{total:?}");
         assert!(total.crashes_before_commit > 10 && total.crashes_after_commit > 10, "{total:?}");
         assert!(total.keys_registered > 10 && total.ring_visits > 100, "{total:?}");
+        // The key races take accounts to the key limit, where the check above has teeth.
+        assert!(total.accounts_at_key_limit > 10, "{total:?}");
     }
 }
 

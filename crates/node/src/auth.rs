@@ -4,9 +4,18 @@
 //! random bits, base64url; only their SHA-256 is stored, so a leaked database holds no usable
 //! token. Live sessions are cached in memory (loaded at start, added only after the session row
 //! is durable), so checking a token costs a hash and a map lookup, not a query.
+//!
+//! Failed sign-ins are throttled per e-mail and per client address ([`throttle`]), and the most
+//! common passwords are refused when an account is opened ([`is_common_password`]).
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+pub mod throttle;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{OnceLock, RwLock};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -49,10 +58,40 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The live sessions, by token hash.
+/// The passwords people pick most, one a line (lowercase; `#` starts a comment line).
+const COMMON_PASSWORDS: &str = include_str!("auth/common-passwords.txt");
+
+/// Whether `password` is one of the most common ones (ignoring case and surrounding spaces):
+/// those are what a guesser tries first, so an account may not be opened with one.
+pub fn is_common_password(password: &str) -> bool {
+    static COMMON: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let common = COMMON.get_or_init(|| {
+        COMMON_PASSWORDS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    });
+    common.contains(password.trim().to_lowercase().as_str())
+}
+
+/// The client's address, when the server was started to record it (axum's
+/// `ConnectInfo<SocketAddr>` in the request's extensions); `None` otherwise, and then only the
+/// per-account limits apply — one bucket shared by every unknown client would let one attacker
+/// lock everybody out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
+/// The live sessions, by token hash, and the sign-in attempts that may open one.
 #[derive(Debug, Default)]
 pub struct SessionCache {
     sessions: RwLock<HashMap<[u8; 32], (AccountNumber, TimestampMs)>>,
+    /// Failed sign-ins, per e-mail and per address.
+    pub sign_ins: throttle::SignInThrottle,
 }
 
 /// Why a token was refused.
@@ -106,6 +145,26 @@ mod tests {
         assert!(!verify_password("wrong horse", &hash));
         assert!(!verify_password("correct horse", "not a hash"));
         assert!(!verify_password("decoy password", decoy_hash()) || decoy_hash().is_empty());
+    }
+
+    #[test]
+    fn the_most_common_passwords_are_known_whatever_their_case() {
+        for common in ["12345678", "password1", "Senha123", " qwerty123 ", "FLAMENGO10"] {
+            assert!(is_common_password(common), "{common}");
+        }
+        for rare in ["correct horse battery", "another-password", "senha da conta", "Bench-x-pw-0"] {
+            assert!(!is_common_password(rare), "{rare}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_address_comes_from_connect_info_when_the_server_records_it() {
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        let Ok(unknown) = ClientAddr::from_request_parts(&mut parts, &()).await;
+        assert_eq!(unknown, ClientAddr(None));
+        parts.extensions.insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40_000))));
+        let Ok(known) = ClientAddr::from_request_parts(&mut parts, &()).await;
+        assert_eq!(known, ClientAddr(Some(IpAddr::from([192, 0, 2, 7]))));
     }
 
     #[test]

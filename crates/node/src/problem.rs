@@ -22,6 +22,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::IdempotencyMismatch | Error::InsufficientFunds { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::BankUnavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -37,7 +38,16 @@ fn title_of(code: &str) -> &'static str {
         "insufficient_funds" => "Insufficient funds",
         "overloaded" => "Overloaded",
         "bank_unavailable" => "Bank unavailable",
+        "too_many_attempts" => "Too many attempts",
         _ => "Internal error",
+    }
+}
+
+/// The `Retry-After` header (seconds) an error asks the client to honour, if any.
+pub fn retry_after(e: &Error) -> Option<HeaderValue> {
+    match e {
+        Error::TooManyAttempts { retry_after_s } => Some(HeaderValue::from(*retry_after_s)),
+        _ => None,
     }
 }
 
@@ -67,7 +77,13 @@ pub fn problem(status: StatusCode, code: &'static str, detail: String) -> Respon
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Core(e) => problem(status_of(&e), e.code(), e.to_string()),
+            ApiError::Core(e) => {
+                let mut response = problem(status_of(&e), e.code(), e.to_string());
+                if let Some(value) = retry_after(&e) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 problem(

@@ -44,8 +44,8 @@ use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    AccountRef, Change, DepositMethod, Destination, KeyRequest, LegRequest, Outcome, Settlement, Status,
-    TransferRequest,
+    AccountRef, Change, DepositMethod, Destination, KEYS_PER_ACCOUNT_MAX, KeyRequest, LegRequest, Outcome, Settlement,
+    Status, TransferRequest,
 };
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{Epoch, RingDurable, RingMessage, RingSettings, Tick};
@@ -86,6 +86,16 @@ pub struct Knobs {
     pub prepare_expiry_ms: i64,
     /// How long finished decisions stay in memory (short ones exercise [`Recall`]).
     pub decision_memory_ms: i64,
+    /// Key registrations race for one account: most operations claim a new random key for
+    /// the first account of bank 1, many at once, past [`KEYS_PER_ACCOUNT_MAX`] (issue 16).
+    pub key_race: KeyRace,
+}
+
+/// Whether a seed races many key registrations for one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRace {
+    Off,
+    OneAccount,
 }
 
 impl Knobs {
@@ -105,6 +115,8 @@ impl Knobs {
             clock_skew_ms: (0, [0, 20, 45][rng.below(3)]),
             prepare_expiry_ms: [300, 2_000][rng.below(2)],
             decision_memory_ms: [50, 600_000][rng.below(2)],
+            // Set by the world from the seed, so other seeds draw exactly as before.
+            key_race: KeyRace::Off,
         }
     }
 
@@ -242,6 +254,8 @@ pub struct Stats {
     pub aborted: usize,
     pub refused: usize,
     pub keys_registered: usize,
+    /// Accounts that ended with exactly [`KEYS_PER_ACCOUNT_MAX`] keys (the key races reach it).
+    pub accounts_at_key_limit: usize,
     pub deposits: usize,
     /// Crashes of any kind; those inside a step, before or after its batch committed.
     pub crashes: usize,
@@ -294,6 +308,7 @@ impl Tally for Stats {
         self.aborted += other.aborted;
         self.refused += other.refused;
         self.keys_registered += other.keys_registered;
+        self.accounts_at_key_limit += other.accounts_at_key_limit;
         self.deposits += other.deposits;
         self.crashes += other.crashes;
         self.crashes_before_commit += other.crashes_before_commit;
@@ -307,7 +322,12 @@ impl Tally for Stats {
 impl World {
     pub fn random(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let knobs = Knobs::random(&mut rng);
+        let mut knobs = Knobs::random(&mut rng);
+        if seed % 4 == 3 {
+            knobs.key_race = KeyRace::OneAccount;
+            // Enough registrations to pass the limit had each of them been let through.
+            knobs.operations += 2 * KEYS_PER_ACCOUNT_MAX;
+        }
         let mut world = World {
             seed,
             rng,
@@ -491,6 +511,9 @@ impl World {
     fn key_named(&mut self, key: &PixKey, bank: BankId, account: &AccountNumber, at: &str) {
         let owner = self.keys.entry(key.clone()).or_insert((bank, account.clone()));
         assert_eq!(owner, &(bank, account.clone()), "{at}: key {} names two accounts", key.normalized());
+        let owner = (bank, account.clone());
+        let held = self.keys.values().filter(|&o| o == &owner).count();
+        assert!(held <= KEYS_PER_ACCOUNT_MAX, "{at}: account {account} has {held} keys, past the limit");
     }
 
     /// A bank begins a cross-bank transfer under the token: no other bank may start work now.
@@ -613,8 +636,13 @@ impl World {
     }
 
     fn claim_key(&mut self, at: BankId, number: AccountNumber) {
-        // A small pool of random keys, so registrations race for the same key.
-        let request = KeyRequest::Random(Uuid::from_u128(u128::from(self.rng.below(4) as u64 + 1)));
+        // A small pool of random keys, so registrations race for the same key; a key race draws
+        // from a large one, so they race for the account's last free slots instead.
+        let pool = match self.knobs.key_race {
+            KeyRace::Off => 4,
+            KeyRace::OneAccount => 1_000_000,
+        };
+        let request = KeyRequest::Random(Uuid::from_u128(u128::from(self.rng.below(pool) as u64 + 1)));
         let id = TransferId(self.fresh_uuid());
         let input = Input::ClaimKey { id, account: number.clone(), request: Some(request) };
         match self.call(at, input, Crash::Random) {
@@ -637,6 +665,9 @@ impl World {
         };
         let cents = self.rng.range((100, 3_000));
         let own = account(self.rng.below(self.knobs.accounts_per_bank));
+        if self.knobs.key_race == KeyRace::OneAccount && self.rng.per_mille(700) {
+            return self.claim_key(BankId(1), account(0));
+        }
         match self.rng.below(10) {
             0..=3 => {
                 let ((fb, fa), (tb, ta)) = (pick(self), pick(self));
@@ -715,6 +746,16 @@ impl World {
         for machine in &self.machines {
             let Some(bank) = &machine.bank else { continue };
             bank.ledger().assert_invariants();
+            for a in bank.ledger().accounts() {
+                let held = bank.ledger().keys_of(&a.number).len();
+                assert!(
+                    held <= KEYS_PER_ACCOUNT_MAX,
+                    "seed {}: bank {} account {} has {held} keys",
+                    self.seed,
+                    machine.id,
+                    a.number
+                );
+            }
             if self.knobs.ring && bank.may_start_work(tick) {
                 starting.push(machine.id);
             }
@@ -741,6 +782,11 @@ impl World {
         }
         self.heal_and_check();
         self.stats.keys_registered = self.keys.len();
+        let mut per_account: BTreeMap<&(BankId, AccountNumber), usize> = BTreeMap::new();
+        for owner in self.keys.values() {
+            *per_account.entry(owner).or_default() += 1;
+        }
+        self.stats.accounts_at_key_limit = per_account.values().filter(|&&n| n == KEYS_PER_ACCOUNT_MAX).count();
     }
 
     /// Nothing of the two-phase commit in flight anywhere (the ring's token circulates forever,

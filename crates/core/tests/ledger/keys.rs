@@ -57,3 +57,90 @@ fn an_account_has_at_most_the_key_limit() {
     let error = rejected(&mut w.ledger, |l, ch| l.register_key(&alice, KeyRequest::Random(Uuid::from_u128(999)), ch));
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
 }
+
+// ----- the limit while registrations are in flight (consortium mode) --------------------------
+//
+// In a consortium a key registration is a two-phase commit: `claim_key` validates, every bank
+// reserves the key (`place_holds`), and the commit records it. Registrations in flight must count
+// against the limit, or parallel ones all pass it together (issue 16: 30 parallel registrations
+// left an account with 24–28 keys).
+
+fn random_key(n: u128) -> KeyRequest {
+    KeyRequest::Random(Uuid::from_u128(0x5000 + n))
+}
+
+/// The hold set of a key registration coordinated by this bank, reserving `claim`.
+fn reserving(claim: KeyClaim) -> HoldSet {
+    HoldSet { coordinator: BANK, keys: vec![claim], ..holding(Vec::new(), Vec::new(), NOW) }
+}
+
+/// Claims a random key for `account` and reserves it here, as the bank's loopback does.
+fn reserve(ledger: &mut Ledger, account: &AccountNumber, n: u128) -> TransferId {
+    let claim = ledger.claim_key(account, random_key(n)).expect("the claim fits the limit");
+    let mut changes = Vec::new();
+    ledger.place_holds(tx(n), reserving(claim), &mut changes).expect("the reservation fits the limit");
+    ledger.assert_invariants();
+    tx(n)
+}
+
+#[test]
+fn keys_reserved_by_registrations_in_flight_count_against_the_limit() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    // Alice has her CPF key; 19 registrations in flight bring her to the limit.
+    for n in 1..KEYS_PER_ACCOUNT_MAX as u128 {
+        reserve(&mut w.ledger, &alice, n);
+    }
+    assert_eq!(w.ledger.keys_of(&alice).len(), 1);
+    let error = w.ledger.claim_key(&alice, random_key(99)).expect_err("the limit counts reservations");
+    assert!(matches!(error, Error::Conflict(_)), "{error:?}");
+    // In the direct mode too, a registration never passes keys still reserved.
+    let error = rejected(&mut w.ledger, |l, ch| l.register_key(&alice, random_key(98), ch));
+    assert!(matches!(error, Error::Conflict(_)), "{error:?}");
+    // Another account is not affected.
+    w.ledger.claim_key(&w.bob, random_key(97)).expect("bob's claim fits");
+}
+
+#[test]
+fn an_aborted_registration_frees_its_slot_and_a_committed_one_counts_once() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let first = reserve(&mut w.ledger, &alice, 1);
+    for n in 2..KEYS_PER_ACCOUNT_MAX as u128 {
+        reserve(&mut w.ledger, &alice, n);
+    }
+    w.ledger.claim_key(&alice, random_key(99)).expect_err("at the limit");
+    let mut changes = Vec::new();
+    w.ledger.release_holds(first, &mut changes).expect("aborts");
+    w.ledger.claim_key(&alice, random_key(99)).expect("the aborted registration's slot is free again");
+    w.ledger.post_holds(tx(2), &mut changes).expect("commits");
+    assert_eq!(w.ledger.keys_of(&alice).len(), 2, "the CPF key and the committed one");
+    w.ledger.claim_key(&alice, random_key(99)).expect("a committed key is not counted twice");
+    reserve(&mut w.ledger, &alice, 99);
+    w.ledger.claim_key(&alice, random_key(100)).expect_err("at the limit again");
+    w.ledger.assert_invariants();
+}
+
+#[test]
+fn the_owners_bank_refuses_a_reservation_past_the_limit_even_if_the_claim_was_made_earlier() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    // Claims all made before any reservation: each sees only the CPF key, so each passes.
+    let claims: Vec<KeyClaim> = (1..=KEYS_PER_ACCOUNT_MAX as u128)
+        .map(|n| w.ledger.claim_key(&alice, random_key(n)).expect("no reservation yet"))
+        .collect();
+    let mut changes = Vec::new();
+    let (fitting, last) = claims.split_at(KEYS_PER_ACCOUNT_MAX - 1);
+    for (n, claim) in fitting.iter().enumerate() {
+        w.ledger.place_holds(tx(n as u128), reserving(claim.clone()), &mut changes).expect("fits");
+    }
+    let refusal = w.ledger.place_holds(tx(99), reserving(last[0].clone()), &mut changes).expect_err("past the limit");
+    assert_eq!(refusal.code, ErrorCode::Conflict, "{refusal:?}");
+    assert_eq!(w.ledger.settlement(&tx(99)), Some(Settlement::Released), "the refusal is remembered");
+    // A bank that does not hold the account cannot count its keys: it reserves whatever is free.
+    let mut other = Ledger::new(OTHER_BANK);
+    for (n, claim) in claims.iter().enumerate() {
+        other.place_holds(tx(n as u128), reserving(claim.clone()), &mut changes).expect("not its account");
+    }
+    w.ledger.assert_invariants();
+}

@@ -11,12 +11,12 @@ pub use bank_core::document::{Cnpj, Cpf, Document};
 pub use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 pub use bank_core::ledger::{
     AccountRef, BALANCE_MAX_CENTS, Change, DESCRIPTION_LEN_MAX, DepositMethod, Destination, Entry, EntryKind, Failure,
-    HoldSet, IdempotencyRecord, KEYS_PER_ACCOUNT_MAX, KeyRequest, LEGS_MAX, Ledger, LegEnd, LegRequest, Outcome,
-    OutcomeRef, Status, Transfer, TransferLeg, TransferRequest,
+    HoldSet, IdempotencyRecord, KEYS_PER_ACCOUNT_MAX, KeyClaim, KeyRequest, LEGS_MAX, Ledger, LegEnd, LegRequest,
+    Outcome, OutcomeRef, Settlement, Status, Transfer, TransferLeg, TransferRequest,
 };
 pub use bank_core::pixkey::PixKey;
 pub use bank_core::twopc::{Decision, Vote};
-pub use bank_core::{Amount, Error};
+pub use bank_core::{Amount, Error, ErrorCode};
 pub use uuid::Uuid;
 
 pub const BANK: BankId = BankId(1);

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::dto::*;
 use super::{ApiJson, Idempotency, Session, State};
+use crate::auth::ClientAddr;
 use crate::problem::{ApiError, invalid, problem};
 use crate::service::{self, ConsortiumStatus, Membership, RingStatus};
 
@@ -76,9 +77,13 @@ pub async fn open_account(state: State, body: ApiJson<OpenAccountIn>) -> ApiResu
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-pub async fn sign_in(state: State, body: ApiJson<SessionIn>) -> ApiResult<(StatusCode, Json<SessionOut>)> {
+pub async fn sign_in(
+    state: State,
+    client: ClientAddr,
+    body: ApiJson<SessionIn>,
+) -> ApiResult<(StatusCode, Json<SessionOut>)> {
     let input = body.value;
-    let session = service::sign_in(&state, &input.email, input.password).await?;
+    let session = service::sign_in(&state, client.0, &input.email, input.password).await?;
     let account = account_out(&state, &session.account, Vec::new()).await?;
     let out = SessionOut { token: session.token, expires_at: rfc3339(session.expires_at), account };
     Ok((StatusCode::CREATED, Json(out)))

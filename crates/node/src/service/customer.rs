@@ -1,7 +1,9 @@
 //! A customer's own account: opening it, signing in and out, reading it, deposits, withdrawals
 //! and the statement.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bank_core::Error;
 use bank_core::account::{Account, NewAccount, check_password};
@@ -13,6 +15,7 @@ use bank_core::pixkey::PixKey;
 
 use super::{Bank, OpResult, ServiceError, gone, register_consortium_key};
 use crate::auth;
+use crate::auth::throttle::Attempt;
 use crate::storage::read::{self, AccountView};
 use crate::storage::writer::now_ms;
 
@@ -48,6 +51,11 @@ pub struct OpenedAccount {
 /// its CPF/CNPJ key consortium-wide when the bank is in a consortium. Refusals change nothing.
 pub async fn open_account(bank: &Arc<Bank>, new: NewAccount, password: String) -> OpResult<OpenedAccount> {
     check_password(&password)?;
+    if auth::is_common_password(&password) {
+        return Err(ServiceError::Core(Error::invalid(
+            "this password is one of the most common ones, which guessers try first; choose another",
+        )));
+    }
     new.validate()?;
     let password_hash =
         bank.hashers.run(move || auth::hash_password(&password)).await.ok_or(ServiceError::Core(Error::Overloaded))?;
@@ -80,8 +88,42 @@ pub async fn open_account(bank: &Arc<Bank>, new: NewAccount, password: String) -
 
 /// Checks an e-mail and password and opens a session. A wrong e-mail costs the same hashing as
 /// a wrong password (a decoy hash), so the answer's timing does not tell which was wrong.
-pub async fn sign_in(bank: &Arc<Bank>, email: &str, password: String) -> OpResult<SignedIn> {
-    let email = Email::parse(email).map(|e| e.as_str().to_string()).unwrap_or_default();
+///
+/// Failed attempts are throttled per e-mail (known or not, so the answer does not tell either)
+/// and per client address (`client`, when known): past the budget every attempt, even with the
+/// right password, is refused with [`Error::TooManyAttempts`] before any hashing.
+pub async fn sign_in(bank: &Arc<Bank>, client: Option<IpAddr>, email: &str, password: String) -> OpResult<SignedIn> {
+    let email = Email::parse(email).map(|e| e.as_str().to_string()).ok();
+    let throttle = &bank.sessions.sign_ins;
+    let attempt = Attempt { email: email.clone(), address: client };
+    let permit = match throttle.begin(attempt, Instant::now()) {
+        Ok(permit) => permit,
+        Err(wait) => {
+            bank.metrics.operation("sign_in", "throttled");
+            tracing::info!(client = ?client, "sign-in throttled after repeated failures");
+            return Err(ServiceError::Core(Error::TooManyAttempts { retry_after_s: whole_seconds(wait) }));
+        }
+    };
+    match check_credentials(bank, email.unwrap_or_default(), password).await {
+        Ok(Some(number)) => {
+            throttle.succeeded(permit);
+            open_session(bank, number).await
+        }
+        Ok(None) => {
+            throttle.failed(permit, Instant::now());
+            bank.metrics.operation("sign_in", "rejected");
+            Err(ServiceError::Core(Error::Unauthorized("wrong e-mail or password".into())))
+        }
+        Err(e) => {
+            // The password was not checked (the bank is busy): the attempt costs nothing.
+            throttle.not_checked(permit, Instant::now());
+            Err(e)
+        }
+    }
+}
+
+/// The account whose e-mail and password these are; `None` if either is wrong.
+async fn check_credentials(bank: &Arc<Bank>, email: String, password: String) -> OpResult<Option<AccountNumber>> {
     let found = bank.reads.run(move |c| read::credentials(c, &email)).await?;
     let (number, hash) = match found {
         Some((number, hash)) => (Some(number), hash),
@@ -92,13 +134,12 @@ pub async fn sign_in(bank: &Arc<Bank>, email: &str, password: String) -> OpResul
         .run(move || auth::verify_password(&password, &hash))
         .await
         .ok_or(ServiceError::Core(Error::Overloaded))?;
-    match (ok, number) {
-        (true, Some(number)) => open_session(bank, number).await,
-        _ => {
-            bank.metrics.operation("sign_in", "rejected");
-            Err(ServiceError::Core(Error::Unauthorized("wrong e-mail or password".into())))
-        }
-    }
+    Ok(number.filter(|_| ok))
+}
+
+/// A wait in whole seconds, rounded up (a `Retry-After` of 0 would invite an immediate retry).
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// Opens a session for an account whose holder has just proved who they are.

@@ -235,6 +235,10 @@ pub fn friendly(e: &ServiceError) -> String {
             ),
             Error::UnknownKey(key) => format!("No account in the consortium has the Pix key {key}."),
             Error::Overloaded => "The bank is busy right now; nothing was changed. Try again shortly.".into(),
+            Error::TooManyAttempts { retry_after_s } => format!(
+                "Too many failed sign-ins. To protect your account, wait {retry_after_s} seconds before \
+                 trying again."
+            ),
             Error::BankUnavailable(d) => format!("A bank could not be reached, so nothing was done: {d}."),
             Error::IdempotencyMismatch => "This form was already sent with other values; open it again.".into(),
             other => capitalise(&other.to_string()),

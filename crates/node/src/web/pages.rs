@@ -17,6 +17,7 @@ use bank_core::ledger::{AccountRef, DepositMethod, Destination, Entry, KeyReques
 use bank_core::pixkey::PixKey;
 
 use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status, when};
+use crate::auth::ClientAddr;
 use crate::problem::status_of;
 use crate::service::{self, Bank, ConsortiumStatus, KeyOwner, Membership, RingStatus, ServiceError};
 
@@ -102,15 +103,26 @@ pub async fn login_form(state: St, Query(q): Query<HashMap<String, String>>) -> 
     })
 }
 
-pub async fn login(state: St, body: Bytes) -> Response {
+pub async fn login(state: St, client: ClientAddr, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let email = f.get("email");
-    match service::sign_in(&state, &email, f.get("password")).await {
+    match service::sign_in(&state, client.0, &email, f.get("password")).await {
         Ok(session) => signed_in(&state, &session.token, "/"),
-        Err(e) => render_status(
-            refused(&e),
-            &LoginPage { shell: Shell::new(&state, "Sign in", None), email, error: Some(friendly(&e)), notice: None },
-        ),
+        Err(e) => {
+            let page = LoginPage {
+                shell: Shell::new(&state, "Sign in", None),
+                email,
+                error: Some(friendly(&e)),
+                notice: None,
+            };
+            let mut response = render_status(refused(&e), &page);
+            if let ServiceError::Core(core) = &e
+                && let Some(value) = crate::problem::retry_after(core)
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
     }
 }
 
