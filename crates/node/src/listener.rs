@@ -307,8 +307,17 @@ fn spawn_connection(
     idle_timeout: Duration,
 ) {
     let activity = Arc::new(Activity::new());
+    // The client's address reaches handlers as axum's `ConnectInfo` (sign-in throttling).
+    let client = stream.peer_addr().ok();
+    let with_client =
+        tower::util::MapRequest::new(router.clone(), move |mut request: hyper::Request<hyper::body::Incoming>| {
+            if let Some(addr) = client {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+            }
+            request
+        });
     let io = TokioIo::new(Tracked { stream, activity: activity.clone() });
-    let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(router.clone())));
+    let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(with_client)));
     tokio::spawn(async move {
         let timed_out = tokio::select! {
             ended = connection => match ended {

@@ -126,3 +126,24 @@ async fn the_sign_in_page_throttles_with_a_friendly_message() {
     let text = page.text().await.expect("page");
     assert!(text.contains("Too many failed sign-ins"), "{text}");
 }
+
+/// Guessing across many e-mails from one address is throttled by the address (the listener hands
+/// the client's address to the handlers): at most the address's budget of failures, then 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_e_mails_guessed_from_one_address_are_throttled_by_the_address() {
+    let node = in_process::spawn_node().await;
+    let mut refused_at = None;
+    for i in 0..80 {
+        let (status, retry_after, _, body) = sign_in(&node, &format!("guess{i}@example.com"), "not the password").await;
+        if status == 429 {
+            assert_eq!(body["code"], "too_many_attempts", "{body}");
+            assert!(retry_after.is_some_and(|s| (1..=30).contains(&s)), "attempt {i}: {retry_after:?}");
+            refused_at = Some(i);
+            break;
+        }
+        assert_eq!(status, 401, "attempt {i}: {body}");
+    }
+    // Each e-mail failed once (far below its own budget): only the address can have stopped it.
+    let refused_at = refused_at.expect("80 failures from one address were never throttled");
+    assert!(refused_at > FAILURES_ALLOWED, "throttled after only {refused_at} failures: {refused_at}");
+}
