@@ -7,6 +7,7 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use crate::Error;
 use crate::contact::{Email, Phone};
 use crate::document::Document;
+use crate::error::quoted;
 use crate::ids::{AccountNumber, TimestampMs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,7 +35,7 @@ impl AccountKind {
             "individual" => Ok(AccountKind::Individual),
             "company" => Ok(AccountKind::Company),
             "joint" => Ok(AccountKind::Joint),
-            _ => Err(Error::invalid(format!("{text:?} is not an account kind (individual, company, joint)"))),
+            _ => Err(Error::invalid(format!("{} is not an account kind (individual, company, joint)", quoted(text)))),
         }
     }
 }
