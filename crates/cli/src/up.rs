@@ -413,6 +413,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let config = prepare(&layout, args.banks, args.base_port)?;
     for id in config.members.keys() {
         check_not_running(&layout, *id)?;
+        // Every bank would refuse it at start; saying so before starting any is clearer.
+        bank_node::storage::check_private(&layout.bank_dir(*id))?;
     }
     let program = std::env::current_exe().context("cannot find the bank executable")?;
     let mut banks = Vec::new();
