@@ -58,17 +58,23 @@ pub fn router(state: Arc<Bank>) -> Router {
 }
 
 /// The policy for every answer: nothing is fetched from elsewhere, no script runs, nothing may
-/// frame a page (clickjacking of the Pix confirmation), forms post only to this bank.
+/// frame a page (clickjacking of the Pix confirmation), no `<base>` may redirect its links.
 ///
 /// Styles allow `'unsafe-inline'` because the pages carry the bank's hue in a `<style>` element
 /// and a few `style` attributes; with scripts refused outright and every value HTML-escaped by
 /// the templates, inline CSS cannot run code. The QR codes are inline SVG elements, part of the
 /// page itself, so `img-src` does not concern them.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+///
+/// No `form-action`: `default-src` does not cover it, and `form-action 'self'` would make the
+/// browser itself stop a form on one bank's page posting to another bank, before the server's
+/// cross-site guard (`web::csrf_guard`) answers; the browser test (crates/cli/tests/e2e_web.rs)
+/// checks that guard with exactly such a form. The pages have no script that could add one.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Adds the security headers to every answer of `app` — pages, API answers, inter-bank replies
 /// and errors alike (one rule is easier to audit than a list of routes that hold personal data).
+/// No page address (they hold transfer ids) is sent as a referrer to another site.
 ///
 /// `Cache-Control: no-store` keeps balances, statements and CPFs out of browser and proxy caches;
 /// it is set only where a handler chose no policy itself, so the stylesheet stays cacheable.
@@ -77,7 +83,9 @@ fn security_headers(app: Router) -> Router {
     app.layer(always(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .layer(always(header::X_FRAME_OPTIONS, "DENY"))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(always(header::REFERRER_POLICY, "no-referrer"))
+        // Not `no-referrer`: under it browsers send `Origin: null` with every form post, and the
+        // pages' cross-site form guard (`web::csrf_guard`) then refuses the bank's own forms.
+        .layer(always(header::REFERRER_POLICY, "same-origin"))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
 }
 

@@ -16,11 +16,13 @@ fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
     response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// Framing refused both ways, no sniffing, no referrer, and the restrictive policy.
+/// Framing refused both ways, no sniffing, no referrer to other sites, and the restrictive policy.
 fn assert_protected(response: &reqwest::Response, what: &str) {
     assert_eq!(header(response, "x-frame-options"), "DENY", "{what}");
     assert_eq!(header(response, "x-content-type-options"), "nosniff", "{what}");
-    assert_eq!(header(response, "referrer-policy"), "no-referrer", "{what}");
+    // `same-origin`, not `no-referrer`: the latter makes browsers post forms with `Origin: null`,
+    // which the pages' cross-site guard refuses (found by the browser test, crates/cli/tests/e2e_web.rs).
+    assert_eq!(header(response, "referrer-policy"), "same-origin", "{what}");
     let csp = header(response, "content-security-policy");
     assert_eq!(csp, CONTENT_SECURITY_POLICY, "{what}");
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{what}: {csp}");
