@@ -271,7 +271,8 @@ impl Bank {
 
 fn spawn(layout: &Layout, program: &Path, member: &Member, log_format: LogFormat, ring: &RingArgs) -> Result<Bank> {
     let dir = layout.bank_dir(member.id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Private (0700) like the node makes it: the node refuses a data directory others can read.
+    bank_node::storage::create_data_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = layout.log_file(member.id);
     let log = File::options()
         .create(true)
@@ -412,6 +413,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let config = prepare(&layout, args.banks, args.base_port)?;
     for id in config.members.keys() {
         check_not_running(&layout, *id)?;
+        // Every bank would refuse it at start; saying so before starting any is clearer.
+        bank_node::storage::check_private(&layout.bank_dir(*id))?;
     }
     let program = std::env::current_exe().context("cannot find the bank executable")?;
     let mut banks = Vec::new();

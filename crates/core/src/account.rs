@@ -1,10 +1,13 @@
 //! Accounts and their holders.
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::Error;
 use crate::contact::{Email, Phone};
 use crate::document::Document;
+use crate::error::quoted;
 use crate::ids::{AccountNumber, TimestampMs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,7 +35,7 @@ impl AccountKind {
             "individual" => Ok(AccountKind::Individual),
             "company" => Ok(AccountKind::Company),
             "joint" => Ok(AccountKind::Joint),
-            _ => Err(Error::invalid(format!("{text:?} is not an account kind (individual, company, joint)"))),
+            _ => Err(Error::invalid(format!("{} is not an account kind (individual, company, joint)", quoted(text)))),
         }
     }
 }
@@ -62,19 +65,41 @@ pub const NAME_LEN_MAX: usize = 120;
 pub const PASSWORD_LEN_MIN: usize = 8;
 pub const PASSWORD_LEN_MAX: usize = 128;
 
-/// Checks a name as typed: trimmed, not empty, no control characters, bounded.
+/// Checks a name as typed and gives it the one form the bank stores and shows: trimmed, runs of
+/// whitespace as one space, in Unicode NFC (so "José" typed decomposed and composed is one name),
+/// not empty, bounded.
+///
+/// Refuses control characters (C0, C1) and format characters (Unicode category Cf: zero-width
+/// spaces and joiners, bidirectional embeddings, overrides and isolates, the byte-order mark…).
+/// They do not show, or they reorder what shows, so a payee named `"B\u{200b}ob Lima"` or
+/// `"Eve \u{202e}live"` would look like someone else on a confirmation page. The message names
+/// the code point, never echoes the name.
 pub fn parse_name(text: &str) -> Result<String, Error> {
-    let name = text.trim();
-    if name.is_empty() {
+    let typed = text.trim();
+    if typed.is_empty() {
         return Err(Error::invalid("holder name must not be empty"));
     }
+    // Checked on the name as typed: collapsing whitespace would turn a tab or a line break
+    // (control characters) into a space and hide them from the check.
+    if let Some((position, hidden)) = typed.chars().enumerate().find(|&(_, c)| is_hidden_in_names(c)) {
+        return Err(Error::invalid(format!(
+            "holder name must not contain control, invisible or text-direction characters \
+             (U+{:04X} at character {})",
+            u32::from(hidden),
+            position + 1
+        )));
+    }
+    let name: String = typed.split_whitespace().collect::<Vec<_>>().join(" ").nfc().collect();
     if name.chars().count() > NAME_LEN_MAX {
         return Err(Error::invalid(format!("holder name must be at most {NAME_LEN_MAX} characters")));
     }
-    if name.chars().any(char::is_control) {
-        return Err(Error::invalid("holder name must not contain control characters"));
-    }
-    Ok(name.split_whitespace().collect::<Vec<_>>().join(" "))
+    Ok(name)
+}
+
+/// A character a name must not hold: a control (Cc) or a format character (Cf), which either
+/// does not show or changes how the characters around it show.
+fn is_hidden_in_names(c: char) -> bool {
+    matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format)
 }
 
 /// Checks a new password's length (its strength beyond that is the customer's business).
@@ -165,5 +190,77 @@ impl Account {
     /// The name shown to counterparties: the holders' names joined.
     pub fn display_name(&self) -> String {
         self.holders.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(" e ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_trimmed_spaced_once_and_stored_composed() {
+        assert_eq!(parse_name("  Ana   Souza ").as_deref(), Ok("Ana Souza"));
+        let decomposed = "Jose\u{301} Conceic\u{327}a\u{303}o";
+        assert_eq!(parse_name(decomposed).as_deref(), Ok("Jos\u{e9} Concei\u{e7}\u{e3}o"));
+        assert_eq!(parse_name(decomposed), parse_name("José Conceição"), "one name, however typed");
+    }
+
+    #[test]
+    fn names_with_zero_width_or_text_direction_characters_are_refused() {
+        for hidden in [
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202b}',
+            '\u{202c}',
+            '\u{202d}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{61c}',
+            '\u{e0041}',
+        ] {
+            let name = format!("B{hidden}ob Lima");
+            let refused = parse_name(&name).expect_err(&format!("U+{:04X} accepted", u32::from(hidden)));
+            assert!(matches!(refused, Error::InvalidInput(_)));
+            assert!(refused.to_string().contains(&format!("U+{:04X} at character 2", u32::from(hidden))), "{refused}");
+        }
+        assert!(parse_name("Eve \u{202e}evil").is_err(), "the probe's right-to-left override");
+        assert!(parse_name("\u{feff}Ana").is_err(), "a byte-order mark is not trimmed away as if it were a space");
+    }
+
+    #[test]
+    fn names_with_c0_or_c1_control_characters_are_refused() {
+        for control in ['\u{0}', '\u{7}', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}'] {
+            assert!(parse_name(&format!("Ana{control}Lima")).is_err(), "U+{:04X} accepted", u32::from(control));
+        }
+    }
+
+    #[test]
+    fn names_in_other_scripts_and_with_marks_are_accepted() {
+        for name in
+            ["Zoë Brontë", "Ngũgĩ wa Thiong'o", "Ελένη Παππά", "Иван Петров", "محمد علي", "李小龙", "O'Brien-Smith"]
+        {
+            assert!(parse_name(name).is_ok(), "{name} refused");
+        }
+    }
+
+    #[test]
+    fn a_name_is_bounded_after_composition() {
+        let decomposed = "e\u{301}".repeat(NAME_LEN_MAX);
+        assert_eq!(parse_name(&decomposed).map(|n| n.chars().count()), Ok(NAME_LEN_MAX));
+        assert!(parse_name(&"a".repeat(NAME_LEN_MAX + 1)).is_err());
     }
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::Error;
+use crate::error::quoted;
 
 /// An e-mail address, validated and stored in lower case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ impl Email {
 
     pub fn parse(text: &str) -> Result<Self, Error> {
         let trimmed = text.trim();
-        let invalid = || Error::invalid(format!("{text:?} is not a valid e-mail address"));
+        let invalid = || Error::invalid(format!("{} is not a valid e-mail address", quoted(text)));
         if trimmed.is_empty() || trimmed.len() > Self::LEN_MAX || !trimmed.contains('@') {
             return Err(invalid());
         }
@@ -46,8 +47,9 @@ pub struct Phone(String);
 impl Phone {
     /// Accepts `+55 75 99999-1234`, `(75) 99999-1234`, `75999991234`, `+5575999991234`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let invalid =
-            || Error::invalid(format!("{text:?} is not a valid Brazilian phone number (e.g. +55 75 99999-1234)"));
+        let invalid = || {
+            Error::invalid(format!("{} is not a valid Brazilian phone number (e.g. +55 75 99999-1234)", quoted(text)))
+        };
         let compact: String = text.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
         let national = if let Some(rest) = compact.strip_prefix("+55") {
             rest.to_string()

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::Error;
+use crate::error::quoted;
 
 /// A CPF: 11 digits with valid check digits, stored bare.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ fn mod11_digit(values: &[u32], weights: &[u32]) -> u32 {
 impl Cpf {
     pub fn parse(text: &str) -> Result<Self, Error> {
         let bare = strip_punctuation(text);
-        let invalid = || Error::invalid(format!("{text:?} is not a valid CPF"));
+        let invalid = || Error::invalid(format!("{} is not a valid CPF", quoted(text)));
         if bare.len() != 11 || !bare.bytes().all(|b| b.is_ascii_digit()) || all_same(&bare) {
             return Err(invalid());
         }
@@ -100,7 +101,7 @@ impl Cpf {
 impl Cnpj {
     pub fn parse(text: &str) -> Result<Self, Error> {
         let bare = strip_punctuation(text).to_ascii_uppercase();
-        let invalid = || Error::invalid(format!("{text:?} is not a valid CNPJ"));
+        let invalid = || Error::invalid(format!("{} is not a valid CNPJ", quoted(text)));
         let b = bare.as_bytes();
         if b.len() != 14
             || !b[..12].iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
@@ -160,7 +161,7 @@ impl Document {
         match strip_punctuation(text).len() {
             11 => Cpf::parse(text).map(Document::Cpf),
             14 => Cnpj::parse(text).map(Document::Cnpj),
-            _ => Err(Error::invalid(format!("{text:?} is not a valid CPF or CNPJ"))),
+            _ => Err(Error::invalid(format!("{} is not a valid CPF or CNPJ", quoted(text)))),
         }
     }
 

@@ -145,6 +145,83 @@ impl Refusal {
     }
 }
 
+/// Most characters of a caller's input an error message repeats: enough to recognise what was
+/// sent, never the whole of it (a 60 KB "Pix key" used to come back whole in the answer).
+pub const ECHO_CHARS_MAX: usize = 64;
+
+/// `input` as an error message quotes it: `{:?}`-quoted (so controls show escaped), cut after
+/// [`ECHO_CHARS_MAX`] characters — characters, not bytes, so a cut never splits one — and then
+/// marked with an ellipsis after the closing quote.
+pub fn quoted(input: &str) -> String {
+    match input.char_indices().nth(ECHO_CHARS_MAX) {
+        None => format!("{input:?}"),
+        Some((cut, _)) => format!("{:?}…", &input[..cut]),
+    }
+}
+
+/// `message` with every quoted part — between `"` (with `\\` escapes, as `{:?}` writes them) or
+/// between backticks — cut after [`ECHO_CHARS_MAX`] characters like [`quoted`] cuts. For messages
+/// that embed input through another library's error: a JSON parser's quotes a whole string
+/// value (`invalid type: string "…60 KB…", expected i64`), a strict one a whole unknown field.
+pub fn with_quotes_cut(message: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = message;
+    let mut cut_any = false;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = if rest[open..].starts_with('"') { '"' } else { '`' };
+        let inside = &rest[open + 1..];
+        let Some(close) = closing_quote(inside, quote) else { break };
+        out.push_str(&rest[..=open]);
+        match inside[..close].char_indices().nth(ECHO_CHARS_MAX) {
+            Some((cut, _)) => {
+                out.push_str(&inside[..cut]);
+                out.push(quote);
+                out.push('…');
+                cut_any = true;
+            }
+            None => {
+                out.push_str(&inside[..close]);
+                out.push(quote);
+            }
+        }
+        rest = &inside[close + quote.len_utf8()..];
+    }
+    if !cut_any {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Where the quoted part that `text` starts with ends: the first `quote` not escaped by `\\`
+/// (backtick-quoted parts have no escapes).
+fn closing_quote(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote == '"' => escaped = true,
+            c if c == quote => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `text` cut to at most `chars_max` characters by taking out its middle (marked `…`): the
+/// last bound on a message, whose end ("at line 1 column 9") is worth keeping.
+pub fn shortened(text: &str, chars_max: usize) -> std::borrow::Cow<'_, str> {
+    let len = text.chars().count();
+    if len <= chars_max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let tail_chars = chars_max / 3;
+    let head_chars = chars_max.saturating_sub(tail_chars + 1);
+    let head: String = text.chars().take(head_chars).collect();
+    let tail: String = text.chars().skip(len - tail_chars).collect();
+    std::borrow::Cow::Owned(format!("{head}…{tail}"))
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -164,5 +241,55 @@ mod tests {
         assert_eq!(ErrorCode::parse("Conflict"), None);
         assert_eq!(ErrorCode::parse(""), None);
         assert!(serde_json::from_str::<ErrorCode>("\"no_such_code\"").is_err());
+    }
+
+    #[test]
+    fn short_input_is_quoted_whole() {
+        assert_eq!(quoted("ana@example"), "\"ana@example\"");
+        assert_eq!(quoted(""), "\"\"");
+        let exactly = "x".repeat(ECHO_CHARS_MAX);
+        assert_eq!(quoted(&exactly), format!("\"{exactly}\""));
+    }
+
+    #[test]
+    fn long_input_is_quoted_cut_by_characters_with_an_ellipsis() {
+        assert_eq!(quoted(&"k".repeat(60_000)), format!("\"{}\"…", "k".repeat(ECHO_CHARS_MAX)));
+        // Multi-byte characters are never split: the cut is after 64 of them, not 64 bytes.
+        let accented = "ç".repeat(100);
+        assert_eq!(quoted(&accented), format!("\"{}\"…", "ç".repeat(ECHO_CHARS_MAX)));
+        let emoji = "💸".repeat(65);
+        assert_eq!(quoted(&emoji), format!("\"{}\"…", "💸".repeat(ECHO_CHARS_MAX)));
+    }
+
+    #[test]
+    fn quoted_parts_of_another_librarys_message_are_cut_and_the_rest_kept() {
+        let value = "9".repeat(70);
+        let message = format!("invalid type: string \"{value}\", expected i64 at line 1 column 80");
+        assert_eq!(
+            with_quotes_cut(&message),
+            format!("invalid type: string \"{}\"…, expected i64 at line 1 column 80", "9".repeat(ECHO_CHARS_MAX))
+        );
+        let field = "f".repeat(100);
+        let message = format!("unknown field `{field}`, expected one of `kind`, `holders`");
+        assert_eq!(
+            with_quotes_cut(&message),
+            format!("unknown field `{}`…, expected one of `kind`, `holders`", "f".repeat(ECHO_CHARS_MAX))
+        );
+        // An escaped quote does not end the part; short parts and unquoted text are untouched.
+        let escaped = format!("string \"a\\\"{}\" here", "b".repeat(80));
+        assert_eq!(with_quotes_cut(&escaped), format!("string \"a\\\"{}\"… here", "b".repeat(ECHO_CHARS_MAX - 3)));
+        for untouched in ["leg 2: \"abc\" is not a Pix key", "no quotes at all", "an \"unterminated quote"] {
+            assert_eq!(with_quotes_cut(untouched), untouched);
+        }
+    }
+
+    #[test]
+    fn a_long_message_keeps_its_head_and_tail_within_the_bound() {
+        assert_eq!(shortened("short", 10), "short");
+        let message = format!("invalid type: string \"{}\", expected u64 at line 1 column 60010", "é".repeat(60_000));
+        let cut = shortened(&message, 300);
+        assert_eq!(cut.chars().count(), 300);
+        assert!(cut.starts_with("invalid type: string \"ééé"), "{cut}");
+        assert!(cut.ends_with("\", expected u64 at line 1 column 60010") && cut.contains('…'), "{cut}");
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::Error;
+use crate::error::quoted;
 
 /// A member bank of the consortium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ impl AccountNumber {
         let bare: String = text.trim().chars().filter(|&c| c != '-').collect();
         let b = bare.as_bytes();
         if b.len() != 7 || !b.iter().all(u8::is_ascii_digit) || Self::check_digit(&b[..6]) != b[6] {
-            return Err(Error::invalid(format!("{text:?} is not a valid account number (e.g. 000123-5)")));
+            return Err(Error::invalid(format!("{} is not a valid account number (e.g. 000123-5)", quoted(text))));
         }
         Ok(AccountNumber(format!("{}-{}", &bare[..6], &bare[6..])))
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::Error;
+use crate::error::quoted;
 
 /// A strictly positive amount of money moved by one operation, in centavos.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ impl fmt::Display for Amount {
 /// Parses Brazilian or dotted-decimal money text into centavos (may be zero or negative only if
 /// written so; callers validate the range).
 fn parse_brl_cents(text: &str) -> Result<i64, Error> {
-    let bad = || Error::invalid(format!("{text:?} is not an amount of money (e.g. 1234,56)"));
+    let bad = || Error::invalid(format!("{} is not an amount of money (e.g. 1234,56)", quoted(text)));
     let mut s = text.trim();
     if let Some(rest) = s.strip_prefix("R$") {
         s = rest.trim_start();

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::contact::{Email, Phone};
 use crate::document::{Cnpj, Cpf};
+use crate::error::quoted;
 
 /// The kinds of key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,7 +43,7 @@ impl KeyType {
             "email" => Ok(KeyType::Email),
             "phone" => Ok(KeyType::Phone),
             "random" => Ok(KeyType::Random),
-            _ => Err(Error::invalid(format!("{text:?} is not a key type (cpf, cnpj, email, phone, random)"))),
+            _ => Err(Error::invalid(format!("{} is not a key type (cpf, cnpj, email, phone, random)", quoted(text)))),
         }
     }
 }
@@ -69,7 +70,7 @@ impl PixKey {
     pub fn parse(text: &str) -> Result<Self, Error> {
         let trimmed = text.trim();
         if trimmed.is_empty() || trimmed.len() > Self::LEN_MAX {
-            return Err(Error::invalid(format!("{text:?} is not a Pix key")));
+            return Err(Error::invalid(format!("{} is not a Pix key", quoted(text))));
         }
         if trimmed.starts_with('+') {
             return Phone::parse(trimmed).map(PixKey::Phone);
@@ -90,11 +91,11 @@ impl PixKey {
         }
         // A dotted number is a mistyped document, never a phone.
         if trimmed.contains('.') {
-            return Err(Error::invalid(format!("{text:?} is not a valid CPF or CNPJ")));
+            return Err(Error::invalid(format!("{} is not a valid CPF or CNPJ", quoted(text))));
         }
-        Phone::parse(trimmed)
-            .map(PixKey::Phone)
-            .map_err(|_| Error::invalid(format!("{text:?} is not a Pix key (CPF, CNPJ, e-mail, phone or random key)")))
+        Phone::parse(trimmed).map(PixKey::Phone).map_err(|_| {
+            Error::invalid(format!("{} is not a Pix key (CPF, CNPJ, e-mail, phone or random key)", quoted(text)))
+        })
     }
 
     pub fn key_type(&self) -> KeyType {

@@ -1,7 +1,8 @@
 //! The top of a node: the whole HTTP application, assembled from its three faces — the public
 //! API (`api`), the customers' pages (`web`) and the inter-bank routes (`interbank`) — behind the
 //! shared limits every request passes (body size, panics, load shedding, concurrency, timeout,
-//! tracing). Nothing below imports this module.
+//! tracing) and the security headers every answer carries ([`security_headers`]). Nothing below
+//! imports this module.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::service::Bank;
@@ -34,7 +36,7 @@ pub fn router(state: Arc<Bank>) -> Router {
         .layer(DefaultBodyLimit::max(limits.body_bytes_max));
     // `Router::layer` wraps every route separately (each would get its own concurrency limit),
     // so the whole router goes behind the shared limits as one service.
-    Router::new()
+    let app = Router::new()
         .fallback_service(routes)
         .layer(
             ServiceBuilder::new()
@@ -50,7 +52,41 @@ pub fn router(state: Arc<Bank>) -> Router {
                 .concurrency_limit(limits.in_flight_max)
                 .timeout(Duration::from_millis(limits.request_timeout_ms)),
         )
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    // Outermost, so that refusals made by the limits above (503, 500 after a panic) carry them too.
+    security_headers(app)
+}
+
+/// The policy for every answer: nothing is fetched from elsewhere, no script runs, nothing may
+/// frame a page (clickjacking of the Pix confirmation), no `<base>` may redirect its links.
+///
+/// Styles allow `'unsafe-inline'` because the pages carry the bank's hue in a `<style>` element
+/// and a few `style` attributes; with scripts refused outright and every value HTML-escaped by
+/// the templates, inline CSS cannot run code. The QR codes are inline SVG elements, part of the
+/// page itself, so `img-src` does not concern them.
+///
+/// No `form-action`: `default-src` does not cover it, and `form-action 'self'` would make the
+/// browser itself stop a form on one bank's page posting to another bank, before the server's
+/// cross-site guard (`web::csrf_guard`) answers; the browser test (crates/cli/tests/e2e_web.rs)
+/// checks that guard with exactly such a form. The pages have no script that could add one.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the security headers to every answer of `app` — pages, API answers, inter-bank replies
+/// and errors alike (one rule is easier to audit than a list of routes that hold personal data).
+/// No page address (they hold transfer ids) is sent as a referrer to another site.
+///
+/// `Cache-Control: no-store` keeps balances, statements and CPFs out of browser and proxy caches;
+/// it is set only where a handler chose no policy itself, so the stylesheet stays cacheable.
+fn security_headers(app: Router) -> Router {
+    let always = |name, value: &'static str| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
+    app.layer(always(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(always(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // Not `no-referrer`: under it browsers send `Origin: null` with every form post, and the
+        // pages' cross-site form guard (`web::csrf_guard`) then refuses the bank's own forms.
+        .layer(always(header::REFERRER_POLICY, "same-origin"))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
 }
 
 async fn shed_or_timeout(err: tower::BoxError) -> Response {

@@ -61,7 +61,22 @@ pub struct Problem {
     pub code: &'static str,
 }
 
+/// Longest `detail` an answer carries, in characters.
+pub const DETAIL_CHARS_MAX: usize = 400;
+
+/// A detail as a client may see it. Our own messages quote input already cut
+/// ([`bank_core::error::quoted`]); here other libraries' messages get the same cut (a JSON
+/// parser's error repeats a whole mistyped string value), and every detail a length bound.
+fn bounded(detail: String) -> String {
+    use bank_core::error::{shortened, with_quotes_cut};
+    match with_quotes_cut(&detail) {
+        std::borrow::Cow::Borrowed(_) if detail.chars().count() <= DETAIL_CHARS_MAX => detail,
+        cut => shortened(&cut, DETAIL_CHARS_MAX).into_owned(),
+    }
+}
+
 pub fn problem(status: StatusCode, code: &'static str, detail: String) -> Response {
+    let detail = bounded(detail);
     let body = Problem {
         kind: format!("https://bank.example/problems/{code}"),
         title: title_of(code),

@@ -8,6 +8,7 @@ use bank_core::Error;
 use bank_core::account::{AccountKind, Holder, NewAccount, parse_name};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
+use bank_core::error::quoted;
 use bank_core::ids::{AccountNumber, BankId, TransferId};
 use bank_core::ledger::{AccountRef, DepositMethod, Destination, KeyRequest, LEGS_MAX, LegRequest, Outcome};
 use bank_core::money::Amount;
@@ -142,7 +143,12 @@ pub async fn register_key(
         "cpf" | "cnpj" => {
             return Err(invalid("CPF and CNPJ keys are registered automatically when the account is opened"));
         }
-        other => return Err(invalid(format!("{other:?} is not a key type you can register (email, phone, random)"))),
+        other => {
+            return Err(invalid(format!(
+                "{} is not a key type you can register (email, phone, random)",
+                quoted(other)
+            )));
+        }
     };
     let key = service::register_key(&state, session.account.clone(), request).await?;
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))

@@ -57,6 +57,14 @@ pub enum StorageError {
     WrongBank(String),
     #[error("data directory {0} is in use by another process")]
     Locked(PathBuf),
+    #[error(
+        "{} has mode {mode:04o}: other local users could read the ledger (password hashes, CPFs, \
+         statements); a bank's data must be private to its user (directory 0700, files 0600). \
+         Nothing was changed; run `chmod -R go-rwx {}` and start again",
+        path.display(),
+        data_dir.display()
+    )]
+    NotPrivate { path: PathBuf, mode: u32, data_dir: PathBuf },
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -65,11 +73,33 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join("ledger.db")
 }
 
-/// Creates the data directory if missing and takes its lock, so two nodes never share one
-/// ledger (each would keep its own in-memory state and they would diverge).
+/// Creates the data directory if missing, private to the bank's user (mode 0700): the ledger
+/// holds password hashes, CPFs and statements. Its parents are created as usual. An existing
+/// directory is left as it is ([`lock_data_dir`] checks it).
+pub fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if data_dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(DATA_DIR_MODE).create(data_dir) {
+        // Another process may have created it meanwhile; the mode check decides.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && data_dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates the data directory if missing, refuses one that other local users can read (see
+/// [`check_private`]) and takes its lock, so two nodes never share one ledger (each would keep
+/// its own in-memory state and they would diverge). A refusal changes nothing on disk.
 pub fn lock_data_dir(data_dir: &Path) -> Result<File> {
-    std::fs::create_dir_all(data_dir)?;
-    let file = File::options().create(true).truncate(false).write(true).open(data_dir.join("LOCK"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    create_data_dir(data_dir)?;
+    check_private(data_dir)?;
+    let file =
+        File::options().create(true).truncate(false).write(true).mode(DATA_FILE_MODE).open(data_dir.join("LOCK"))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(data_dir.to_path_buf())),
@@ -77,10 +107,51 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File> {
     }
 }
 
+/// Mode of a data directory made by the node: owner only.
+const DATA_DIR_MODE: u32 = 0o700;
+/// Mode of the database file the node creates; SQLite gives its `-wal` and `-shm` the same mode
+/// whenever it creates them (also later, after a checkpoint removed them), so one private
+/// database file keeps all three private.
+const DATA_FILE_MODE: u32 = 0o600;
+
+/// Refuses a data directory, database or `-wal`/`-shm` file that anyone but its owner may read,
+/// write or enter (mode bits beyond 0700/0600), naming the path and its mode.
+///
+/// It refuses rather than tightening the modes itself: the bank must not silently rewrite an
+/// operator's file permissions (a group bit may be deliberate, e.g. for backups, and is then
+/// the operator's call to revisit), and a loose mode on a ledger that already holds customers'
+/// data means it may have been read; the operator should learn that, not have it papered over.
+/// Directories of older versions (0755) are refused the same way, with the `chmod` that fixes
+/// them.
+pub fn check_private(data_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let db = database_path(data_dir);
+    let mut paths = vec![data_dir.to_path_buf()];
+    paths.extend(["", "-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{suffix}", db.display()))));
+    for path in paths {
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StorageError::NotPrivate { path, mode, data_dir: data_dir.to_path_buf() });
+        }
+    }
+    Ok(())
+}
+
 /// Opens the writer's connection: configures, migrates and checks the database belongs to
 /// `bank_id` (a new database is stamped with it).
 pub fn open_writer(data_dir: &Path, bank_id: BankId) -> Result<Connection> {
-    let mut conn = Connection::open(database_path(data_dir))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Created here, private, before SQLite opens it: SQLite would create it under the process's
+    // umask (typically 0644), and its `-wal`/`-shm` copy the database file's mode. An empty
+    // file is a valid, empty database to SQLite.
+    let path = database_path(data_dir);
+    File::options().create(true).truncate(false).write(true).mode(DATA_FILE_MODE).open(&path)?;
+    let mut conn = Connection::open(path)?;
     schema::configure(&conn)?;
     schema::migrate(&mut conn)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -634,5 +705,75 @@ mod tests {
         conn.execute("INSERT INTO decisions VALUES (?1, 'sideways')", [tx.0.to_string()]).expect("row");
         assert!(read_settlement(&conn, &tx).is_err());
         assert_eq!(read_settlement(&conn, &TransferId::first_at(2_000)).ok(), Some(None));
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_new_data_directory_its_database_wal_and_shm_are_private_to_the_bank_user() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let data_dir = parent.path().join("bank-1");
+        let _lock = lock_data_dir(&data_dir).expect("lock");
+        let conn = open_writer(&data_dir, BankId(1)).expect("open");
+        conn.execute("INSERT INTO meta (key, value) VALUES ('probe', 'x')", []).expect("a write fills the -wal");
+        assert_eq!(mode_of(&data_dir), 0o700, "data directory");
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", database_path(&data_dir).display()));
+            assert_eq!(mode_of(&path), 0o600, "{}", path.display());
+        }
+        assert_eq!(mode_of(&data_dir.join("LOCK")), 0o600, "LOCK");
+    }
+
+    #[test]
+    fn a_wal_created_again_after_a_checkpoint_removed_it_is_private_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = PathBuf::from(format!("{}-wal", database_path(dir.path()).display()));
+        drop(open_writer(dir.path(), BankId(1)).expect("open"));
+        // The last connection's close checkpoints and deletes the -wal; the next write makes a new one.
+        assert!(!wal.exists(), "the -wal outlived its last connection");
+        let conn = open_writer(dir.path(), BankId(1)).expect("reopen");
+        conn.execute("INSERT INTO meta (key, value) VALUES ('probe', 'x')", []).expect("write");
+        assert_eq!(mode_of(&wal), 0o600);
+    }
+
+    #[test]
+    fn a_data_directory_others_can_read_is_refused_by_path_and_mode_and_left_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir(&data_dir).expect("mkdir");
+        chmod(&data_dir, 0o755);
+        let refused = lock_data_dir(&data_dir).expect_err("a 0755 data directory was accepted");
+        let message = refused.to_string();
+        assert!(matches!(refused, StorageError::NotPrivate { mode: 0o755, .. }), "{message}");
+        assert!(message.contains(&data_dir.display().to_string()) && message.contains("0755"), "{message}");
+        assert!(message.contains("chmod -R go-rwx"), "{message}");
+        assert_eq!(mode_of(&data_dir), 0o755, "the refusal changed the mode");
+        assert!(!data_dir.join("LOCK").exists(), "the refusal created the lock file");
+    }
+
+    #[test]
+    fn a_database_or_wal_others_can_read_is_refused_by_path_and_mode_and_left_unchanged() {
+        for (suffix, mode) in [("", 0o644), ("-wal", 0o640), ("-shm", 0o604)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let data_dir = dir.path().join("data");
+            drop(lock_data_dir(&data_dir).expect("lock"));
+            drop(open_writer(&data_dir, BankId(1)).expect("open"));
+            let path = PathBuf::from(format!("{}{suffix}", database_path(&data_dir).display()));
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("file");
+            chmod(&path, mode);
+            let refused = lock_data_dir(&data_dir).expect_err("a readable database file was accepted");
+            let message = refused.to_string();
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains(&format!("{mode:04o}")), "{message}");
+            assert_eq!(mode_of(&path), mode, "the refusal changed the mode");
+        }
     }
 }

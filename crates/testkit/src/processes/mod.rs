@@ -146,7 +146,7 @@ impl Cluster {
     pub fn spawn(&self, id: u32, failpoint: Option<&str>) {
         assert!(!self.children().contains_key(&id), "bank {id} is already running");
         let bank = BankId(id);
-        std::fs::create_dir_all(self.layout.bank_dir(bank)).expect("bank dir");
+        bank_node::storage::create_data_dir(&self.layout.bank_dir(bank)).expect("bank dir");
         let mut log =
             File::options().create(true).append(true).open(self.layout.log_file(bank)).expect("open node.log");
         writeln!(log, "==== cluster test: starting bank {id} (failpoint {failpoint:?}) ====").expect("log");
