@@ -77,7 +77,10 @@ impl DepositMethod {
             "cash" => Ok(DepositMethod::Cash),
             "boleto" => Ok(DepositMethod::Boleto),
             "qr" => Ok(DepositMethod::Qr),
-            _ => Err(Error::invalid(format!("{text:?} is not a deposit method (cash, boleto, qr)"))),
+            _ => Err(Error::invalid(format!(
+                "{} is not a deposit method (cash, boleto, qr)",
+                crate::error::quoted(text)
+            ))),
         }
     }
 }

@@ -50,14 +50,35 @@ use storage::ring::RingMonitor;
 use storage::writer::{WriterHandle, WriterState, now_ms};
 
 /// Why a node could not start or stopped with an error.
+///
+/// Each variant says its cause in its own message and does not also chain it as a `source`, so
+/// `{:#}` (the CLI's report) prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("storage: {0}")]
-    Storage(#[from] storage::StorageError),
+    Storage(storage::StorageError),
     #[error("inter-bank: {0}")]
-    Interbank(#[from] peer::client::PeerError),
+    Interbank(peer::client::PeerError),
+}
+
+impl From<std::io::Error> for NodeError {
+    fn from(e: std::io::Error) -> Self {
+        NodeError::Io(e)
+    }
+}
+
+impl From<storage::StorageError> for NodeError {
+    fn from(e: storage::StorageError) -> Self {
+        NodeError::Storage(e)
+    }
+}
+
+impl From<peer::client::PeerError> for NodeError {
+    fn from(e: peer::client::PeerError) -> Self {
+        NodeError::Interbank(e)
+    }
 }
 
 /// A running bank node.
