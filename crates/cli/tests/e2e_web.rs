@@ -248,6 +248,7 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
     c.goto(&format!("{b1}/")).await.map_err(|e| e.to_string())?;
     shot(c, "15-dashboard-phone").await;
     click(c, "nav.menu form button").await;
-    assert!(body(c).await.contains("You are signed out"));
+    // The click returns before the browser lands on the page the sign-out redirects to.
+    wait_until("the signed-out page", async || body(c).await.contains("You are signed out")).await;
     Ok(())
 }
