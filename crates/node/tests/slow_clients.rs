@@ -15,6 +15,8 @@ use tokio::time::Instant;
 
 /// Stalled connections the attacker opens.
 const STALLED: usize = 3_000;
+/// How long one attacker connection may take to be accepted.
+const CONNECT_WITHIN: Duration = Duration::from_secs(6);
 /// The attacker's own address: the customer in these tests comes from 127.0.0.1.
 const ATTACKER: &str = "127.0.0.2:0";
 /// The node's header-read timeout in these tests (10 s by default).
@@ -39,7 +41,9 @@ fn set_open_files_limit() {
 async fn stalled_connection(node: SocketAddr) -> Option<TcpStream> {
     let socket = TcpSocket::new_v4().ok()?;
     socket.bind(ATTACKER.parse().expect("attacker address")).ok()?;
-    let mut stream = tokio::time::timeout(Duration::from_secs(1), socket.connect(node)).await.ok()?.ok()?;
+    // Long enough for the kernel's SYN retries (1 s, then 3 s) when the backlog overflows for a
+    // moment on a loaded machine; a node that stopped accepting never completes the handshake.
+    let mut stream = tokio::time::timeout(CONNECT_WITHIN, socket.connect(node)).await.ok()?.ok()?;
     // A refused connection may already be closed: the write failing is part of the attack.
     let _ = stream.write_all(b"GET /healthz HTT").await;
     Some(stream)
