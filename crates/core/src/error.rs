@@ -25,9 +25,10 @@ pub enum Error {
     BankUnavailable(String),
     #[error("the bank is overloaded; try again shortly")]
     Overloaded,
-    /// Too many failed attempts (sign-ins) lately; the next one is allowed after a pause.
-    #[error("too many failed attempts; try again in {retry_after_s} s")]
-    TooManyAttempts { retry_after_s: u64 },
+    /// Too many failed attempts lately (sign-ins, or lookups of keys nobody has); the next one
+    /// is allowed after a pause.
+    #[error("too many failed {}; try again in {retry_after_s} s", attempts.as_str())]
+    TooManyAttempts { attempts: Attempts, retry_after_s: u64 },
 }
 
 impl Error {
@@ -60,6 +61,23 @@ impl Error {
     /// Whether retrying the same request later may succeed (the others need a changed request).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::BankUnavailable(_) | Error::Overloaded)
+    }
+}
+
+/// What kind of attempt failed too often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempts {
+    SignIns,
+    /// Lookups of Pix keys that no account has (walking the directory for who has a key).
+    KeyLookups,
+}
+
+impl Attempts {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attempts::SignIns => "sign-ins",
+            Attempts::KeyLookups => "lookups of unknown Pix keys",
+        }
     }
 }
 

@@ -92,6 +92,8 @@ pub struct SessionCache {
     sessions: RwLock<HashMap<[u8; 32], (AccountNumber, TimestampMs)>>,
     /// Failed sign-ins, per e-mail and per address.
     pub sign_ins: throttle::SignInThrottle,
+    /// Lookups of keys nobody has, per account and per address.
+    pub key_lookups: throttle::LookupThrottle,
 }
 
 /// Why a token was refused.

@@ -76,6 +76,7 @@ pub struct Metrics {
     ring_regenerations: Counter,
     ring_stale_refused: Counter,
     ring_messages_dropped: Counter,
+    key_lookup_misses: Counter,
     ring_token_wait_seconds: Histogram,
     ring_message_age_seconds: Histogram,
     ring_epoch: Gauge,
@@ -131,6 +132,12 @@ impl Metrics {
             "Ring messages dropped on arrival as older than the hop timeout allows",
             ring_messages_dropped.clone(),
         );
+        let key_lookup_misses = Counter::default();
+        registry.register(
+            "key_lookup_misses",
+            "Lookups of Pix keys that no account has (a walk of the directory misses almost always)",
+            key_lookup_misses.clone(),
+        );
         let ring_token_wait_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
             "ring_token_wait_seconds",
@@ -181,6 +188,7 @@ impl Metrics {
             ring_regenerations,
             ring_stale_refused,
             ring_messages_dropped,
+            key_lookup_misses,
             ring_token_wait_seconds,
             ring_message_age_seconds,
             ring_epoch,
@@ -228,6 +236,10 @@ impl Metrics {
 
     pub fn observe_ring_message_age(&self, seconds: f64) {
         self.ring_message_age_seconds.observe(seconds.max(0.0));
+    }
+
+    pub fn key_lookup_missed(&self) {
+        self.key_lookup_misses.inc();
     }
 
     pub fn ring_message_dropped(&self) {

@@ -46,7 +46,7 @@ fn title_of(code: &str) -> &'static str {
 /// The `Retry-After` header (seconds) an error asks the client to honour, if any.
 pub fn retry_after(e: &Error) -> Option<HeaderValue> {
     match e {
-        Error::TooManyAttempts { retry_after_s } => Some(HeaderValue::from(*retry_after_s)),
+        Error::TooManyAttempts { retry_after_s, .. } => Some(HeaderValue::from(*retry_after_s)),
         _ => None,
     }
 }

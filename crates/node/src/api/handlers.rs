@@ -154,9 +154,14 @@ pub async fn register_key(
     Ok((StatusCode::CREATED, Json(KeyOut { key: key.normalized(), kind: key.key_type() })))
 }
 
-pub async fn lookup_key(state: State, _session: Session, Path(key): Path<String>) -> ApiResult<Json<KeyLookupOut>> {
+pub async fn lookup_key(
+    state: State,
+    session: Session,
+    client: ClientAddr,
+    Path(key): Path<String>,
+) -> ApiResult<Json<KeyLookupOut>> {
     let key = PixKey::parse(&key)?;
-    Ok(Json(KeyLookupOut::from(service::lookup_key(&state, &key).await?)))
+    Ok(Json(KeyLookupOut::from(service::lookup_key(&state, (&session.account, client.0), &key).await?)))
 }
 
 fn account_ref(r: &AccountRefIn) -> Result<AccountRef, Error> {

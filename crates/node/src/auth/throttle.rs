@@ -26,6 +26,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bank_core::ids::AccountNumber;
+
 /// How fast attempts come back, and how many may be spent at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -202,6 +204,54 @@ impl SignInThrottle {
     pub fn len(&self) -> (usize, usize) {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (guard.0.len(), guard.1.len())
+    }
+}
+
+/// Per signed-in account: 30 lookups of keys nobody has, then one per 2 s. A customer mistypes
+/// a key now and then; walking the directory for who has a key misses almost every time.
+pub const MISSES_PER_ACCOUNT: Rate = Rate { interval: Duration::from_secs(2), burst: 30 };
+/// Per client address: a larger budget (several customers may share an address).
+pub const MISSES_PER_ADDRESS: Rate = Rate { interval: Duration::from_millis(500), burst: 120 };
+
+/// Lookups of Pix keys that no account has, per signed-in account and per client address
+/// (DESIGN.md §5a: the directory answers locally, so without this a session could enumerate it
+/// at the speed of the bank). Only misses are charged; a lookup is refused, costing nothing,
+/// while either bucket is empty.
+#[derive(Debug)]
+pub struct LookupThrottle {
+    inner: Mutex<(Buckets<AccountNumber>, Buckets<IpAddr>)>,
+}
+
+impl Default for LookupThrottle {
+    fn default() -> Self {
+        LookupThrottle::new(MISSES_PER_ACCOUNT, MISSES_PER_ADDRESS, KEYS_MAX)
+    }
+}
+
+impl LookupThrottle {
+    pub fn new(per_account: Rate, per_address: Rate, keys_max: usize) -> Self {
+        LookupThrottle { inner: Mutex::new((Buckets::new(per_account, keys_max), Buckets::new(per_address, keys_max))) }
+    }
+
+    /// Whether a lookup may go on; `Err` is how long until it may.
+    pub fn check(&self, account: &AccountNumber, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let by_account = guard.0.try_take(account, now).map(|_| ());
+        let by_address = address.map_or(Ok(()), |a| guard.1.try_take(&a, now).map(|_| ()));
+        match (by_account, by_address) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(a.max(b)),
+            (Err(wait), _) | (_, Err(wait)) => Err(wait),
+        }
+    }
+
+    /// A lookup found no account: both the account and the address are charged one.
+    pub fn missed(&self, account: &AccountNumber, address: Option<IpAddr>, now: Instant) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.charge(account.clone(), now);
+        if let Some(address) = address {
+            guard.1.charge(address, now);
+        }
     }
 }
 

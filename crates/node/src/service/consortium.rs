@@ -1,10 +1,13 @@
 //! The consortium as a customer or an operator sees it from this bank: whose a Pix key is, the
 //! customer's accounts in every bank, the members' states and the token ring.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bank_core::Error;
 use bank_core::account::{Account, AccountKind};
+use bank_core::error::Attempts;
 use bank_core::ids::{AccountNumber, BankId};
 use bank_core::pixkey::{KeyType, PixKey};
 
@@ -39,7 +42,26 @@ pub struct KeyOwner {
 }
 
 /// Whom a key belongs to: an account here, or one the consortium's directory knows elsewhere.
-pub async fn lookup_key(bank: &Arc<Bank>, key: &PixKey) -> OpResult<KeyOwner> {
+///
+/// Lookups of keys nobody has are throttled per account and per client address (`who`): past
+/// the budget a lookup is refused with [`Error::TooManyAttempts`] before reading anything.
+pub async fn lookup_key(bank: &Arc<Bank>, who: (&AccountNumber, Option<IpAddr>), key: &PixKey) -> OpResult<KeyOwner> {
+    let (account, address) = who;
+    let throttle = &bank.sessions.key_lookups;
+    if let Err(wait) = throttle.check(account, address, Instant::now()) {
+        let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ServiceError::Core(Error::TooManyAttempts { attempts: Attempts::KeyLookups, retry_after_s }));
+    }
+    let found = find_key(bank, key).await;
+    if matches!(found, Err(ServiceError::Core(Error::UnknownKey(_)))) {
+        throttle.missed(account, address, Instant::now());
+        bank.metrics.key_lookup_missed();
+    }
+    found
+}
+
+/// Who has `key`: an account here, or one at another bank from the directory.
+async fn find_key(bank: &Arc<Bank>, key: &PixKey) -> OpResult<KeyOwner> {
     let k = key.clone();
     let view = bank.reads.run(move |c| read::key_owner(c, &k)).await?;
     if let Some(view) = view {

@@ -101,7 +101,10 @@ pub async fn sign_in(bank: &Arc<Bank>, client: Option<IpAddr>, email: &str, pass
         Err(wait) => {
             bank.metrics.operation("sign_in", "throttled");
             tracing::info!(client = ?client, "sign-in throttled after repeated failures");
-            return Err(ServiceError::Core(Error::TooManyAttempts { retry_after_s: whole_seconds(wait) }));
+            return Err(ServiceError::Core(Error::TooManyAttempts {
+                attempts: bank_core::error::Attempts::SignIns,
+                retry_after_s: whole_seconds(wait),
+            }));
         }
     };
     match check_credentials(bank, email.unwrap_or_default(), password).await {

@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use bank_core::Error;
+use bank_core::error::Attempts;
 use bank_core::ids::{AccountNumber, Fingerprint, IdempotencyKey};
 use sha2::{Digest, Sha256};
 
@@ -235,9 +236,13 @@ pub fn friendly(e: &ServiceError) -> String {
             ),
             Error::UnknownKey(key) => format!("No account in the consortium has the Pix key {key}."),
             Error::Overloaded => "The bank is busy right now; nothing was changed. Try again shortly.".into(),
-            Error::TooManyAttempts { retry_after_s } => format!(
+            Error::TooManyAttempts { attempts: Attempts::SignIns, retry_after_s } => format!(
                 "Too many failed sign-ins. To protect your account, wait {retry_after_s} seconds before \
                  trying again."
+            ),
+            Error::TooManyAttempts { attempts: Attempts::KeyLookups, retry_after_s } => format!(
+                "Too many lookups of keys nobody has. Check the key, and wait {retry_after_s} seconds \
+                 before looking up another."
             ),
             Error::BankUnavailable(d) => format!("A bank could not be reached, so nothing was done: {d}."),
             Error::IdempotencyMismatch => "This form was already sent with other values; open it again.".into(),

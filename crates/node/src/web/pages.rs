@@ -495,7 +495,7 @@ pub async fn pix_form(state: St, session: WebSession, Query(q): Query<HashMap<St
 }
 
 /// Checks the key and the amount, and shows whom the money would go to.
-pub async fn pix_confirm(state: St, session: WebSession, body: Bytes) -> Response {
+pub async fn pix_confirm(state: St, session: WebSession, client: ClientAddr, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let (account, _) = match me(&state, &session).await {
         Ok(found) => found,
@@ -504,7 +504,7 @@ pub async fn pix_confirm(state: St, session: WebSession, body: Bytes) -> Respons
     let checked = async {
         let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
         let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
-        let receiver = service::lookup_key(&state, &key).await.map_err(refusal)?;
+        let receiver = service::lookup_key(&state, (&account.number, client.0), &key).await.map_err(refusal)?;
         if amount.cents() > account.available_cents() {
             return Err(refusal(ServiceError::Core(Error::InsufficientFunds {
                 account: account.number.clone(),
