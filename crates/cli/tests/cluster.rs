@@ -726,11 +726,11 @@ async fn two_banks_registering_the_same_key_at_once_never_both_win() {
         let document = bank_core::document::Cpf::from_base(cpf);
         let body = serde_json::json!({
             "kind": "individual", "holders": [{ "name": format!("Cliente {cpf}"), "document": document.as_str() }],
-            "email": "same@example.com", "phone": "+5575999990000", "password": "password123"
+            "email": "same@example.com", "phone": "+5575999990000", "password": "a long test passphrase"
         });
         let (code, account) = c.call(bank, "POST", "/api/v1/accounts", None, Some(&body)).await;
         assert_eq!(code, 201, "{account}");
-        let login = serde_json::json!({ "email": "same@example.com", "password": "password123" });
+        let login = serde_json::json!({ "email": "same@example.com", "password": "a long test passphrase" });
         let (code, session) = c.call(bank, "POST", "/api/v1/sessions", None, Some(&login)).await;
         assert_eq!(code, 201, "{session}");
         tokens.push(session["token"].as_str().expect("token").to_string());

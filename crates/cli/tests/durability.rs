@@ -70,7 +70,7 @@ async fn acknowledged_operations_survive_sigkill() {
     let mut numbers = Vec::new();
     for i in 0..ACCOUNTS {
         let email = format!("d{i}@example.com");
-        let body = individual_account(1000 + i as u64, &format!("Cliente {i}"), &email, "password123");
+        let body = individual_account(1000 + i as u64, &format!("Cliente {i}"), &email, "a long test passphrase");
         let (s, acc) =
             call(&http, "POST", &format!("{url}/api/v1/accounts"), None, None, Some(body)).await.expect("open");
         assert_eq!(s, 201, "{acc}");
@@ -81,7 +81,7 @@ async fn acknowledged_operations_survive_sigkill() {
             &format!("{url}/api/v1/sessions"),
             None,
             None,
-            Some(json!({ "email": email, "password": "password123" })),
+            Some(json!({ "email": email, "password": "a long test passphrase" })),
         )
         .await
         .expect("sign in");

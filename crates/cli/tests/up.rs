@@ -72,7 +72,7 @@ async fn up_runs_a_consortium_stops_it_and_continues_it() {
     assert_eq!(pids.len(), BANKS as usize, "one process per bank");
 
     // Some data to find again after the restart.
-    let account = individual_account(123, "Ana Souza", "ana@example.com", "password123");
+    let account = individual_account(123, "Ana Souza", "ana@example.com", "a long test passphrase");
     let opened = http.post(format!("{}/api/v1/accounts", up.url(1))).json(&account).send().await.expect("open");
     assert_eq!(opened.status().as_u16(), 201);
 
@@ -105,7 +105,7 @@ async fn up_runs_a_consortium_stops_it_and_continues_it() {
     ping_all(&data).await;
     let signed_in = http
         .post(format!("{}/api/v1/sessions", up.url(1)))
-        .json(&json!({ "email": "ana@example.com", "password": "password123" }))
+        .json(&json!({ "email": "ana@example.com", "password": "a long test passphrase" }))
         .send()
         .await
         .expect("sign in");

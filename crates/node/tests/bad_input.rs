@@ -82,7 +82,7 @@ fn valid_money_requests(w: &World) -> Vec<(&'static str, Value)> {
 
 /// Asserts that no account was opened under `email` (sign-in refused).
 async fn not_opened(node: &TestNode, email: &str, what: &str) {
-    node.try_sign_in(email, "password123").await.assert_problem(401, "unauthorized", what);
+    node.try_sign_in(email, "a long test passphrase").await.assert_problem(401, "unauthorized", what);
 }
 
 /// Sends each account body, expects 400 `invalid_input`, then shows that none of the would-be
@@ -94,15 +94,15 @@ async fn account_bodies_are_refused(node: &TestNode, n: u64, cases: Vec<(&str, B
         if let Some(email) = email {
             // Sign in with exactly the credentials that were sent.
             let password = match body {
-                Body::Json(b) => b["password"].as_str().unwrap_or("password123").to_string(),
-                _ => "password123".to_string(),
+                Body::Json(b) => b["password"].as_str().unwrap_or("a long test passphrase").to_string(),
+                _ => "a long test passphrase".to_string(),
             };
             node.try_sign_in(email, &password).await.assert_problem(401, "unauthorized", what);
         }
     }
     let reply = node.open(individual_body(n, &format!("valid{n}@example.com"))).await;
     assert_eq!(reply.status, 201, "a valid opening after the refusals: {}", reply.body);
-    node.sign_in(&format!("valid{n}@example.com"), "password123").await;
+    node.sign_in(&format!("valid{n}@example.com"), "a long test passphrase").await;
 }
 
 // ----- malformed bodies ---------------------------------------------------------------------
@@ -132,7 +132,7 @@ async fn malformed_json_is_invalid_input_everywhere_and_changes_nothing() {
         let reply = w.node.send("POST", "/api/v1/sessions", None, Body::Raw(g.into()), &[]).await;
         reply.assert_problem(400, "invalid_input", &format!("sessions: {g:?}"));
     }
-    let text = json!({ "email": "c1@example.com", "password": "password123" }).to_string();
+    let text = json!({ "email": "c1@example.com", "password": "a long test passphrase" }).to_string();
     let reply = w.node.send("POST", "/api/v1/sessions", None, Body::Raw(text[..text.len() - 1].into()), &[]).await;
     reply.assert_problem(400, "invalid_input", "sessions: truncated");
 
@@ -243,7 +243,7 @@ async fn missing_fields_are_invalid_input_and_change_nothing() {
         let what = format!("{path}: {body}");
         w.ana_is_refused(path, Body::Json(body), 400, "invalid_input", &what).await;
     }
-    for body in [json!({}), json!({ "email": "c1@example.com" }), json!({ "password": "password123" })] {
+    for body in [json!({}), json!({ "email": "c1@example.com" }), json!({ "password": "a long test passphrase" })] {
         let reply = w.node.send("POST", "/api/v1/sessions", None, Body::Json(body.clone()), &[]).await;
         reply.assert_problem(400, "invalid_input", &format!("sessions: {body}"));
     }
@@ -296,7 +296,7 @@ async fn unknown_fields_are_invalid_input_and_change_nothing() {
             "POST",
             "/api/v1/sessions",
             None,
-            Body::Json(json!({ "email": "c1@example.com", "password": "password123", "remember": true })),
+            Body::Json(json!({ "email": "c1@example.com", "password": "a long test passphrase", "remember": true })),
             &[],
         )
         .await;
@@ -433,7 +433,12 @@ async fn duplicate_email_is_conflict_and_opens_nothing() {
         node.try_sign_in("c1@example.com", "another-password").await.assert_problem(401, "unauthorized", email);
     }
     let (status, session) = node
-        .call("POST", "/api/v1/sessions", None, Some(json!({ "email": "c1@example.com", "password": "password123" })))
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some(json!({ "email": "c1@example.com", "password": "a long test passphrase" })),
+        )
         .await;
     assert_eq!(status, 201);
     assert_eq!(session["account"]["number"], ana["number"]);
@@ -703,7 +708,7 @@ async fn wrong_password_and_unknown_email_are_the_same_unauthorized() {
     node.customer(1, "Ana Souza").await;
     let wrong_password = node.try_sign_in("c1@example.com", "password124").await;
     wrong_password.assert_problem(401, "unauthorized", "wrong password");
-    let unknown_email = node.try_sign_in("nobody@example.com", "password123").await;
+    let unknown_email = node.try_sign_in("nobody@example.com", "a long test passphrase").await;
     unknown_email.assert_problem(401, "unauthorized", "unknown e-mail");
     assert_eq!(wrong_password.body["detail"], unknown_email.body["detail"]);
     assert_eq!(wrong_password.body, unknown_email.body, "the two refusals must be indistinguishable");
@@ -757,7 +762,7 @@ async fn missing_garbage_or_forged_token_is_unauthorized_and_changes_nothing() {
 #[tokio::test]
 async fn token_after_sign_out_is_unauthorized() {
     let w = world().await;
-    let other = w.node.sign_in("c1@example.com", "password123").await;
+    let other = w.node.sign_in("c1@example.com", "a long test passphrase").await;
     let reply = w.node.send("DELETE", "/api/v1/sessions/current", Some(&w.ana.token), Body::None, &[]).await;
     assert_eq!(reply.status, 204, "{}", reply.body);
     let before = w.node.snapshot(&other).await;
@@ -793,7 +798,7 @@ async fn expired_token_is_unauthorized() {
         "unauthorized",
         "deposit",
     );
-    let fresh = node.sign_in("c1@example.com", "password123").await;
+    let fresh = node.sign_in("c1@example.com", "a long test passphrase").await;
     let after = node.snapshot(&fresh).await;
     assert_eq!((after.balance, after.entries.len()), ((0, 0, 0), 0), "the expired session moved nothing");
 }
@@ -886,11 +891,11 @@ async fn joint_holder_may_spend_the_joint_account_from_an_individual_session() {
         .open(json!({
             "kind": "joint",
             "holders": [{ "name": "Ana Souza", "document": cpf(1) }, { "name": "Bia Lima", "document": cpf(2) }],
-            "email": "casal@example.com", "phone": "+5575999990000", "password": "password123"
+            "email": "casal@example.com", "phone": "+5575999990000", "password": "a long test passphrase"
         }))
         .await;
     assert_eq!(joint.status, 201, "{}", joint.body);
-    let joint_token = node.sign_in("casal@example.com", "password123").await;
+    let joint_token = node.sign_in("casal@example.com", "a long test passphrase").await;
     node.deposit(&joint_token, 5_000).await;
     for (who, token) in [("ana", &ana), ("bia", &bia)] {
         let body = json!({ "legs": [{
@@ -903,7 +908,7 @@ async fn joint_holder_may_spend_the_joint_account_from_an_individual_session() {
     }
     assert_eq!(node.balance(&joint_token).await, (3_000, 0, 3_000));
     assert_eq!(node.balance(&ana).await, (0, 0, 0));
-    let carla_token = node.sign_in("c3@example.com", "password123").await;
+    let carla_token = node.sign_in("c3@example.com", "a long test passphrase").await;
     assert_eq!(node.balance(&carla_token).await, (2_000, 0, 2_000));
 }
 
@@ -919,11 +924,11 @@ async fn joint_session_may_not_spend_a_holders_individual_account() {
         .open(json!({
             "kind": "joint",
             "holders": [{ "name": "Ana Souza", "document": cpf(1) }, { "name": "Bia Lima", "document": cpf(2) }],
-            "email": "casal@example.com", "phone": "+5575999990000", "password": "password123"
+            "email": "casal@example.com", "phone": "+5575999990000", "password": "a long test passphrase"
         }))
         .await;
     assert_eq!(joint.status, 201, "{}", joint.body);
-    let joint_token = node.sign_in("casal@example.com", "password123").await;
+    let joint_token = node.sign_in("casal@example.com", "a long test passphrase").await;
     node.deposit(&joint_token, 5_000).await;
     let before = (node.snapshot(&ana).await, node.snapshot(&joint_token).await, node.snapshot(&carla).await);
 

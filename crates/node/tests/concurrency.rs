@@ -427,13 +427,18 @@ async fn concurrent_openings_for_one_email_or_cpf_open_exactly_one_account() {
     }
     assert_eq!((email_wins.len(), cpf_wins.len()), (1, 1), "exactly one opening wins each race");
     let (status, session) = node
-        .call("POST", "/api/v1/sessions", None, Some(json!({ "email": "race@example.com", "password": "password123" })))
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some(json!({ "email": "race@example.com", "password": "a long test passphrase" })),
+        )
         .await;
     assert_eq!(status, 201, "{session}");
     assert_eq!(session["account"]["holders"][0]["document"], email_wins[0]["holders"][0]["document"]);
     for i in 0..RACERS {
         let email = format!("cpf-race{i}@example.com");
-        let reply = node.try_sign_in(&email, "password123").await;
+        let reply = node.try_sign_in(&email, "a long test passphrase").await;
         if email == cpf_wins[0]["email"] {
             assert_eq!(reply.status, 201, "{}", reply.body);
         } else {

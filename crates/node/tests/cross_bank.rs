@@ -146,7 +146,7 @@ async fn keys_are_registered_consortium_wide_and_pix_by_key_crosses_banks() {
             "/api/v1/accounts",
             None,
             Some(json!({ "kind": "individual", "holders": [{ "name": "Ana Souza", "document": ana_key }],
-                         "email": "ana.two@example.com", "phone": "+5575999990000", "password": "password123" })),
+                         "email": "ana.two@example.com", "phone": "+5575999990000", "password": "a long test passphrase" })),
         )
         .await;
     assert_eq!(status, 201, "{second}");
@@ -164,10 +164,10 @@ async fn two_banks_registering_one_key_at_once_never_both_win() {
     let open = |bank: u32, n: u64| async move {
         let cpf = bank_core::document::Cpf::from_base(n);
         let body = json!({ "kind": "individual", "holders": [{ "name": format!("Cliente {n}"), "document": cpf.as_str() }],
-                           "email": "shared@example.com", "phone": "+5575999990000", "password": "password123" });
+                           "email": "shared@example.com", "phone": "+5575999990000", "password": "a long test passphrase" });
         let (status, acc) = c.bank(bank).call("POST", "/api/v1/accounts", None, Some(body)).await;
         assert_eq!(status, 201, "{acc}");
-        c.bank(bank).sign_in("shared@example.com", "password123").await
+        c.bank(bank).sign_in("shared@example.com", "a long test passphrase").await
     };
     let t1 = open(1, 11).await;
     let t2 = open(2, 12).await;

@@ -111,7 +111,7 @@ impl Browser {
                     ("document", &cpf(n)),
                     ("email", &email),
                     ("phone", "+55 75 99999-1234"),
-                    ("password", "password123"),
+                    ("password", "a long test passphrase"),
                 ],
             )
             .await;
@@ -129,7 +129,7 @@ impl Browser {
 
 /// Balance through the API (signing in there with the same credentials).
 async fn api_balance(node: &TestNode, n: u64) -> (i64, i64, i64) {
-    let token = node.sign_in(&format!("c{n}@example.com"), "password123").await;
+    let token = node.sign_in(&format!("c{n}@example.com"), "a long test passphrase").await;
     node.balance(&token).await
 }
 
@@ -151,7 +151,7 @@ async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
         ("document", "111.222.333-44"),
         ("email", "ana@example.com"),
         ("phone", "+55 75 99999-1234"),
-        ("password", "password123"),
+        ("password", "a long test passphrase"),
     ];
     let page = b.post("/signup", &bad).await;
     assert_eq!(page.status, 400, "{}", page.body);
@@ -159,8 +159,12 @@ async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
     assert!(page.body.contains("CPF"), "message names the CPF: {}", page.body);
     assert!(page.body.contains("value=\"Ana Souza\"") && page.body.contains("value=\"ana@example.com\""));
     assert!(page.body.contains("value=\"111.222.333-44\""));
-    assert!(!page.body.contains("password123"), "the password is never echoed");
-    node.try_sign_in("ana@example.com", "password123").await.assert_problem(401, "unauthorized", "no account");
+    assert!(!page.body.contains("a long test passphrase"), "the password is never echoed");
+    node.try_sign_in("ana@example.com", "a long test passphrase").await.assert_problem(
+        401,
+        "unauthorized",
+        "no account",
+    );
 
     // A good sign-up signs in with an HttpOnly, SameSite=Strict cookie and lands on the dashboard.
     let page = b
@@ -172,7 +176,7 @@ async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
                 ("document", &cpf(1)),
                 ("email", "c1@example.com"),
                 ("phone", "+55 75 99999-1234"),
-                ("password", "password123"),
+                ("password", "a long test passphrase"),
             ],
         )
         .await;
@@ -194,7 +198,7 @@ async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
                 ("document", &cpf(2)),
                 ("email", "c1@example.com"),
                 ("phone", "+55 75 99999-1234"),
-                ("password", "password123"),
+                ("password", "a long test passphrase"),
             ],
         )
         .await;
@@ -209,7 +213,7 @@ async fn sign_up_in_and_out_with_bad_input_reshown_and_nothing_changed() {
     let page = b.post("/login", &[("email", "c1@example.com"), ("password", "wrong password")]).await;
     assert_eq!(page.status, 401);
     assert!(page.body.contains("Wrong e-mail or password") && page.body.contains("value=\"c1@example.com\""));
-    let page = b.post("/login", &[("email", "c1@example.com"), ("password", "password123")]).await;
+    let page = b.post("/login", &[("email", "c1@example.com"), ("password", "a long test passphrase")]).await;
     assert_eq!((page.status, page.location.as_deref()), (303, Some("/")));
     assert_eq!(b.get("/").await.status, 200);
 }
@@ -410,7 +414,7 @@ async fn packets_show_totals_and_move_all_or_nothing() {
 }
 
 async fn number_at(node: &TestNode, n: u64) -> String {
-    let token = node.sign_in(&format!("c{n}@example.com"), "password123").await;
+    let token = node.sign_in(&format!("c{n}@example.com"), "a long test passphrase").await;
     let (_, me) = node.call("GET", "/api/v1/me", Some(&token), None).await;
     me["number"].as_str().expect("number").to_string()
 }

@@ -171,7 +171,7 @@ pub fn individual_account(cpf_base: u64, name: &str, email: &str, password: &str
 }
 
 /// The password of every customer a harness opens.
-pub const PASSWORD: &str = "password123";
+pub const PASSWORD: &str = "a long test passphrase";
 
 /// Opens an individual account for CPF base `cpf_base` at the node at `base_url` (email
 /// `c{cpf_base}@example.com`) and signs in: (session token, the account as answered).
