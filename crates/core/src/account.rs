@@ -97,9 +97,23 @@ pub fn parse_name(text: &str) -> Result<String, Error> {
 }
 
 /// A character a name must not hold: a control (Cc) or a format character (Cf), which either
-/// does not show or changes how the characters around it show.
+/// does not show or changes how the characters around it show; or one of the letters and marks
+/// that render as nothing (Unicode's default-ignorable ones outside Cf: the combining grapheme
+/// joiner, the Hangul fillers, the Khmer inherent vowels, the Mongolian variation selectors,
+/// the variation selectors).
 fn is_hidden_in_names(c: char) -> bool {
     matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format)
+        || matches!(
+            c,
+            '\u{034F}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
 }
 
 /// Checks a new password's length (its strength beyond that is the customer's business).
@@ -238,6 +252,12 @@ mod tests {
             assert!(refused.to_string().contains(&format!("U+{:04X} at character 2", u32::from(hidden))), "{refused}");
         }
         assert!(parse_name("Eve \u{202e}evil").is_err(), "the probe's right-to-left override");
+        // Letters and marks that render as nothing (not format characters, yet as invisible).
+        for blank in ['\u{34f}', '\u{115f}', '\u{1160}', '\u{17b4}', '\u{180b}', '\u{3164}', '\u{fe0f}', '\u{ffa0}'] {
+            assert!(parse_name(&format!("B{blank}ob Lima")).is_err(), "U+{:04X} accepted", u32::from(blank));
+        }
+        // A name written in another script, with its own marks, is still a name.
+        assert!(parse_name("José Ñandú").is_ok() && parse_name("김민준").is_ok() && parse_name("Ἀθηνᾶ").is_ok());
         assert!(parse_name("\u{feff}Ana").is_err(), "a byte-order mark is not trimmed away as if it were a space");
     }
 
