@@ -122,6 +122,20 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
     }
 }
 
+/// Both buckets' answers: allowed when both allow, else the longer wait of those that refuse.
+fn both<A, B>(a: Result<A, Duration>, b: Result<B, Duration>) -> Result<(A, B), Duration> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(a), Err(b)) => Err(a.max(b)),
+        (Err(wait), _) | (_, Err(wait)) => Err(wait),
+    }
+}
+
+/// A wait in whole seconds, rounded up (a `Retry-After` of 0 would invite an immediate retry).
+pub fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 /// Who is trying to sign in: the account's e-mail (normalised) and, when the server knows it,
 /// the client's address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,16 +177,11 @@ impl SignInThrottle {
         let (emails, addresses) = &mut *guard;
         let by_email = attempt.email.as_ref().map(|e| emails.try_take(e, now)).transpose();
         let by_address = attempt.address.as_ref().map(|a| addresses.try_take(a, now)).transpose();
-        match (by_email, by_address) {
-            (Ok(e), Ok(_)) => {
-                if let (Some(email), Some(tat)) = (&attempt.email, e) {
-                    emails.store(email.clone(), tat, now);
-                }
-                Ok(Permit { attempt })
-            }
-            (Err(e), Err(a)) => Err(e.max(a)),
-            (Err(wait), _) | (_, Err(wait)) => Err(wait),
+        let (tat, _) = both(by_email, by_address)?;
+        if let (Some(email), Some(tat)) = (&attempt.email, tat) {
+            emails.store(email.clone(), tat, now);
         }
+        Ok(Permit { attempt })
     }
 
     /// The attempt signed in: the account's failures are forgiven (its holder proved who they
@@ -238,11 +247,7 @@ impl LookupThrottle {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let by_account = guard.0.try_take(account, now).map(|_| ());
         let by_address = address.map_or(Ok(()), |a| guard.1.try_take(&a, now).map(|_| ()));
-        match (by_account, by_address) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(a.max(b)),
-            (Err(wait), _) | (_, Err(wait)) => Err(wait),
-        }
+        both(by_account, by_address).map(|_| ())
     }
 
     /// A lookup found no account: both the account and the address are charged one.

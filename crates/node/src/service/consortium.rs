@@ -49,7 +49,7 @@ pub async fn lookup_key(bank: &Arc<Bank>, who: (&AccountNumber, Option<IpAddr>),
     let (account, address) = who;
     let throttle = &bank.sessions.key_lookups;
     if let Err(wait) = throttle.check(account, address, Instant::now()) {
-        let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let retry_after_s = crate::auth::throttle::whole_seconds(wait);
         return Err(ServiceError::Core(Error::TooManyAttempts { attempts: Attempts::KeyLookups, retry_after_s }));
     }
     let found = find_key(bank, key).await;

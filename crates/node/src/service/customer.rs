@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bank_core::Error;
 use bank_core::account::{Account, NewAccount, check_password};
@@ -103,7 +103,7 @@ pub async fn sign_in(bank: &Arc<Bank>, client: Option<IpAddr>, email: &str, pass
             tracing::info!(client = ?client, "sign-in throttled after repeated failures");
             return Err(ServiceError::Core(Error::TooManyAttempts {
                 attempts: bank_core::error::Attempts::SignIns,
-                retry_after_s: whole_seconds(wait),
+                retry_after_s: crate::auth::throttle::whole_seconds(wait),
             }));
         }
     };
@@ -138,11 +138,6 @@ async fn check_credentials(bank: &Arc<Bank>, email: String, password: String) ->
         .await
         .ok_or(ServiceError::Core(Error::Overloaded))?;
     Ok(number.filter(|_| ok))
-}
-
-/// A wait in whole seconds, rounded up (a `Retry-After` of 0 would invite an immediate retry).
-fn whole_seconds(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// Opens a session for an account whose holder has just proved who they are.
