@@ -66,6 +66,79 @@ pub enum Command {
     /// Cut a running bank off from its peers, or reconnect it (the operator's fault switch, for
     /// tests and demonstrations; the bank must run with --fault-switch).
     Fault(FaultArgs),
+    /// Make this bank's key pair on this machine and print its public part (docs/deploy.md).
+    Keygen(KeygenArgs),
+    /// Assemble the consortium file from the members' public keys (the operator's job).
+    #[command(subcommand)]
+    Consortium(ConsortiumCommand),
+    /// Exit 0 when the bank at URL answers its health check (a container's HEALTHCHECK).
+    Health(HealthArgs),
+    /// Copy a bank's database consistently, also while the bank runs.
+    Backup(BackupArgs),
+}
+
+/// `bank keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The secret key file to create (mode 0600; never overwritten); the public key goes beside
+    /// it with the extension `.pub`.
+    #[arg(long, env = "BANK_SIGNING_KEY")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsortiumCommand {
+    /// Start a consortium file with the operator's public key (the key is made if missing).
+    Init {
+        /// The consortium file to create.
+        #[arg(long, env = "BANK_CONFIG")]
+        file: PathBuf,
+        /// The operator's secret key file (made with mode 0600 if missing).
+        #[arg(long)]
+        operator_key: PathBuf,
+    },
+    /// Add a member bank; the file is validated as a whole and left unchanged on any error.
+    Add {
+        #[arg(long, env = "BANK_CONFIG")]
+        file: PathBuf,
+        /// The bank's id (1, 2, …), unique in the consortium.
+        #[arg(long)]
+        id: u32,
+        /// Its display name.
+        #[arg(long)]
+        name: String,
+        /// The URL the other banks reach it at (`http://host:port`).
+        #[arg(long)]
+        url: String,
+        /// Its public key (base64, as `bank keygen` printed it).
+        #[arg(long, conflicts_with = "public_key_file")]
+        public_key: Option<String>,
+        /// Its public key file (the `.pub` beside its secret key).
+        #[arg(long)]
+        public_key_file: Option<PathBuf>,
+    },
+}
+
+/// `bank health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The bank's base URL.
+    #[arg(default_value = "http://127.0.0.1:8081")]
+    pub url: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value_t = 2_000)]
+    pub timeout_ms: u64,
+}
+
+/// `bank backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The bank's data directory.
+    #[arg(long, env = "BANK_DATA")]
+    pub data: PathBuf,
+    /// The copy to create (mode 0600; an existing file is never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Log output format.

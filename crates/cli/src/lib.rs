@@ -15,6 +15,7 @@ pub mod args;
 pub mod audit;
 pub mod bench;
 pub mod commands;
+pub mod deploy;
 pub mod node;
 pub mod render;
 pub mod session;
@@ -37,6 +38,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => run_bench(&cli.target, args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Fault(args) => audit::run_fault(args).await,
+        Command::Keygen(args) => deploy::keygen(&args),
+        Command::Consortium(command) => deploy::consortium(&command),
+        Command::Health(args) => deploy::health(&args).await,
+        Command::Backup(args) => deploy::backup(&args),
         Command::Account(command) => commands::account(&context()?, command).await,
         Command::Login(args) => commands::login(&context()?, args).await,
         Command::Logout => commands::logout(&context()?).await,

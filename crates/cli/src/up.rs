@@ -29,9 +29,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bank_core::ids::BankId;
-use bank_node::consortium::{
-    ConsortiumConfig, Member, NodeSettings, generate_signing_key, read_public_key, read_signing_key, write_key_files,
-};
+use bank_node::consortium::{ConsortiumConfig, Member, read_signing_key};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -130,16 +128,6 @@ impl Layout {
     }
 }
 
-/// Reads the key at `path`, or creates it (and its `.pub`) when missing.
-fn key_at(path: &Path) -> Result<bank_node::consortium::SigningKey> {
-    if path.exists() {
-        return Ok(read_signing_key(path)?);
-    }
-    let key = generate_signing_key()?;
-    write_key_files(path, &key)?;
-    Ok(key)
-}
-
 /// The consortium of `layout`: read (and checked against the asked options) when its file
 /// exists, else created with fresh keys.
 pub fn prepare(layout: &Layout, banks: Option<u32>, base_port: Option<u16>) -> Result<ConsortiumConfig> {
@@ -192,25 +180,18 @@ pub fn prepare(layout: &Layout, banks: Option<u32>, base_port: Option<u16>) -> R
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot make {} private", keys.display()))?;
     }
-    let mut members = std::collections::BTreeMap::new();
+    // The same steps as operators on separate machines (docs/deploy.md): each bank's key pair,
+    // then the operator's file, assembled from the public keys.
+    crate::deploy::init(&file, &layout.operator_key())?;
     for n in 1..=banks {
         let id = BankId(n);
-        let key = key_at(&layout.bank_key(id))?;
+        let path = layout.bank_key(id);
+        let public_key =
+            if path.exists() { read_signing_key(&path)?.verifying_key() } else { crate::deploy::make_key(&path)? };
         let url = format!("http://127.0.0.1:{}", u32::from(base_port) + n - 1);
-        members.insert(id, Member { id, name: bank_name(n), url, public_key: key.verifying_key() });
+        crate::deploy::add(&file, &Member { id, name: bank_name(n), url, public_key })?;
     }
-    key_at(&layout.operator_key())?;
-    let operator_key = read_public_key(&bank_node::consortium::public_key_path(&layout.operator_key()))?;
-    let config = ConsortiumConfig { operator_key, members, ring: Default::default(), node: NodeSettings::default() };
-    let text = format!(
-        "# The consortium run by `bank up` (DESIGN.md §7). Every bank reads this file; the secret keys are in\n\
-         # keys/. Edit with care: every bank must be restarted with the same file.\n\n{}",
-        config.to_toml()
-    );
-    let temporary = file.with_extension("toml.tmp");
-    std::fs::write(&temporary, text)
-        .and_then(|()| std::fs::rename(&temporary, &file))
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    let config = ConsortiumConfig::load(&file)?;
     Ok(config)
 }
 

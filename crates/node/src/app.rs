@@ -65,12 +65,12 @@ pub fn router(state: Arc<Bank>) -> Router {
 /// the templates, inline CSS cannot run code. The QR codes are inline SVG elements, part of the
 /// page itself, so `img-src` does not concern them.
 ///
-/// No `form-action`: `default-src` does not cover it, and `form-action 'self'` would make the
-/// browser itself stop a form on one bank's page posting to another bank, before the server's
-/// cross-site guard (`web::csrf_guard`) answers; the browser test (crates/cli/tests/e2e_web.rs)
-/// checks that guard with exactly such a form. The pages have no script that could add one.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// `form-action 'self'`: `default-src` does not cover forms, and without it markup injected into
+/// a page (were the escaping ever to fail) could post the page's fields elsewhere. The bank's
+/// forms all post to the bank itself; a form on another site posting here is refused by the
+/// server's cross-site guard (`web::csrf_guard`), which the browser test
+/// (crates/cli/tests/e2e_web.rs) checks from a page of another origin.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Adds the security headers to every answer of `app` — pages, API answers, inter-bank replies
 /// and errors alike (one rule is easier to audit than a list of routes that hold personal data).

@@ -305,6 +305,34 @@ impl ConsortiumConfig {
         Ok(ConsortiumConfig { operator_key, members, ring, node })
     }
 
+    /// The text of a consortium being assembled: the operator's public key and no members yet
+    /// (`bank consortium init`). A node refuses to start with it until members are added.
+    pub fn draft(operator_key: &VerifyingKey) -> String {
+        let raw = RawFile {
+            operator: RawOperator { public_key: encode_public_key(operator_key) },
+            members: Vec::new(),
+            ring: None,
+            node: None,
+        };
+        toml::to_string(&raw).expect("a consortium file serialises")
+    }
+
+    /// `text` (a draft or a whole consortium file) with one more member (`bank consortium add`).
+    /// The result is validated as a whole, so a duplicate id, URL or key, or a bad field, is
+    /// refused with the sentence [`ConsortiumConfig::parse`] gives, and nothing is written.
+    pub fn add_member(text: &str, member: &Member) -> Result<String, String> {
+        let mut raw: RawFile = toml::from_str(text).map_err(|e| format!("not a valid consortium file: {e}"))?;
+        raw.members.push(RawMember {
+            id: member.id.0,
+            name: member.name.clone(),
+            url: member.url.clone(),
+            public_key: encode_public_key(&member.public_key),
+        });
+        let text = toml::to_string(&raw).expect("a consortium file serialises");
+        ConsortiumConfig::parse(&text)?;
+        Ok(text)
+    }
+
     /// The file's text (what [`ConsortiumConfig::parse`] reads back to an equal value).
     pub fn to_toml(&self) -> String {
         let node = &self.node;
@@ -631,5 +659,35 @@ mod tests {
         assert_eq!(config.node.data, Some(PathBuf::from("/abs")));
         let err = ConsortiumConfig::load(&dir.path().join("missing.toml")).expect_err("missing");
         assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn a_consortium_is_assembled_member_by_member_and_a_bad_member_changes_nothing() {
+        let draft = ConsortiumConfig::draft(&key(100).verifying_key());
+        assert!(ConsortiumConfig::parse(&draft).expect_err("no members yet").contains("no members"));
+        let member = |id: u32, url: &str, seed: u8| Member {
+            id: BankId(id),
+            name: format!("Bank {id}"),
+            url: url.into(),
+            public_key: key(seed).verifying_key(),
+        };
+        let one = ConsortiumConfig::add_member(&draft, &member(1, "http://10.0.0.1:8081", 1)).expect("first");
+        let two = ConsortiumConfig::add_member(&one, &member(2, "http://bank2:8082", 2)).expect("second");
+        let config = ConsortiumConfig::parse(&two).expect("valid");
+        assert_eq!(config.members.len(), 2);
+        assert_eq!(config.operator_key, key(100).verifying_key());
+        assert_eq!(config.members[&BankId(2)].public_key, key(2).verifying_key());
+        for (bad, why) in [
+            (member(2, "http://10.0.0.3:8083", 3), "listed twice"),
+            (member(3, "http://bank2:8082", 3), "also bank 2's"),
+            (member(3, "http://10.0.0.3:8083", 1), "every bank needs its own key"),
+            (member(3, "http://10.0.0.3:8083", 100), "operator needs a key of its own"),
+            (member(0, "http://10.0.0.3:8083", 3), "ids start at 1"),
+            (member(3, "ftp://10.0.0.3", 3), "url"),
+        ] {
+            let err = ConsortiumConfig::add_member(&two, &bad).expect_err(why);
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        assert!(ConsortiumConfig::add_member("not toml [", &member(1, "http://a:1", 1)).is_err());
     }
 }

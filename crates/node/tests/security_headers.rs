@@ -25,7 +25,9 @@ fn assert_protected(response: &reqwest::Response, what: &str) {
     assert_eq!(header(response, "referrer-policy"), "same-origin", "{what}");
     let csp = header(response, "content-security-policy");
     assert_eq!(csp, CONTENT_SECURITY_POLICY, "{what}");
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{what}: {csp}");
+    for directive in ["frame-ancestors 'none'", "default-src 'none'", "form-action 'self'", "base-uri 'none'"] {
+        assert!(csp.contains(directive), "{what}: {directive} missing from {csp}");
+    }
 }
 
 #[tokio::test]
