@@ -97,6 +97,22 @@ pub enum ConsortiumCommand {
         #[arg(long)]
         operator_key: PathBuf,
     },
+    /// Make every bank's key pair and the consortium file in one directory, for banks that run on
+    /// one host (`compose.yaml`'s first-start service); reused as it is when it exists.
+    Create {
+        /// The directory of the keys and consortium.toml.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of banks (1 to 9).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=9))]
+        banks: u32,
+        /// Port of bank 1; bank N listens on P+N-1.
+        #[arg(long, default_value_t = 8081, value_parser = clap::value_parser!(u16).range(1..))]
+        base_port: u16,
+        /// The banks' host names; `{id}` stands for the bank's id.
+        #[arg(long, default_value = "bank{id}")]
+        hosts: String,
+    },
     /// Add a member bank; the file is validated as a whole and left unchanged on any error.
     Add {
         #[arg(long, env = "BANK_CONFIG")]
@@ -122,9 +138,8 @@ pub enum ConsortiumCommand {
 /// `bank health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The bank's base URL.
-    #[arg(default_value = "http://127.0.0.1:8081")]
-    pub url: String,
+    /// The bank's base URL (default: this machine at the port of BANK_LISTEN, else 8081).
+    pub url: Option<String>,
     /// How long to wait for the answer.
     #[arg(long, default_value_t = 2_000)]
     pub timeout_ms: u64,

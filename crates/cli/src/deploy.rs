@@ -57,6 +57,20 @@ pub fn consortium(command: &ConsortiumCommand) -> Result<ExitCode> {
                 file.display()
             );
         }
+        ConsortiumCommand::Create { dir, banks, base_port, hosts } => {
+            let layout = crate::up::Layout { root: dir.clone() };
+            let config =
+                crate::up::prepare_at(&layout, Some(*banks), Some(*base_port), &crate::up::Hosts(hosts.clone()))?;
+            for member in config.members.values() {
+                eprintln!(
+                    "bank {} ({}): {} key {}",
+                    member.id,
+                    member.name,
+                    member.url,
+                    layout.bank_key(member.id).display()
+                );
+            }
+        }
         ConsortiumCommand::Add { file, id, name, url, public_key, public_key_file } => {
             let public_key = match (public_key, public_key_file) {
                 (Some(text), None) => parse_public_key(text).map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
@@ -104,7 +118,8 @@ pub fn write_atomically(file: &Path, text: &str) -> Result<()> {
 /// (what a container's HEALTHCHECK runs: a minimal image has no curl).
 pub async fn health(args: &HealthArgs) -> Result<ExitCode> {
     let client = reqwest::Client::builder().timeout(Duration::from_millis(args.timeout_ms)).build()?;
-    let url = format!("{}/healthz", args.url.trim_end_matches('/'));
+    let base = args.url.clone().unwrap_or_else(|| local_url(std::env::var("BANK_LISTEN").ok().as_deref()));
+    let url = format!("{}/healthz", base.trim_end_matches('/'));
     match client.get(&url).send().await {
         Ok(response) if response.status().is_success() => Ok(ExitCode::SUCCESS),
         Ok(response) => {
@@ -115,6 +130,16 @@ pub async fn health(args: &HealthArgs) -> Result<ExitCode> {
             eprintln!("{url}: {e}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// This machine's URL of a bank listening on `listen` (`0.0.0.0:8083` → `http://127.0.0.1:8083`).
+fn local_url(listen: Option<&str>) -> String {
+    let address: Option<std::net::SocketAddr> = listen.and_then(|text| text.parse().ok());
+    match address {
+        Some(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
+        Some(a) => format!("http://{a}"),
+        None => "http://127.0.0.1:8081".into(),
     }
 }
 
@@ -129,4 +154,30 @@ pub fn backup(args: &BackupArgs) -> Result<ExitCode> {
         report.entries
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_check_asks_this_machine_at_the_listening_port() {
+        assert_eq!(local_url(Some("0.0.0.0:8083")), "http://127.0.0.1:8083");
+        assert_eq!(local_url(Some("[::]:8084")), "http://127.0.0.1:8084");
+        assert_eq!(local_url(Some("10.1.2.3:9000")), "http://10.1.2.3:9000");
+        assert_eq!(local_url(Some("not an address")), "http://127.0.0.1:8081");
+        assert_eq!(local_url(None), "http://127.0.0.1:8081");
+    }
+
+    #[test]
+    fn a_consortium_for_one_host_names_the_banks_by_service_and_is_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = crate::up::Layout { root: dir.path().to_path_buf() };
+        let hosts = crate::up::Hosts("bank{id}".into());
+        let config = crate::up::prepare_at(&layout, Some(3), Some(8081), &hosts).expect("created");
+        let urls: Vec<&str> = config.members.values().map(|m| m.url.as_str()).collect();
+        assert_eq!(urls, ["http://bank1:8081", "http://bank2:8082", "http://bank3:8083"]);
+        assert_eq!(crate::up::prepare_at(&layout, Some(3), Some(8081), &hosts).expect("reused"), config);
+        assert!(crate::up::prepare_at(&layout, Some(3), Some(9081), &hosts).is_err(), "other ports refused");
+    }
 }

@@ -128,9 +128,35 @@ impl Layout {
     }
 }
 
+/// The host name of bank `id` in its URL: `127.0.0.1` for `bank up`, or a pattern in which
+/// `{id}` stands for the bank's id (`bank{id}` names compose's services, docs/deploy.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hosts(pub String);
+
+impl Hosts {
+    pub fn loopback() -> Hosts {
+        Hosts("127.0.0.1".into())
+    }
+
+    /// The URL of bank `id` listening on `port`.
+    pub fn url(&self, id: u32, port: u32) -> String {
+        format!("http://{}:{port}", self.0.replace("{id}", &id.to_string()))
+    }
+}
+
 /// The consortium of `layout`: read (and checked against the asked options) when its file
 /// exists, else created with fresh keys.
 pub fn prepare(layout: &Layout, banks: Option<u32>, base_port: Option<u16>) -> Result<ConsortiumConfig> {
+    prepare_at(layout, banks, base_port, &Hosts::loopback())
+}
+
+/// [`prepare`], with the banks' URLs on `hosts`.
+pub fn prepare_at(
+    layout: &Layout,
+    banks: Option<u32>,
+    base_port: Option<u16>,
+    hosts: &Hosts,
+) -> Result<ConsortiumConfig> {
     let file = layout.consortium_file();
     if file.exists() {
         let config = ConsortiumConfig::load(&file)?;
@@ -147,7 +173,7 @@ pub fn prepare(layout: &Layout, banks: Option<u32>, base_port: Option<u16>) -> R
         }
         if let Some(port) = base_port {
             let first = config.members.values().next().map(|m| m.url.clone()).unwrap_or_default();
-            if first != format!("http://127.0.0.1:{port}") {
+            if first != hosts.url(1, u32::from(port)) {
                 bail!(
                     "{} has bank 1 at {first}, not on port {port}: run `bank up` without --base-port to continue with \
                      its ports; {}",
@@ -188,7 +214,7 @@ pub fn prepare(layout: &Layout, banks: Option<u32>, base_port: Option<u16>) -> R
         let path = layout.bank_key(id);
         let public_key =
             if path.exists() { read_signing_key(&path)?.verifying_key() } else { crate::deploy::make_key(&path)? };
-        let url = format!("http://127.0.0.1:{}", u32::from(base_port) + n - 1);
+        let url = hosts.url(n, u32::from(base_port) + n - 1);
         crate::deploy::add(&file, &Member { id, name: bank_name(n), url, public_key })?;
     }
     let config = ConsortiumConfig::load(&file)?;
