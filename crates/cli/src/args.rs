@@ -392,11 +392,55 @@ impl From<KeyTypeArg> for bank_client::NewPixKeyType {
 
 #[derive(Debug, Subcommand)]
 pub enum TransferCommand {
+    /// Send one transfer of one or more legs — a packet from the customer's accounts at several
+    /// banks, all or nothing.
+    Send(TransferSendArgs),
     /// Show a transfer (e.g. to follow a pending one).
     Show {
         /// The transfer id.
         id: uuid::Uuid,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TransferSendArgs {
+    /// A leg: FROM (`me`, or BANK/NUMBER of one of the customer's accounts), TO (BANK/NUMBER or a
+    /// Pix key) and AMOUNT (e.g. 100,00). Repeat for each leg (at most 16).
+    #[arg(long = "leg", num_args = 3, value_names = ["FROM", "TO", "AMOUNT"], required = true)]
+    pub legs: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+impl TransferSendArgs {
+    /// The legs as the API takes them; an error names the leg at fault.
+    pub fn legs(&self) -> Result<Vec<bank_client::NewLeg>, String> {
+        self.legs
+            .chunks(3)
+            .enumerate()
+            .map(|(i, words)| {
+                let [from, to, amount] = words else { return Err(format!("leg {}: FROM TO AMOUNT expected", i + 1)) };
+                let at = |e: String| format!("leg {}: {e}", i + 1);
+                let from = if from == "me" { None } else { Some(account_ref(from).map_err(at)?) };
+                let to = match account_ref(to) {
+                    Ok(account) => bank_client::Destination::Account(account),
+                    Err(_) => bank_client::Destination::Key { key: to.clone() },
+                };
+                let amount_cents = parse_amount(amount).map_err(at)?.cents();
+                Ok(bank_client::NewLeg { from, to, amount_cents })
+            })
+            .collect()
+    }
+}
+
+/// `BANK/NUMBER`, e.g. `2/000001`.
+fn account_ref(text: &str) -> Result<bank_client::AccountRef, String> {
+    let (bank, number) = text.split_once('/').ok_or_else(|| format!("{text:?} is not BANK/NUMBER"))?;
+    let bank_id = bank.parse().map_err(|_| format!("{bank:?} is not a bank id"))?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{number:?} is not an account number"));
+    }
+    Ok(bank_client::AccountRef { bank_id, number: number.to_owned() })
 }
 
 #[derive(Debug, Args)]
@@ -688,5 +732,47 @@ mod tests {
     fn statement_limit_is_bounded() {
         assert!(parse(&["statement", "--limit", "0"]).is_err());
         assert!(parse(&["statement", "--limit", "50"]).is_ok());
+    }
+
+    #[test]
+    fn a_packet_is_given_leg_by_leg_and_a_bad_leg_is_named() {
+        let cli = parse(&[
+            "transfer",
+            "send",
+            "--leg",
+            "me",
+            "4/000007",
+            "10,50",
+            "--leg",
+            "2/000001",
+            "bia@example.com",
+            "5",
+        ])
+        .expect("two legs");
+        let Command::Transfer(TransferCommand::Send(send)) = cli.command else { panic!("not transfer send") };
+        let legs = send.legs().expect("valid legs");
+        assert_eq!(legs.len(), 2);
+        assert_eq!(legs[0].from, None);
+        assert_eq!(
+            legs[0].to,
+            bank_client::Destination::Account(bank_client::AccountRef { bank_id: 4, number: "000007".into() })
+        );
+        assert_eq!(legs[0].amount_cents, 1_050);
+        assert_eq!(legs[1].from, Some(bank_client::AccountRef { bank_id: 2, number: "000001".into() }));
+        assert_eq!(legs[1].to, bank_client::Destination::Key { key: "bia@example.com".into() });
+        assert!(parse(&["transfer", "send"]).is_err(), "a transfer needs a leg");
+        assert!(parse(&["transfer", "send", "--leg", "me", "2/1"]).is_err(), "a leg has three words");
+        for (bad, why) in [
+            (["x/1", "2/1", "1"], "leg 1: \"x\" is not a bank id"),
+            (["2/a", "2/1", "1"], "account number"),
+            (["me", "2/1", "ten"], "leg 1"),
+        ] {
+            let args = ["transfer", "send", "--leg", bad[0], bad[1], bad[2]];
+            let Command::Transfer(TransferCommand::Send(send)) = parse(&args).expect("parses").command else {
+                panic!()
+            };
+            let err = send.legs().expect_err(why);
+            assert!(err.contains(why), "{why}: {err}");
+        }
     }
 }

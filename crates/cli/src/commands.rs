@@ -167,6 +167,13 @@ fn transfer_exit_code(status: Status) -> ExitCode {
 
 pub async fn transfer(ctx: &Customer, command: TransferCommand) -> Result<ExitCode> {
     match command {
+        TransferCommand::Send(args) => {
+            let legs = args.legs().map_err(|e| anyhow::anyhow!("{e}; nothing sent"))?;
+            let request = NewTransfer { legs, description: args.description };
+            let transfer = ctx.signed_in()?.transfer(&request).await.context("nothing sent")?;
+            print!("{}", render::transfer(&transfer));
+            Ok(transfer_exit_code(transfer.status))
+        }
         TransferCommand::Show { id } => {
             let transfer = ctx.signed_in()?.get_transfer(id).await?;
             print!("{}", render::transfer(&transfer));
