@@ -437,10 +437,9 @@ impl TransferSendArgs {
 fn account_ref(text: &str) -> Result<bank_client::AccountRef, String> {
     let (bank, number) = text.split_once('/').ok_or_else(|| format!("{text:?} is not BANK/NUMBER"))?;
     let bank_id = bank.parse().map_err(|_| format!("{bank:?} is not a bank id"))?;
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{number:?} is not an account number"));
-    }
-    Ok(bank_client::AccountRef { bank_id, number: number.to_owned() })
+    let number = bank_core::ids::AccountNumber::parse(number)
+        .map_err(|e| format!("{number:?} is not an account number: {e}"))?;
+    Ok(bank_client::AccountRef { bank_id, number: number.to_string() })
 }
 
 #[derive(Debug, Args)]
@@ -736,35 +735,26 @@ mod tests {
 
     #[test]
     fn a_packet_is_given_leg_by_leg_and_a_bad_leg_is_named() {
-        let cli = parse(&[
-            "transfer",
-            "send",
-            "--leg",
-            "me",
-            "4/000007",
-            "10,50",
-            "--leg",
-            "2/000001",
-            "bia@example.com",
-            "5",
-        ])
-        .expect("two legs");
+        let (seven, one) = (bank_core::ids::AccountNumber::from_seq(7), bank_core::ids::AccountNumber::from_seq(1));
+        let (to, from) = (format!("4/{seven}"), format!("2/{one}"));
+        let cli = parse(&["transfer", "send", "--leg", "me", &to, "10,50", "--leg", &from, "bia@example.com", "5"])
+            .expect("two legs");
         let Command::Transfer(TransferCommand::Send(send)) = cli.command else { panic!("not transfer send") };
         let legs = send.legs().expect("valid legs");
         assert_eq!(legs.len(), 2);
         assert_eq!(legs[0].from, None);
         assert_eq!(
             legs[0].to,
-            bank_client::Destination::Account(bank_client::AccountRef { bank_id: 4, number: "000007".into() })
+            bank_client::Destination::Account(bank_client::AccountRef { bank_id: 4, number: seven.to_string() })
         );
         assert_eq!(legs[0].amount_cents, 1_050);
-        assert_eq!(legs[1].from, Some(bank_client::AccountRef { bank_id: 2, number: "000001".into() }));
+        assert_eq!(legs[1].from, Some(bank_client::AccountRef { bank_id: 2, number: one.to_string() }));
         assert_eq!(legs[1].to, bank_client::Destination::Key { key: "bia@example.com".into() });
         assert!(parse(&["transfer", "send"]).is_err(), "a transfer needs a leg");
         assert!(parse(&["transfer", "send", "--leg", "me", "2/1"]).is_err(), "a leg has three words");
         for (bad, why) in [
             (["x/1", "2/1", "1"], "leg 1: \"x\" is not a bank id"),
-            (["2/a", "2/1", "1"], "account number"),
+            (["2/000001-8", "2/1", "1"], "account number"),
             (["me", "2/1", "ten"], "leg 1"),
         ] {
             let args = ["transfer", "send", "--leg", bad[0], bad[1], bad[2]];
