@@ -192,6 +192,10 @@ pub struct NodeArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub ring: RingArgs,
+    /// Shift this bank's wall clock by this many ms (tests and fault injection only: a bank whose
+    /// clock disagrees with its peers').
+    #[arg(long, env = "BANK_CLOCK_OFFSET_MS", hide = true, allow_hyphen_values = true)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// How cross-bank work is ordered (DESIGN.md §5).

@@ -84,6 +84,7 @@ pub fn resolve(args: &NodeArgs) -> Result<NodeConfig> {
     };
     let timing = file.as_ref().map(|f| f.ring).unwrap_or_default();
     config.ring = bank_node::RingOptions::from_timing(&timing, args.ring.ops_per_token);
+    config.limits.peer_clock_skew_ms = timing.clock_skew_ms;
     config.fault_switch = args.ring.fault_switch;
     match &file {
         Some(file) => {
@@ -127,6 +128,11 @@ impl Drop for PidFile {
 pub async fn run(args: NodeArgs) -> Result<()> {
     init_tracing(args.log_format)?;
     let shutdown = shutdown_signal()?;
+    if let Some(offset_ms) = args.clock_offset_ms {
+        // Before anything reads the clock: the whole process runs on the shifted one.
+        bank_node::clock::set_test_offset_ms(offset_ms);
+        tracing::warn!(offset_ms, "this bank's wall clock is shifted on purpose (--clock-offset-ms, for tests only)");
+    }
     let config = resolve(&args)?;
     let (id, name, data) = (config.bank_id, config.name.clone(), config.data_dir.clone());
     let peers = config.consortium.as_ref().map_or(0, |c| c.members.len().saturating_sub(1));

@@ -82,6 +82,10 @@ pub struct Limits {
     pub peer_request_timeout_ms: u64,
     /// Allowed difference between a signed request's timestamp and this bank's clock.
     pub clock_skew_ms: u64,
+    /// How far apart the banks' clocks may be (the consortium file's `[ring] clock_skew_ms`): a
+    /// peer whose clock is surely further is said to disagree, and cross-bank work with it is
+    /// refused at once (`peer::clock`).
+    pub peer_clock_skew_ms: u64,
     /// Recent nonces remembered per peer (replay check); beyond it the peer gets 503.
     pub nonces_per_bank_max: usize,
     /// Time a connection has to deliver a complete request head, counted from when the server
@@ -121,6 +125,7 @@ impl Default for Limits {
             peer_connect_timeout_ms: 1_000,
             peer_request_timeout_ms: 2_000,
             clock_skew_ms: crate::peer::sign::CLOCK_SKEW_MS_DEFAULT,
+            peer_clock_skew_ms: crate::consortium::RingTiming::default().clock_skew_ms,
             nonces_per_bank_max: crate::peer::sign::NONCES_PER_BANK_MAX_DEFAULT,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,

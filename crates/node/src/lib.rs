@@ -17,6 +17,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod consortium;
 pub mod driver;

@@ -58,6 +58,11 @@ struct RefusedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TimeoutLabels {
     timeout: &'static str,
 }
@@ -85,6 +90,8 @@ pub struct Metrics {
     connections_refused: Family<RefusedLabels, Counter>,
     connections_timed_out: Family<TimeoutLabels, Counter>,
     accept_errors: Counter,
+    peer_clock_offset_ms: Family<PeerLabels, Gauge>,
+    peer_clock_disagrees: Family<PeerLabels, Gauge>,
 }
 
 impl Metrics {
@@ -175,6 +182,19 @@ impl Metrics {
             "Failed accepts the listener backed off from (e.g. out of file descriptors)",
             accept_errors.clone(),
         );
+        let peer_clock_offset_ms = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "peer_clock_offset_ms",
+            "Each peer's clock minus this bank's, from its newest answer (positive: ahead)",
+            peer_clock_offset_ms.clone(),
+        );
+        let peer_clock_disagrees = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "peer_clock_disagrees",
+            "1 while a peer's clock is surely further from this bank's than the consortium allows \
+             (cross-bank work with it is refused)",
+            peer_clock_disagrees.clone(),
+        );
         Metrics {
             registry,
             batches,
@@ -197,7 +217,15 @@ impl Metrics {
             connections_refused,
             connections_timed_out,
             accept_errors,
+            peer_clock_offset_ms,
+            peer_clock_disagrees,
         }
+    }
+
+    /// A peer's clock as last read (`peer::clock`).
+    pub fn set_peer_clock(&self, peer: u32, offset_ms: i64, disagrees: bool) {
+        self.peer_clock_offset_ms.get_or_create(&PeerLabels { peer }).set(offset_ms);
+        self.peer_clock_disagrees.get_or_create(&PeerLabels { peer }).set(i64::from(disagrees));
     }
 
     pub fn observe_commit(&self, elapsed: Duration) {

@@ -34,6 +34,12 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn metrics(state: State) -> impl IntoResponse {
+    if let Some(interbank) = &state.interbank {
+        let clocks = interbank.peers.clocks();
+        for (peer, reading) in clocks.readings() {
+            state.metrics.set_peer_clock(peer.0, reading.offset_ms, reading.disagrees(clocks.allowed_ms()));
+        }
+    }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.encode(),
@@ -268,6 +274,9 @@ fn status_json(status: &ConsortiumStatus) -> serde_json::Value {
                 json!({
                     "id": m.id.0, "name": m.name, "url": m.url, "state": m.state.as_str(),
                     "last_seen_ms": m.last_seen_ms,
+                    "clock": m.clock.map(|c| json!({
+                        "offset_ms": c.offset_ms, "uncertainty_ms": c.uncertainty_ms, "disagrees": c.disagrees,
+                    })),
                 })
             })
             .collect(),

@@ -74,11 +74,20 @@ pub async fn ping(state: State, signed: SignedBody) -> Json<Pong> {
     Json(Pong { bank_id: state.bank_id, from: signed.from })
 }
 
-/// Every `/interbank/v1` route, merged into the node's router.
+/// Every `/interbank/v1` route, merged into the node's router. Every answer, refusals included,
+/// carries this bank's clock ([`crate::peer::clock`]), so a peer whose clock disagrees learns it
+/// even from the refusal of its stale signature.
 pub fn routes() -> Router<Arc<Bank>> {
     Router::new()
         .route(PING_PATH, get(ping))
         .route(audit::AUDIT_PATH, get(audit::audit))
         .route(fault::FAULT_PATH, axum::routing::post(fault::fault))
         .merge(exchange::routes())
+        .layer(axum::middleware::map_response(stamp_clock))
+}
+
+async fn stamp_clock(mut response: axum::response::Response) -> axum::response::Response {
+    let now = axum::http::HeaderValue::from(crate::clock::wall_ms());
+    response.headers_mut().insert(crate::peer::clock::CLOCK_HEADER, now);
+    response
 }

@@ -15,6 +15,7 @@ use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::clock::{CLOCK_HEADER, Change, ClockWatch, describe};
 use super::sign::{fresh_nonce, sign, unix_now_ms};
 
 /// Largest response body read from a peer, in bytes; a larger one is refused as a bad response.
@@ -27,11 +28,18 @@ pub struct PeerOptions {
     pub connect_timeout_ms: u64,
     /// Whole request, from sending to the last byte of the answer.
     pub request_timeout_ms: u64,
+    /// How far a peer's clock may be from this bank's before it is said to disagree
+    /// ([`super::clock`]).
+    pub clock_skew_ms: u64,
 }
 
 impl Default for PeerOptions {
     fn default() -> Self {
-        PeerOptions { connect_timeout_ms: 1_000, request_timeout_ms: 2_000 }
+        PeerOptions {
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 2_000,
+            clock_skew_ms: super::sign::CLOCK_SKEW_MS_DEFAULT,
+        }
     }
 }
 
@@ -72,6 +80,8 @@ pub struct PeerClient {
     http: reqwest::Client,
     /// The fault switch (see [`super::fault`]): while set, every call fails as unreachable.
     cut_off: Arc<std::sync::atomic::AtomicBool>,
+    /// The peers' clocks, as their answers tell them.
+    clocks: Arc<ClockWatch>,
 }
 
 impl PeerClient {
@@ -109,7 +119,13 @@ impl PeerClient {
             urls: Arc::new(urls),
             http,
             cut_off: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            clocks: Arc::new(ClockWatch::new(options.clock_skew_ms as i64)),
         })
+    }
+
+    /// The peers' clocks, as their answers told them.
+    pub fn clocks(&self) -> &Arc<ClockWatch> {
+        &self.clocks
     }
 
     /// Cuts this bank off from its peers (`true`) or reconnects it: the fault switch.
@@ -166,7 +182,9 @@ impl PeerClient {
         if !body.is_empty() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
+        let sent_ms = crate::clock::wall_ms();
         let mut response = request.send().await.map_err(|e| transport(to, &e))?;
+        self.read_clock(to, sent_ms, response.headers());
         let status = response.status();
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| transport(to, &e))? {
@@ -190,6 +208,26 @@ impl PeerClient {
             code: text("code").unwrap_or_else(|| "unknown".into()),
             detail: text("detail").unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect()),
         })
+    }
+}
+
+impl PeerClient {
+    /// Notes the peer's clock from its answer's [`CLOCK_HEADER`], and logs when its agreement
+    /// with this bank's clock changes.
+    fn read_clock(&self, to: BankId, sent_ms: i64, headers: &reqwest::header::HeaderMap) {
+        let Some(peer_ms) = headers.get(CLOCK_HEADER).and_then(|v| v.to_str().ok()?.parse::<i64>().ok()) else {
+            return;
+        };
+        let allowed = self.clocks.allowed_ms();
+        match self.clocks.record(to, sent_ms, crate::clock::wall_ms(), peer_ms) {
+            Some(Change::Disagrees(reading)) => {
+                tracing::warn!(peer = %to, offset_ms = reading.offset_ms, "{}", describe(to, &reading, allowed))
+            }
+            Some(Change::AgreesAgain(reading)) => {
+                tracing::info!(peer = %to, offset_ms = reading.offset_ms, "bank {to}'s clock agrees with this bank's again")
+            }
+            None => {}
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! This module does no protocol work and knows nothing of the driver or the HTTP handlers.
 
 pub mod client;
+pub mod clock;
 pub mod sign;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ impl Interbank {
         let options = PeerOptions {
             connect_timeout_ms: limits.peer_connect_timeout_ms,
             request_timeout_ms: limits.peer_request_timeout_ms,
+            clock_skew_ms: limits.peer_clock_skew_ms,
         };
         let urls = consortium.members.values().map(|m| (m.id, m.url.clone()));
         let peers = PeerClient::new(self_id, consortium.signing_key.clone(), urls, options)?;

@@ -44,7 +44,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use bank_core::ids::BankId;
@@ -99,7 +98,7 @@ pub enum SignatureError {
 
 /// Milliseconds since the Unix epoch by the system clock.
 pub fn unix_now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    crate::clock::wall_ms().max(0) as u64
 }
 
 /// A fresh random nonce.

@@ -196,6 +196,17 @@ pub struct MemberStatus {
     pub state: MemberState,
     /// Milliseconds since it last answered, if ever.
     pub last_seen_ms: Option<i64>,
+    /// Its clock, as its answers told it (`peer::clock`): how far ahead (negative: behind) of
+    /// this bank's, and whether surely beyond the skew the consortium allows.
+    pub clock: Option<PeerClock>,
+}
+
+/// A peer's clock as this bank last read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerClock {
+    pub offset_ms: i64,
+    pub uncertainty_ms: i64,
+    pub disagrees: bool,
 }
 
 /// The members: this bank alone, or every member of its consortium.
@@ -243,7 +254,13 @@ pub async fn consortium_status(bank: &Arc<Bank>) -> OpResult<ConsortiumStatus> {
                     (false, None) => MemberState::Unknown,
                 };
                 let last_seen_ms = peer.last_answer_ms.map(|t| now - t);
-                MemberStatus { id: m.id, name: m.name.clone(), url: m.url.clone(), state, last_seen_ms }
+                let clocks = ib.peers.clocks();
+                let clock = clocks.reading(m.id).map(|r| PeerClock {
+                    offset_ms: r.offset_ms,
+                    uncertainty_ms: r.uncertainty_ms,
+                    disagrees: r.disagrees(clocks.allowed_ms()),
+                });
+                MemberStatus { id: m.id, name: m.name.clone(), url: m.url.clone(), state, last_seen_ms, clock }
             });
             Membership::Consortium(members.collect())
         }

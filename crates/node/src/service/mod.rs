@@ -11,8 +11,8 @@ mod customer;
 mod transfer;
 
 pub use consortium::{
-    ConsortiumAccounts, ConsortiumStatus, HeldAccountView, KeyOwner, MemberState, MemberStatus, Membership, RingStatus,
-    bank_name, consortium_accounts, consortium_status, lookup_key,
+    ConsortiumAccounts, ConsortiumStatus, HeldAccountView, KeyOwner, MemberState, MemberStatus, Membership, PeerClock,
+    RingStatus, bank_name, consortium_accounts, consortium_status, lookup_key,
 };
 pub use customer::{
     DocumentKey, OpenedAccount, SignedIn, account, deposit, open_account, open_session, sign_in, sign_out, statement,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bank_core::Error;
 use bank_core::ErrorCode;
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{KeyRequest, LegRequest, Outcome, Status, Transfer, TransferRequest};
+use bank_core::ledger::{Destination, KeyRequest, LegRequest, Outcome, Status, Transfer, TransferRequest};
 use bank_core::pixkey::PixKey;
 use bank_core::twopc::{Decision, Refusal};
 
@@ -32,6 +32,7 @@ pub async fn transfer(
     description: Option<String>,
     idempotency: (IdempotencyKey, Fingerprint),
 ) -> OpResult<TransferAnswer> {
+    refuse_where_clocks_disagree(bank, &legs).await?;
     let id = TransferId(uuid::Uuid::now_v7());
     let request = TransferRequest {
         idempotency_key: idempotency.0,
@@ -70,6 +71,35 @@ pub async fn transfer(
     bank.metrics.operation("transfer", transfer.status.as_str());
     tracing::debug!(transfer_id = %id, status = transfer.status.as_str(), "transfer answered");
     Ok(TransferAnswer { transfer, decision })
+}
+
+/// Refuses at once (503 `bank_unavailable`, saying why) a transfer touching a bank whose clock
+/// disagrees with this bank's (`peer::clock`): the two could not finish it — each refuses the
+/// other's messages as too old or too new — and the customer would wait for its deadline for
+/// nothing. Costs nothing while every clock agrees.
+async fn refuse_where_clocks_disagree(bank: &Arc<Bank>, legs: &[LegRequest]) -> OpResult<()> {
+    let Some(interbank) = &bank.interbank else { return Ok(()) };
+    let clocks = interbank.peers.clocks();
+    if !clocks.any_disagreement() {
+        return Ok(());
+    }
+    for leg in legs {
+        let to = match &leg.to {
+            Destination::Account(account) => Some(account.bank_id),
+            Destination::Key(key) => {
+                let key = key.clone();
+                bank.reads.run(move |c| read::remote_key(c, &key)).await?.map(|remote| remote.bank_id)
+            }
+        };
+        for peer in leg.from.as_ref().map(|from| from.bank_id).into_iter().chain(to) {
+            if let Some(reading) = clocks.disagreement(peer) {
+                let reason = crate::peer::clock::describe(peer, &reading, clocks.allowed_ms());
+                bank.metrics.operation("transfer", "clock_disagrees");
+                return Err(ServiceError::Core(Error::BankUnavailable(reason)));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hands a transfer to the writer: the transfer as planned and the protocol's first outputs.

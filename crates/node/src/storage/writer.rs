@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bank_core::Error;
 use bank_core::account::NewAccount;
@@ -201,8 +201,7 @@ impl WriterHandle {
 }
 
 pub(crate) fn now_ms() -> TimestampMs {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    TimestampMs(ms)
+    TimestampMs(crate::clock::wall_ms())
 }
 
 /// What the writer thread owns besides the connection.

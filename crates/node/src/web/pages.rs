@@ -906,6 +906,8 @@ struct MemberRow {
     name: String,
     url: String,
     state: String,
+    /// Its clock against this bank's, in words ("—" for this bank, or before any answer).
+    clock: String,
 }
 
 #[derive(Template)]
@@ -967,6 +969,7 @@ fn member_rows(status: &ConsortiumStatus) -> Vec<MemberRow> {
                 name: name.clone(),
                 url: url.clone(),
                 state: "up".into(),
+                clock: "—".into(),
             }]
         }
         Membership::Consortium(members) => members
@@ -976,8 +979,21 @@ fn member_rows(status: &ConsortiumStatus) -> Vec<MemberRow> {
                 name: m.name.clone(),
                 url: m.url.clone(),
                 state: m.state.as_str().into(),
+                clock: clock_words(m.clock),
             })
             .collect(),
+    }
+}
+
+/// A peer's clock in words: agreeing, or how far off and that work with it is refused.
+fn clock_words(clock: Option<service::PeerClock>) -> String {
+    match clock {
+        None => "—".into(),
+        Some(c) if c.disagrees => {
+            let way = if c.offset_ms > 0 { "ahead" } else { "behind" };
+            format!("{} ms {way}: disagrees, cross-bank work with it refused", c.offset_ms.abs())
+        }
+        Some(c) => format!("agrees ({:+} ms ± {} ms)", c.offset_ms, c.uncertainty_ms),
     }
 }
 

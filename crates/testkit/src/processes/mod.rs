@@ -144,6 +144,11 @@ impl Cluster {
     }
 
     pub fn spawn(&self, id: u32, failpoint: Option<&str>) {
+        self.spawn_with(id, failpoint, &[]);
+    }
+
+    /// As [`Cluster::spawn`], with `extra` flags for this bank only (e.g. a shifted clock).
+    pub fn spawn_with(&self, id: u32, failpoint: Option<&str>, extra: &[&str]) {
         assert!(!self.children().contains_key(&id), "bank {id} is already running");
         let bank = BankId(id);
         bank_node::storage::create_data_dir(&self.layout.bank_dir(bank)).expect("bank dir");
@@ -152,7 +157,7 @@ impl Cluster {
         writeln!(log, "==== cluster test: starting bank {id} (failpoint {failpoint:?}) ====").expect("log");
         let words = self.layout.node_command(&self.bank, bank);
         let mut command = Command::new(&words[0]);
-        command.args(&words[1..]).args(&self.node_args);
+        command.args(&words[1..]).args(&self.node_args).args(extra);
         // Settings come from the flags only, not from whatever the test's environment exports.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("BANK_") {
