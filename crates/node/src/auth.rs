@@ -87,9 +87,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 }
 
 /// The live sessions, by token hash, and the sign-in attempts that may open one.
+///
+/// Bounded: each account keeps at most `per_account_max` live sessions (a new sign-in past it
+/// ends the account's oldest), so the cache is O(accounts) however often customers — or a
+/// script with a stolen password — sign in.
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    sessions: RwLock<HashMap<[u8; 32], (AccountNumber, TimestampMs)>>,
+    sessions: RwLock<Live>,
     /// Failed sign-ins, per e-mail and per address.
     pub sign_ins: throttle::SignInThrottle,
     /// Lookups of keys nobody has, per account and per address.
@@ -103,24 +107,68 @@ pub enum TokenRefusal {
     Expired,
 }
 
+/// The sessions by token hash, and each account's in the order they were opened.
+#[derive(Debug, Default)]
+struct Live {
+    by_token: HashMap<[u8; 32], (AccountNumber, TimestampMs)>,
+    by_account: HashMap<AccountNumber, std::collections::VecDeque<[u8; 32]>>,
+}
+
+impl Live {
+    fn forget(&mut self, hash: &[u8; 32]) {
+        let Some((account, _)) = self.by_token.remove(hash) else { return };
+        if let Some(tokens) = self.by_account.get_mut(&account) {
+            tokens.retain(|t| t != hash);
+            if tokens.is_empty() {
+                self.by_account.remove(&account);
+            }
+        }
+    }
+}
+
+/// What opening a session did to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// Live sessions now.
+    pub live: usize,
+    /// The account's oldest sessions it ended to stay within the per-account bound: their
+    /// revocation must be made durable too.
+    pub ended: Vec<[u8; 32]>,
+}
+
 impl SessionCache {
-    pub fn insert(&self, hash: [u8; 32], account: AccountNumber, expires_at: TimestampMs) -> usize {
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(hash, (account, expires_at));
-        map.len()
+    /// Adds a session of `account`; ends the account's oldest ones beyond `per_account_max`.
+    pub fn insert(
+        &self,
+        hash: [u8; 32],
+        account: AccountNumber,
+        expires_at: TimestampMs,
+        per_account_max: usize,
+    ) -> Inserted {
+        let mut live = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        live.forget(&hash);
+        live.by_token.insert(hash, (account.clone(), expires_at));
+        let tokens = live.by_account.entry(account).or_default();
+        tokens.push_back(hash);
+        let excess = tokens.len().saturating_sub(per_account_max.max(1));
+        let ended: Vec<[u8; 32]> = tokens.drain(..excess).collect();
+        for old in &ended {
+            live.by_token.remove(old);
+        }
+        Inserted { live: live.by_token.len(), ended }
     }
 
     pub fn remove(&self, hash: &[u8; 32]) -> usize {
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        map.remove(hash);
-        map.len()
+        let mut live = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        live.forget(hash);
+        live.by_token.len()
     }
 
     /// The account of a live token.
     pub fn check(&self, token: &str, now: TimestampMs) -> Result<(AccountNumber, [u8; 32]), TokenRefusal> {
         let hash = token_hash(token);
-        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        match map.get(&hash) {
+        let live = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        match live.by_token.get(&hash) {
             None => Err(TokenRefusal::Unknown),
             Some((_, expires)) if *expires <= now => Err(TokenRefusal::Expired),
             Some((account, _)) => Ok((account.clone(), hash)),
@@ -129,9 +177,13 @@ impl SessionCache {
 
     /// Drops expired sessions; returns how many remain.
     pub fn purge_expired(&self, now: TimestampMs) -> usize {
-        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (_, expires)| *expires > now);
-        map.len()
+        let mut live = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let expired: Vec<[u8; 32]> =
+            live.by_token.iter().filter(|(_, (_, expires))| *expires <= now).map(|(hash, _)| *hash).collect();
+        for hash in &expired {
+            live.forget(hash);
+        }
+        live.by_token.len()
     }
 }
 
@@ -170,13 +222,39 @@ mod tests {
     }
 
     #[test]
+    fn an_account_keeps_at_most_its_bound_of_sessions_and_the_oldest_end_first() {
+        let cache = SessionCache::default();
+        let (ana, bia) = (AccountNumber::from_seq(1), AccountNumber::from_seq(2));
+        let tokens: Vec<(String, [u8; 32])> = (0..5).map(|_| new_token().expect("token")).collect();
+        for (i, (_, hash)) in tokens.iter().enumerate().take(3) {
+            assert_eq!(
+                cache.insert(*hash, ana.clone(), TimestampMs(10_000), 3),
+                Inserted { live: i + 1, ended: vec![] }
+            );
+        }
+        let (bia_token, bia_hash) = new_token().expect("token");
+        cache.insert(bia_hash, bia.clone(), TimestampMs(10_000), 3);
+        let fourth = cache.insert(tokens[3].1, ana.clone(), TimestampMs(10_000), 3);
+        assert_eq!(fourth, Inserted { live: 4, ended: vec![tokens[0].1] }, "Ana's oldest ends, not Bia's");
+        assert_eq!(cache.check(&tokens[0].0, TimestampMs(0)).map(|(a, _)| a), Err(TokenRefusal::Unknown));
+        for (token, _) in &tokens[1..4] {
+            assert_eq!(cache.check(token, TimestampMs(0)).map(|(a, _)| a), Ok(ana.clone()));
+        }
+        assert_eq!(cache.check(&bia_token, TimestampMs(0)).map(|(a, _)| a), Ok(bia));
+        // Signing out frees a place: the next sign-in ends nothing.
+        assert_eq!(cache.remove(&tokens[1].1), 3);
+        assert_eq!(cache.insert(tokens[4].1, ana, TimestampMs(10_000), 3).ended, Vec::<[u8; 32]>::new());
+        assert_eq!(cache.purge_expired(TimestampMs(10_000)), 0, "every session expired, every index emptied");
+    }
+
+    #[test]
     fn tokens_are_random_and_expire() {
         let (t1, h1) = new_token().expect("token");
         let (t2, _) = new_token().expect("token");
         assert_ne!(t1, t2);
         let cache = SessionCache::default();
         let acc = AccountNumber::from_seq(1);
-        cache.insert(h1, acc.clone(), TimestampMs(1_000));
+        cache.insert(h1, acc.clone(), TimestampMs(1_000), 16);
         assert_eq!(cache.check(&t1, TimestampMs(999)).map(|(a, _)| a), Ok(acc));
         assert_eq!(cache.check(&t1, TimestampMs(1_000)).map(|(a, _)| a), Err(TokenRefusal::Expired));
         assert_eq!(cache.check(&t2, TimestampMs(0)).map(|(a, _)| a), Err(TokenRefusal::Unknown));

@@ -71,6 +71,8 @@ pub struct Limits {
     /// `pending` (API.md: 5 s).
     pub transfer_deadline_ms: u64,
     /// Lifetime of a session token.
+    /// Live sessions one account may have; a new sign-in past it ends the account's oldest.
+    pub sessions_per_account_max: usize,
     pub session_ttl_s: u64,
     /// Threads hashing passwords (Argon2id, 19 MiB each): bounds CPU and memory of sign-ins.
     pub password_hashers: usize,
@@ -119,6 +121,7 @@ impl Default for Limits {
             prepare_expiry_ms: 2_000,
             decision_memory_ms: 10 * 60 * 1000,
             transfer_deadline_ms: 5_000,
+            sessions_per_account_max: 16,
             session_ttl_s: 8 * 3600,
             password_hashers: 2,
             password_queue_len_max: 256,

@@ -125,12 +125,14 @@ fn recover(
     Ok((conn, WriterState::new(bank, monitor), entry_index))
 }
 
-/// The sessions still valid, read back so a restart signs no one out.
-async fn live_sessions(reads: &ReadPool) -> Result<SessionCache, NodeError> {
+/// The sessions still valid, read back so a restart signs no one out — at most
+/// `per_account_max` per account, the newest (read oldest first, so the bound ends the oldest,
+/// as at sign-in; sessions a crash left unrevoked past the bound are not revived).
+async fn live_sessions(reads: &ReadPool, per_account_max: usize) -> Result<SessionCache, NodeError> {
     let sessions = SessionCache::default();
     let live = reads.run(|c| storage::read::live_sessions(c, now_ms())).await?;
     for (hash, account, expires) in live {
-        sessions.insert(hash, account, expires);
+        sessions.insert(hash, account, expires, per_account_max);
     }
     Ok(sessions)
 }
@@ -176,7 +178,7 @@ impl Node {
         let (driver, driver_task) =
             driver::start(bank_id, writer.clone(), peers, members.into_iter().collect(), ring_tick_ms);
         let reads = ReadPool::new(storage::database_path(&config.data_dir), limits.read_connections_max);
-        let sessions = live_sessions(&reads).await?;
+        let sessions = live_sessions(&reads, config.limits.sessions_per_account_max).await?;
         let connections = listener::ConnectionPolicy::new(limits, config.consortium.as_ref());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

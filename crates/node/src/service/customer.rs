@@ -145,8 +145,13 @@ pub async fn open_session(bank: &Arc<Bank>, number: AccountNumber) -> OpResult<S
     let (token, token_hash) = auth::new_token().map_err(ServiceError::Internal)?;
     let expires_at = TimestampMs(now_ms().0 + (bank.limits.session_ttl_s as i64) * 1000);
     bank.writer.create_session(token_hash, number.clone(), expires_at).await?;
-    let live = bank.sessions.insert(token_hash, number.clone(), expires_at);
-    bank.metrics.set_sessions(live);
+    let inserted = bank.sessions.insert(token_hash, number.clone(), expires_at, bank.limits.sessions_per_account_max);
+    bank.metrics.set_sessions(inserted.live);
+    // Ended in memory already (refused from now on); made durable so a restart does not revive
+    // them. Were this interrupted, the start-up load enforces the bound again.
+    for ended in inserted.ended {
+        bank.writer.revoke_session(ended).await?;
+    }
     bank.metrics.operation("sign_in", "ok");
     Ok(SignedIn { token, account: number, expires_at })
 }

@@ -197,7 +197,7 @@ pub fn holds_count(conn: &Connection) -> Result<i64> {
 /// Live sessions, for the in-memory cache at start.
 pub fn live_sessions(conn: &Connection, now: TimestampMs) -> Result<Vec<([u8; 32], AccountNumber, TimestampMs)>> {
     let mut stmt =
-        conn.prepare("SELECT token_hash, account, expires_at FROM sessions WHERE revoked = 0 AND expires_at > ?1")?;
+        conn.prepare("SELECT token_hash, account, expires_at FROM sessions WHERE revoked = 0 AND expires_at > ?1 ORDER BY created_at")?;
     let rows =
         stmt.query_map([now.0], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
     rows.map(|row| {
