@@ -55,9 +55,13 @@
 //!    the refusal tells the sender the highest epoch the refuser knows.
 //! 2. **Visiting.** On accepting, the holder emits [`RingOutput::StartWork`]: it may start up to
 //!    `ops_per_visit` cross-bank transactions before `lease_until = accepted_at + lease_ticks`.
-//!    The visit ends when the driver reports its batch decided ([`RingNode::batch_done`] with at
-//!    least one operation), after `idle_pause_ticks` if it reported nothing to do, and at the
-//!    latest at the lease end. It then emits [`RingOutput::StopWork`] and passes to the next
+//!    The visit ends when the driver reports its batch *begun* ([`RingNode::batch_done`] with at
+//!    least one operation: the transactions' records and prepares are in the batch that commits
+//!    before the pass leaves), after `idle_pause_ticks` if it reported nothing to do, and at the
+//!    latest at the lease end. The ring orders the *start* of cross-bank work; the transactions
+//!    then finish under the two-phase commit, which never needs the token, while the token moves
+//!    on — so many visits' batches are in flight at once, and the lease only has to cover
+//!    starting a batch. It then emits [`RingOutput::StopWork`] and passes to the next
 //!    member in id order that is not skipped. (It un-skips members it heard from within the
 //!    loss timeout; it never adds to `skip`, so an epoch's token visits at least the banks that
 //!    elected it.) A ring of one bank starts a new visit at once and never passes.

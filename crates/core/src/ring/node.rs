@@ -90,7 +90,7 @@ enum Role {
 /// One bank's token-ring machine. See the [module essay](super).
 ///
 /// Inputs: [`step`](Self::step) for every ring message that arrives, [`tick`](Self::tick) every
-/// tick, [`batch_done`](Self::batch_done) when the work of a visit is decided. Outputs are
+/// tick, [`batch_done`](Self::batch_done) when the work of a visit is begun. Outputs are
 /// [`RingOutput`]s, carried out in order (a `Persist` before anything after it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RingNode {
@@ -302,7 +302,7 @@ impl RingNode {
         out
     }
 
-    /// The driver reports the batch of this visit decided: `ops_started` operations were started
+    /// The driver reports the batch of this visit begun: `ops_started` operations were started
     /// under the current permit. With at least one, the visit ends now and the token moves on;
     /// with none (nothing to do), the token stays for the idle pause after its acceptance, and
     /// work arriving meanwhile may still be started (then call this again). Ignored when not

@@ -11,9 +11,10 @@
 //!
 //! A visit: on `RingOutput::StartWork` the gate lets the writer begin queued transactions —
 //! and ones planned during the visit — while the lease lasts, up to the visit's budget
-//! (`ops_per_visit`). Once every transaction begun in the visit is decided, the ring is told
-//! (`RingNode::batch_done`) and passes the token on; with nothing to do it passes after the idle
-//! pause; at the lease's end at the latest. Intra-bank work never comes here.
+//! (`ops_per_visit`). Once the visit's batch is begun — in the same step, so the pass leaves
+//! after the batch that begins the work commits — the ring is told (`RingNode::batch_done`) and
+//! passes the token on, while the batch's two-phase commits run; with nothing to do it passes
+//! after the idle pause; at the lease's end at the latest. Intra-bank work never comes here.
 //!
 //! A transaction that waits longer than [`RingOptions::queue_wait_max_ms`] (the token is lost and
 //! not yet regenerated, or this bank is cut off from a majority) fails without having held or
