@@ -289,13 +289,19 @@ mod tests {
         assert_eq!(gates[0].queue_len(), 3);
     }
 
-    /// A visit with nothing to do keeps the token for the idle pause, so an idle ring does not
+    /// A visit with nothing to do passes at once while the token has not gone a whole rotation
+    /// without work; after that it keeps the token for the idle pause, so an idle ring does not
     /// spin; work queued meanwhile is begun under it, and then the token moves on.
     #[test]
-    fn an_idle_visit_waits_for_work_within_the_idle_pause() {
+    fn an_idle_visit_passes_at_once_until_a_whole_rotation_was_idle() {
         let (mut gates, now) = a_holds_the_token(64);
         let out = gates[0].drive(now);
-        assert!(carry(&mut gates, A, out, now).is_empty(), "an idle holder passed at once");
+        assert_eq!(carry(&mut gates, A, out, now).len(), 1, "A (first idle visit) kept the token");
+        let out = gates[1].drive(now);
+        assert_eq!(carry(&mut gates, B, out, now).len(), 1, "B (second idle visit) kept the token");
+        assert!(gates[0].may_start(now));
+        let out = gates[0].drive(now);
+        assert!(carry(&mut gates, A, out, now).is_empty(), "an idle ring's holder passed at once");
         gates[0].enqueue(queued(0));
         assert_eq!(gates[0].startable(now).len(), 1);
         let out = gates[0].drive(now);

@@ -79,22 +79,24 @@ pub struct RingOptions {
 }
 
 impl RingOptions {
-    /// The node's defaults for a 10 ms tick: a 300 ms lease, a 150 ms hop timeout, 30 ms idle
-    /// pause and re-sends, 100 ms per priority rank, 64 operations per visit. Three banks notice a
-    /// lost token after 1.5 s (the loss timeout), five after 2.7 s.
+    /// The node's defaults for a 10 ms tick (the consortium file's `[ring]` defaults: an 80 ms
+    /// hop timeout, a 40 ms lease, 20 ms of clock skew): 30 ms idle pause, re-sends every 10 ms,
+    /// 50 ms per priority rank, 64 operations per visit, ring messages older than 60 ms dropped.
+    /// The lease only has to cover starting a batch (a visit ends once its batch is begun).
+    /// Three banks notice a lost token after 560 ms (the loss timeout), five after 960 ms.
     pub const DEFAULT: RingOptions = RingOptions {
         settings: RingSettings {
-            lease_ticks: 30,
-            hop_timeout_ticks: 15,
+            lease_ticks: 4,
+            hop_timeout_ticks: 8,
             idle_pause_ticks: 3,
-            retry_ticks: 3,
-            priority_stagger_ticks: 10,
+            retry_ticks: 1,
+            priority_stagger_ticks: 5,
             ops_per_visit: 64,
         },
         tick_ms: 10,
         queue_len_max: 65_536,
         queue_wait_max_ms: 10_000,
-        message_age_max_ms: 100,
+        message_age_max_ms: 60,
     };
 }
 
