@@ -312,9 +312,10 @@ impl RingNode {
 
     /// The driver reports the batch of this visit begun: `ops_started` operations were started
     /// under the current permit. With at least one, the visit ends now and the token moves on;
-    /// with none (nothing to do), the token stays for the idle pause after its acceptance, and
-    /// work arriving meanwhile may still be started (then call this again). Ignored when not
-    /// holding.
+    /// with none (nothing to do), it moves on too while the ring is busy (the token went less
+    /// than a whole rotation without work); in an idle ring it stays for the idle pause after its
+    /// acceptance, and work arriving meanwhile may still be started (then call this again).
+    /// Ignored when not holding.
     pub fn batch_done(&mut self, now: Tick, ops_started: u32) -> Vec<RingOutput> {
         let mut out = Vec::new();
         let idle_pause = self.config.settings().idle_pause_ticks;
