@@ -115,7 +115,7 @@ pub fn run(s: Scenario) -> Measured {
         }
         // Timers every 10 ms, as the node's ring tick: with no faults they only end idle visits
         // and run the first election; a busy visit ends when its batch is begun.
-        if now % 10 == 0 {
+        if now.is_multiple_of(10) {
             for (i, node) in nodes.iter_mut().enumerate() {
                 steps.push((i, node.tick(Tick(now))));
             }
