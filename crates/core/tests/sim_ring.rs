@@ -135,3 +135,55 @@ fn a_token_delayed_past_a_regeneration_is_refused() {
     w.deliver_where(|p| p.to == B2 && matches!(p.msg, RingMessage::Token(_)) && p.from == B1);
     assert_eq!(w.bank(B2).store.accepted, accepted, "the stale token is refused");
 }
+
+// ----- the ring at scale (issue 13, part 6) -------------------------------------------------------
+
+use ring_sim::scale::{self, Measured, Scenario};
+
+/// The ring's bound (saturated) and its latency at half that load, for one size and network.
+fn measure(banks: u32, hop_ms: u64, run_ms: u64) -> (Measured, Measured) {
+    let base = Scenario { banks, hop_ms, commit_ms: 1, load_per_bank: None, ops_per_visit: 64, run_ms };
+    let bound = scale::run(base);
+    let half = bound.started_per_s / 2.0 / f64::from(banks);
+    (bound, scale::run(Scenario { load_per_bank: Some(half), ..base }))
+}
+
+/// Five banks on a LAN: the token goes round in about n × (hop + commit), a visit's budget per
+/// hop bounds the throughput, and at half that load a transfer waits about half a rotation.
+#[test]
+fn at_five_banks_on_a_lan_the_ring_rotates_in_a_few_hops_and_its_bound_is_a_budget_per_hop() {
+    let (bound, half) = measure(5, 1, 2_000);
+    // A hop is 1 ms on the wire plus 1 ms of commit: 5 banks, ~10 ms a rotation.
+    assert!((9.0..=12.0).contains(&bound.rotation_ms), "{bound:?}");
+    // 64 per hop of 2 ms: ~32,000/s, whatever the number of banks.
+    assert!((25_000.0..=33_000.0).contains(&bound.started_per_s), "{bound:?}");
+    assert!(half.latency_p99_ms <= bound.rotation_ms as u64 + half.concurrent_ms + 2, "{half:?}");
+    assert!(half.latency_p50_ms >= half.concurrent_ms, "{half:?}");
+}
+
+/// Prints the table of issue 13, part 6: `cargo test --release -p bank-core --test sim_ring --
+/// --ignored --nocapture ring_at_scale`.
+#[test]
+#[ignore]
+fn ring_at_scale() {
+    println!(
+        "| banks | hop | rotation ms | bound ops/s | p50 ms | p99 ms (at half the bound) | concurrent ms | loss timeout s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (hop_ms, network) in [(1, "LAN 1 ms"), (30, "WAN 30 ms")] {
+        for banks in [5, 20, 100, 500] {
+            let rotation_guess = u64::from(banks) * (hop_ms + 1);
+            let run_ms = (4 * rotation_guess).max(5_000);
+            let (bound, half) = measure(banks, hop_ms, run_ms);
+            println!(
+                "| {banks} | {network} | {:.0} | {:.0} | {} | {} | {} | {:.1} |",
+                bound.rotation_ms,
+                bound.started_per_s,
+                half.latency_p50_ms,
+                half.latency_p99_ms,
+                half.concurrent_ms,
+                half.loss_timeout_ms as f64 / 1000.0
+            );
+        }
+    }
+}

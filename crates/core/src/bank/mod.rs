@@ -8,7 +8,10 @@
 //! its own that no single machine sees: a cross-bank transfer is planned by the ledger, waits for
 //! the token in the gate, is begun by the coordinator, prepared by this bank's own participant in
 //! the same batch, and settled in the transfer's record when the coordinator decides; a visit of
-//! the token ends only when every transaction begun in it is decided. Written inside the storage
+//! the token ends as soon as its batch is begun (the coordinator records, the dequeues and the
+//! ring's pass are in one step: the pass leaves only after the batch that begins the work is
+//! durable), so the token moves on while the two-phase commits run — the ring orders the *start*
+//! of cross-bank work, and never two banks start at once (`gate.rs`, `tests/sim_bank.rs`). Written inside the storage
 //! layer, that glue could only be tested with SQLite and real time underneath. Here it is a
 //! function of its inputs, so the whole bank runs under the deterministic simulator
 //! (`tests/sim_bank.rs`), several banks at once, with faults.
@@ -645,14 +648,11 @@ impl Bank {
         }
     }
 
-    /// A transaction this bank coordinates is decided: the visit learns it, an abort settles the
+    /// A transaction this bank coordinates is decided: an abort settles the
     /// transfer's record as failed (with the first refusal), and waiters are told.
     fn decided(&mut self, tx: TransferId, decision: Decision, fx: &mut Effects) {
         if decision == Decision::Committed {
             fx.failpoints.push("coordinator_decided_commit");
-        }
-        if let Some(gate) = &mut self.gate {
-            gate.decided(&tx);
         }
         let refusal = self.refusals.remove(&tx);
         let refusal = match decision {

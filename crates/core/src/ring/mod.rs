@@ -55,9 +55,15 @@
 //!    the refusal tells the sender the highest epoch the refuser knows.
 //! 2. **Visiting.** On accepting, the holder emits [`RingOutput::StartWork`]: it may start up to
 //!    `ops_per_visit` cross-bank transactions before `lease_until = accepted_at + lease_ticks`.
-//!    The visit ends when the driver reports its batch decided ([`RingNode::batch_done`] with at
-//!    least one operation), after `idle_pause_ticks` if it reported nothing to do, and at the
-//!    latest at the lease end. It then emits [`RingOutput::StopWork`] and passes to the next
+//!    The visit ends when the driver reports its batch *begun* ([`RingNode::batch_done`] with at
+//!    least one operation: the transactions' records and prepares are in the batch that commits
+//!    before the pass leaves); when it reports nothing to do, at once if the token has not yet
+//!    gone a whole rotation without work (`Token::idle_visits`: a busy ring does not wait at its
+//!    idle members), else after `idle_pause_ticks` (an idle ring does not spin); and at the
+//!    latest at the lease end. The ring orders the *start* of cross-bank work; the transactions
+//!    then finish under the two-phase commit, which never needs the token, while the token moves
+//!    on — so many visits' batches are in flight at once, and the lease only has to cover
+//!    starting a batch. It then emits [`RingOutput::StopWork`] and passes to the next
 //!    member in id order that is not skipped. (It un-skips members it heard from within the
 //!    loss timeout; it never adds to `skip`, so an epoch's token visits at least the banks that
 //!    elected it.) A ring of one bank starts a new visit at once and never passes.
@@ -222,6 +228,16 @@ pub struct Token {
     /// a holder passes over them. Holders only ever remove members from it.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub skip: BTreeSet<BankId>,
+    /// Visits in a row, up to the one that passed it, that started no work (at most the number of
+    /// members). Below the number of members, a holder with nothing to do passes at once; at it
+    /// (a whole rotation idle), the holder keeps the token for the idle pause. Only timing
+    /// depends on it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_visits: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Token {

@@ -59,6 +59,13 @@ struct Visit {
     idle_until: Option<Tick>,
 }
 
+/// Whether a visit started any work (decides how soon the next idle holder passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VisitWork {
+    Started,
+    Nothing,
+}
+
 /// A pass waiting for its acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Pass {
@@ -90,7 +97,7 @@ enum Role {
 /// One bank's token-ring machine. See the [module essay](super).
 ///
 /// Inputs: [`step`](Self::step) for every ring message that arrives, [`tick`](Self::tick) every
-/// tick, [`batch_done`](Self::batch_done) when the work of a visit is decided. Outputs are
+/// tick, [`batch_done`](Self::batch_done) when the work of a visit is begun. Outputs are
 /// [`RingOutput`]s, carried out in order (a `Persist` before anything after it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RingNode {
@@ -249,7 +256,8 @@ impl RingNode {
             Role::Idle => {}
             Role::Holding(visit) => {
                 if now >= visit.lease_until || visit.idle_until.is_some_and(|t| now >= t) {
-                    self.end_visit(now, &mut out);
+                    // Work started in the visit is reported by `batch_done`, which ends it.
+                    self.end_visit(now, VisitWork::Nothing, &mut out);
                 }
             }
             Role::Passing(pass) => {
@@ -302,18 +310,25 @@ impl RingNode {
         out
     }
 
-    /// The driver reports the batch of this visit decided: `ops_started` operations were started
+    /// The driver reports the batch of this visit begun: `ops_started` operations were started
     /// under the current permit. With at least one, the visit ends now and the token moves on;
-    /// with none (nothing to do), the token stays for the idle pause after its acceptance, and
-    /// work arriving meanwhile may still be started (then call this again). Ignored when not
-    /// holding.
+    /// with none (nothing to do), it moves on too while the ring is busy (the token went less
+    /// than a whole rotation without work); in an idle ring it stays for the idle pause after its
+    /// acceptance, and work arriving meanwhile may still be started (then call this again).
+    /// Ignored when not holding.
     pub fn batch_done(&mut self, now: Tick, ops_started: u32) -> Vec<RingOutput> {
         let mut out = Vec::new();
         let idle_pause = self.config.settings().idle_pause_ticks;
         if let Role::Holding(visit) = &mut self.role {
             let idle_until = visit.accepted_at.plus(idle_pause);
-            if ops_started > 0 || now >= idle_until {
-                self.end_visit(now, &mut out);
+            let members = self.config.members().len() as u32;
+            if ops_started > 0 {
+                self.end_visit(now, VisitWork::Started, &mut out);
+            } else if now >= idle_until || visit.token.idle_visits < members {
+                // Nothing to do here, but others may have: while the token has not gone a whole
+                // rotation without work, it moves on at once, so a busy ring does not wait at
+                // its idle members. An idle ring pauses at every member.
+                self.end_visit(now, VisitWork::Nothing, &mut out);
             } else {
                 visit.idle_until = Some(idle_until);
             }
@@ -385,7 +400,7 @@ impl RingNode {
     }
 
     /// Ends the visit: stops work and passes the token to the next member not skipped.
-    fn end_visit(&mut self, now: Tick, out: &mut Vec<RingOutput>) {
+    fn end_visit(&mut self, now: Tick, work: VisitWork, out: &mut Vec<RingOutput>) {
         let Role::Holding(visit) = std::mem::replace(&mut self.role, Role::Idle) else { return };
         out.push(RingOutput::StopWork { epoch: visit.token.epoch, hop: visit.token.hop });
         if now > visit.lease_until {
@@ -396,13 +411,18 @@ impl RingNode {
         }
         let mut skip = visit.token.skip;
         skip.retain(|b| !self.heard_recently(*b, now));
+        let members = self.config.members().len() as u32;
+        let idle_visits = match work {
+            VisitWork::Started => 0,
+            VisitWork::Nothing => (visit.token.idle_visits + 1).min(members),
+        };
         let Some(to) = self.successor(&skip) else {
             // A ring of one: the next visit is this bank's again.
-            assert_eq!(self.config.members().len(), 1, "a token with every other member skipped");
-            self.begin_visit(Token { skip, ..visit.token }, now, out);
+            assert_eq!(members, 1, "a token with every other member skipped");
+            self.begin_visit(Token { skip, idle_visits, ..visit.token }, now, out);
             return;
         };
-        let token = Token { epoch: visit.token.epoch, hop: Hop(visit.token.hop.0 + 1), skip };
+        let token = Token { epoch: visit.token.epoch, hop: Hop(visit.token.hop.0 + 1), skip, idle_visits };
         out.push(RingOutput::Send { to, msg: RingMessage::Token(token.clone()) });
         let next_send_at = now.plus(self.config.settings().retry_ticks);
         self.role = Role::Passing(Pass { token, to, first_sent_at: now, next_send_at });
@@ -608,7 +628,7 @@ impl RingNode {
         self.durable.accepted = Some(position);
         out.push(RingOutput::Persist(self.durable.clone()));
         let skip = self.config.members().iter().copied().filter(|b| !round.answered.contains(b)).collect();
-        self.begin_visit(Token { epoch: round.epoch, hop: Hop(0), skip }, now, out);
+        self.begin_visit(Token { epoch: round.epoch, hop: Hop(0), skip, idle_visits: 0 }, now, out);
     }
 
     // ----- helpers --------------------------------------------------------------------------------
@@ -663,7 +683,7 @@ mod tests {
     }
 
     fn token(epoch: u64, hop: u64) -> RingMessage {
-        RingMessage::Token(Token { epoch: Epoch(epoch), hop: Hop(hop), skip: BTreeSet::new() })
+        RingMessage::Token(Token { epoch: Epoch(epoch), hop: Hop(hop), skip: BTreeSet::new(), idle_visits: 0 })
     }
 
     /// Delivers every message of `out` sent by `from` to the nodes in `nodes`, at `now`.
@@ -814,12 +834,14 @@ mod tests {
         let mut bank = node(2, 3, 0);
         bank.step(BankId(1), token(1, 1), Tick(0));
         let out = bank.tick(Tick(10));
-        assert_eq!(sends(&out), vec![(BankId(3), token(1, 2))]);
+        // The visit ended at its lease having started nothing: one idle visit more.
+        let pass = RingMessage::Token(Token { epoch: Epoch(1), hop: Hop(2), skip: BTreeSet::new(), idle_visits: 1 });
+        assert_eq!(sends(&out), vec![(BankId(3), pass.clone())]);
         let mut resent = Vec::new();
         for now in 11..30 {
             resent.extend(sends(&bank.tick(Tick(now))).into_iter().map(|(to, m)| (now, to, m)));
         }
-        assert!(resent.iter().all(|(now, to, m)| *now < 14 && *to == BankId(3) && *m == token(1, 2)), "{resent:?}");
+        assert!(resent.iter().all(|(now, to, m)| *now < 14 && *to == BankId(3) && *m == pass), "{resent:?}");
         assert_eq!(resent.len(), 3);
         assert_eq!(bank.role(), RingRole::Idle);
         // After the loss timeout it stands for epoch 2 first: a pre-vote to both others.
@@ -843,15 +865,34 @@ mod tests {
         assert!(bank.work_permit(Tick(4)).is_none());
     }
 
+    /// A token that went a whole rotation (three visits of three banks) without work.
+    fn idle_token(epoch: u64, hop: u64, idle_visits: u32) -> RingMessage {
+        RingMessage::Token(Token { epoch: Epoch(epoch), hop: Hop(hop), skip: BTreeSet::new(), idle_visits })
+    }
+
     #[test]
-    fn an_idle_holder_keeps_the_token_for_the_idle_pause() {
+    fn an_idle_holder_of_an_idle_ring_keeps_the_token_for_the_idle_pause() {
         let mut bank = node(2, 3, 0);
-        bank.step(BankId(1), token(1, 1), Tick(0));
+        bank.step(BankId(1), idle_token(1, 1, 3), Tick(0));
         assert!(bank.batch_done(Tick(0), 0).is_empty());
         assert!(bank.tick(Tick(1)).is_empty());
         let out = bank.tick(Tick(2));
         assert!(matches!(out[0], RingOutput::StopWork { .. }));
-        assert_eq!(sends(&out), vec![(BankId(3), token(1, 2))]);
+        assert_eq!(sends(&out), vec![(BankId(3), idle_token(1, 2, 3))]);
+    }
+
+    /// In a busy ring (work started within the last rotation) a holder with nothing to do passes
+    /// at once, counting one more idle visit; a holder that starts work resets the count.
+    #[test]
+    fn an_idle_holder_of_a_busy_ring_passes_at_once() {
+        let mut bank = node(2, 3, 0);
+        bank.step(BankId(1), idle_token(1, 1, 1), Tick(0));
+        let out = bank.batch_done(Tick(0), 0);
+        assert_eq!(sends(&out), vec![(BankId(3), idle_token(1, 2, 2))]);
+        bank.step(BankId(3), RingMessage::TokenAck { epoch: Epoch(1), hop: Hop(2) }, Tick(1));
+        bank.step(BankId(1), idle_token(1, 4, 2), Tick(2));
+        let out = bank.batch_done(Tick(2), 5);
+        assert_eq!(sends(&out), vec![(BankId(3), idle_token(1, 5, 0))]);
     }
 
     #[test]
@@ -888,7 +929,7 @@ mod tests {
     fn messages_travel_as_tagged_json_and_come_back_equal() {
         let skip = BTreeSet::from([BankId(4)]);
         let messages = vec![
-            RingMessage::Token(Token { epoch: Epoch(3), hop: Hop(7), skip }),
+            RingMessage::Token(Token { epoch: Epoch(3), hop: Hop(7), skip, idle_visits: 0 }),
             token(1, 1),
             RingMessage::TokenAck { epoch: Epoch(3), hop: Hop(7) },
             RingMessage::TokenRefused { epoch: Epoch(3), hop: Hop(7), highest: Epoch(4) },

@@ -44,6 +44,8 @@
 //! - *Liveness* ([`World::heal_and_check`]): once faults stop, partitions heal and all but a
 //!   minority of banks are up, every up bank holds the token within [`World::heal_bound_ticks`].
 
+pub mod scale;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bank_core::ids::BankId;
