@@ -432,6 +432,31 @@ pub async fn run(options: &Options) -> Result<Summary> {
     })
 }
 
+// ---- history -------------------------------------------------------------------------------
+
+/// `bank bench --preload-entries N --data-dir DIR`: adds history to a stopped bank by bulk
+/// insert (see [`bank_node::storage::preload`]), printing how long it took.
+pub async fn preload(data_dir: std::path::PathBuf, entries: u64, progress: bool) -> Result<std::process::ExitCode> {
+    let bar = progress_bar(progress, entries, "lines");
+    let shown = bar.clone();
+    let started = Instant::now();
+    let done = tokio::task::spawn_blocking(move || {
+        bank_node::storage::preload::preload(&data_dir, entries, |written| shown.set_position(written))
+    })
+    .await??;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    println!(
+        "preloaded {} lines ({} transfers over {} accounts) in {:.1} s ({:.0} lines/s)",
+        done.entries,
+        done.transfers,
+        done.accounts,
+        elapsed.as_secs_f64(),
+        done.entries as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 // ---- banks ---------------------------------------------------------------------------------
 
 /// A bank the run loads: its id, its URL and a client without a session.

@@ -139,3 +139,35 @@ async fn a_key_past_its_retention_is_expired_from_disk_and_is_a_new_request_agai
     assert_ne!(again["id"], first["id"], "an expired key replayed its first outcome");
     assert_eq!(node.balance(&ana).await.0, 1_002);
 }
+
+/// The bulk pre-load (`bank bench --preload-entries`) writes history the node reads as its own:
+/// statements page through it, money is conserved (Σ balances = Σ deposits), and the node
+/// goes on appending to the same chains.
+#[tokio::test]
+async fn preloaded_history_is_consistent_and_the_node_carries_on_from_it() {
+    let node = in_process::spawn_node().await;
+    let (ana, _) = node.customer(1, "Ana Souza").await;
+    node.customer(2, "Bia Lima").await;
+    node.deposit(&ana, 1_000).await;
+    let dir = node.stop().await;
+
+    let data_dir = TestNode::data_dir(dir.path());
+    let done = tokio::task::spawn_blocking(move || bank_node::storage::preload::preload(&data_dir, 1_001, |_| {}))
+        .await
+        .expect("task")
+        .expect("preloads");
+    assert_eq!((done.accounts, done.transfers, done.entries), (2, 499, 1_000));
+
+    let node = in_process::spawn_node_in(dir).await;
+    let ana = node.sign_in("c1@example.com", bank_testkit::http::PASSWORD).await;
+    let bia = node.sign_in("c2@example.com", bank_testkit::http::PASSWORD).await;
+    let seed = 1_000_000;
+    let (ana_posted, _, _) = node.balance(&ana).await;
+    let (bia_posted, _, _) = node.balance(&bia).await;
+    assert_eq!(ana_posted + bia_posted, 1_000 + 2 * seed, "money was created or lost");
+    let lines = node.statement_all(&ana, None).await.len() + node.statement_all(&bia, None).await.len();
+    assert_eq!(lines, 1 + 2 + 2 * 499, "one deposit, two seed deposits, two lines per transfer");
+    node.deposit(&ana, 5).await;
+    let newest = &node.statement_all(&ana, None).await[0];
+    assert_eq!(newest["amount_cents"], 5, "a new line continues the preloaded chain");
+}

@@ -21,6 +21,7 @@
 //!
 //! Replication: a bank that needs it should use a replicated backend (the seam is the writer).
 
+pub mod preload;
 pub mod read;
 pub mod ring;
 pub mod schema;
