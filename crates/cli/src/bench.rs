@@ -662,7 +662,7 @@ async fn setup_one(
     let (session, r2) = retry_overloaded(|| client.login(&request.email, &request.password)).await;
     let session = session.context("signing in")?;
     let signed_in = client.with_token(session.token);
-    let key = Uuid::new_v4();
+    let key = Uuid::now_v7();
     let (entry, r3) = retry_overloaded(|| signed_in.deposit_with_key(deposit_cents, DepositMethod::Cash, key)).await;
     let entry = entry.context("depositing")?;
     ensure!(entry.status == Status::Completed, "deposit {} is {}, not completed", entry.id, entry.status);
@@ -863,7 +863,7 @@ async fn work(
         let (client, request) = workload.draw(&mut rng);
         // A fresh random key, never derived from the seed: rerunning with the same seed against
         // the same node must not replay (or mismatch) an earlier run's keys.
-        let key = Uuid::new_v4();
+        let key = Uuid::now_v7();
         let started = Instant::now();
         let (result, retries) = retry_overloaded(|| client.transfer_with_key(&request, key)).await;
         tally.retries += u64::from(retries);
