@@ -485,6 +485,15 @@ pub struct BenchArgs {
     /// Print one JSON object on one line instead of tables (and no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Instead of a run: add about N ledger lines of history (in-bank transfers between the
+    /// bank's first 1,000 accounts) to the stopped bank in --data-dir, by bulk insert, to
+    /// measure the bank with a long history. Run `bank bench` against it once first (it needs
+    /// accounts).
+    #[arg(long, value_name = "N", requires = "data_dir")]
+    pub preload_entries: Option<u64>,
+    /// The data directory of the (stopped) bank that --preload-entries writes into.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `bank audit`: exit status 0 when every invariant holds, 3 when one is violated, 4 when some

@@ -432,6 +432,31 @@ pub async fn run(options: &Options) -> Result<Summary> {
     })
 }
 
+// ---- history -------------------------------------------------------------------------------
+
+/// `bank bench --preload-entries N --data-dir DIR`: adds history to a stopped bank by bulk
+/// insert (see [`bank_node::storage::preload`]), printing how long it took.
+pub async fn preload(data_dir: std::path::PathBuf, entries: u64, progress: bool) -> Result<std::process::ExitCode> {
+    let bar = progress_bar(progress, entries, "lines");
+    let shown = bar.clone();
+    let started = Instant::now();
+    let done = tokio::task::spawn_blocking(move || {
+        bank_node::storage::preload::preload(&data_dir, entries, |written| shown.set_position(written))
+    })
+    .await??;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    println!(
+        "preloaded {} lines ({} transfers over {} accounts) in {:.1} s ({:.0} lines/s)",
+        done.entries,
+        done.transfers,
+        done.accounts,
+        elapsed.as_secs_f64(),
+        done.entries as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 // ---- banks ---------------------------------------------------------------------------------
 
 /// A bank the run loads: its id, its URL and a client without a session.
@@ -637,7 +662,7 @@ async fn setup_one(
     let (session, r2) = retry_overloaded(|| client.login(&request.email, &request.password)).await;
     let session = session.context("signing in")?;
     let signed_in = client.with_token(session.token);
-    let key = Uuid::new_v4();
+    let key = Uuid::now_v7();
     let (entry, r3) = retry_overloaded(|| signed_in.deposit_with_key(deposit_cents, DepositMethod::Cash, key)).await;
     let entry = entry.context("depositing")?;
     ensure!(entry.status == Status::Completed, "deposit {} is {}, not completed", entry.id, entry.status);
@@ -838,7 +863,7 @@ async fn work(
         let (client, request) = workload.draw(&mut rng);
         // A fresh random key, never derived from the seed: rerunning with the same seed against
         // the same node must not replay (or mismatch) an earlier run's keys.
-        let key = Uuid::new_v4();
+        let key = Uuid::now_v7();
         let started = Instant::now();
         let (result, retries) = retry_overloaded(|| client.transfer_with_key(&request, key)).await;
         tally.retries += u64::from(retries);

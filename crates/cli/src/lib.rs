@@ -56,6 +56,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn run_bench(target: &str, args: BenchArgs) -> Result<ExitCode> {
+    if let (Some(entries), Some(data_dir)) = (args.preload_entries, args.data_dir.clone()) {
+        return bench::preload(data_dir, entries, !args.json).await;
+    }
     let options = bench::Options {
         target: target.to_owned(),
         mode: args.mode,

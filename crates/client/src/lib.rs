@@ -39,9 +39,10 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 /// or a transfer of 16 legs is a few kilobytes.
 pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// Draws a fresh idempotency key (a random v4 UUID).
+/// Draws a fresh idempotency key: a UUIDv7, unique and time-ordered, so the bank's on-disk
+/// index of keys grows at its end instead of taking a random page per request.
 pub fn new_idempotency_key() -> Uuid {
-    Uuid::new_v4()
+    Uuid::now_v7()
 }
 
 /// Connection settings of a [`Client`]. Every wait is bounded.

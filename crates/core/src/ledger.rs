@@ -27,7 +27,7 @@
 //! changes (durably, before acknowledging anything). Password hashing, sessions and cross-bank
 //! coordination live elsewhere.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -400,6 +400,41 @@ pub struct Opened {
     pub warnings: Vec<String>,
 }
 
+/// Idempotency records kept in memory by default: ~100 bytes each, so ~6.5 MiB. A busy bank
+/// repeats requests within seconds, so the cache answers nearly every repeat; older ones are
+/// read back from storage (`Recall::idempotency`).
+pub const IDEMPOTENCY_CACHE_DEFAULT: usize = 65_536;
+
+/// A bounded map of idempotency records, the oldest evicted first (first in, first out: a
+/// record's age, not its use, says how likely a repeat is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RecentKeys {
+    map: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
+    order: VecDeque<(AccountNumber, IdempotencyKey)>,
+    limit: usize,
+}
+
+impl RecentKeys {
+    fn new(limit: usize) -> Self {
+        RecentKeys { map: HashMap::new(), order: VecDeque::new(), limit }
+    }
+
+    fn insert(&mut self, id: (AccountNumber, IdempotencyKey), record: IdempotencyRecord) {
+        if self.map.insert(id.clone(), record).is_none() {
+            self.order.push_back(id);
+        }
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.order.len() > self.limit {
+            if let Some(oldest) = self.order.pop_front() {
+                self.map.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// The state of one bank's ledger. See the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
@@ -419,7 +454,9 @@ pub struct Ledger {
     /// two-phase commit (then account opening adds no key by itself).
     direct_keys: bool,
     keys_of: HashMap<AccountNumber, Vec<PixKey>>,
-    idempotency: HashMap<(AccountNumber, IdempotencyKey), IdempotencyRecord>,
+    /// The most recent idempotency records, at most a bounded number; storage keeps them all for
+    /// their retention period and the bank reads a forgotten one back before the ledger needs it.
+    idempotency: RecentKeys,
     holds: BTreeMap<TransferId, HoldSet>,
     /// Settlements here, by transaction (UUIDv7 ids sort by time, so the oldest can be
     /// forgotten in one split; storage keeps them all, see [`Ledger::forget_settlements_before`]).
@@ -441,7 +478,7 @@ impl Ledger {
             key_reservations: HashMap::new(),
             direct_keys: true,
             keys_of: HashMap::new(),
-            idempotency: HashMap::new(),
+            idempotency: RecentKeys::new(IDEMPOTENCY_CACHE_DEFAULT),
             holds: BTreeMap::new(),
             settled: BTreeMap::new(),
             next_account_seq: 1,
@@ -535,8 +572,30 @@ impl Ledger {
         self.keys.insert(key, account);
     }
 
+    /// Puts back an idempotency record read from storage (a forgotten one, recalled before the
+    /// request that repeats it).
     pub fn restore_idempotency(&mut self, scope: AccountNumber, key: IdempotencyKey, record: IdempotencyRecord) {
         self.idempotency.insert((scope, key), record);
+    }
+
+    /// Whether the record of `(scope, key)` is in memory (if not, storage may still have it).
+    pub fn remembers(&self, scope: &AccountNumber, key: IdempotencyKey) -> bool {
+        self.idempotency.map.contains_key(&(scope.clone(), key))
+    }
+
+    /// Idempotency records in memory (at most [`Ledger::idempotency_cache_limit`]).
+    pub fn idempotency_cached(&self) -> usize {
+        self.idempotency.map.len()
+    }
+
+    pub fn idempotency_cache_limit(&self) -> usize {
+        self.idempotency.limit
+    }
+
+    /// Bounds the idempotency records kept in memory (at least one); the oldest go first.
+    pub fn set_idempotency_cache_limit(&mut self, limit: usize) {
+        self.idempotency.limit = limit.max(1);
+        self.idempotency.evict();
     }
 
     /// Keys are registered consortium-wide (by two-phase commit), not by this ledger alone.
@@ -768,7 +827,7 @@ impl Ledger {
         key: IdempotencyKey,
         fingerprint: Fingerprint,
     ) -> Result<Option<Outcome>, Error> {
-        match self.idempotency.get(&(scope.clone(), key)) {
+        match self.idempotency.map.get(&(scope.clone(), key)) {
             Some(record) if record.fingerprint == fingerprint => Ok(Some(Outcome::Replayed(record.outcome))),
             Some(_) => Err(Error::IdempotencyMismatch),
             None => Ok(None),

@@ -67,6 +67,11 @@ pub struct Limits {
     /// and participant); older ones are read back from storage when a message names them, so
     /// this bounds memory, never what the bank answers.
     pub decision_memory_ms: i64,
+    /// How long an idempotency key is remembered (API.md: at least 24 h); older records are
+    /// deleted in the background, after which the same key is a new request.
+    pub idempotency_retention_ms: i64,
+    /// Idempotency records kept in memory (the most recent); older ones are read from disk.
+    pub idempotency_cache_max: usize,
     /// How long a customer's transfer request waits for the outcome; past it the answer is
     /// `pending` (API.md: 5 s).
     pub transfer_deadline_ms: u64,
@@ -120,6 +125,8 @@ impl Default for Limits {
             read_connections_max: 8,
             prepare_expiry_ms: 2_000,
             decision_memory_ms: 10 * 60 * 1000,
+            idempotency_retention_ms: 24 * 3600 * 1000,
+            idempotency_cache_max: bank_core::ledger::IDEMPOTENCY_CACHE_DEFAULT,
             transfer_deadline_ms: 5_000,
             sessions_per_account_max: 16,
             session_ttl_s: 8 * 3600,

@@ -109,20 +109,21 @@ fn bank_config(config: &NodeConfig, members: &BTreeSet<BankId>) -> bank_core::ba
 }
 
 /// Rebuilds the bank from its data directory (blocking: run off the async threads): the
-/// writer's connection and state, and the statement index.
+/// writer's connection and state, and each account's newest statement line.
 fn recover(
     config: &NodeConfig,
     bank_config: bank_core::bank::BankConfig,
     monitor: Option<RingMonitor>,
-) -> Result<(Connection, WriterState, storage::EntryIndex), NodeError> {
+) -> Result<(Connection, WriterState, storage::LastEntries), NodeError> {
     let conn = storage::open_writer(&config.data_dir, config.bank_id)?;
     let now = bank_core::bank::Now { wall: now_ms(), tick: monitor.as_ref().map_or(Tick(0), RingMonitor::now) };
     let since = storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms);
-    let recovered = storage::load_bank(&conn, config.bank_id, since)?;
-    let entry_index = storage::EntryIndex::load(&conn)?;
+    let mut recovered = storage::load_bank(&conn, config.bank_id, since)?;
+    recovered.ledger.set_idempotency_cache_limit(config.limits.idempotency_cache_max);
+    let last_entries = storage::LastEntries::load(&conn)?;
     let bank = bank_core::bank::Bank::recover(bank_config, recovered, now)
         .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
-    Ok((conn, WriterState::new(bank, monitor), entry_index))
+    Ok((conn, WriterState::new(bank, monitor), last_entries))
 }
 
 /// The sessions still valid, read back so a restart signs no one out — at most
@@ -156,23 +157,15 @@ impl Node {
         let monitor = bank_config.gate.map(|_| RingMonitor::new(config.ring, metrics.clone()));
         let ring_view = monitor.as_ref().map(RingMonitor::view);
         let recovering = config.clone();
-        let (conn, state, entry_index) =
+        let (conn, state, last_entries) =
             tokio::task::spawn_blocking(move || recover(&recovering, bank_config, monitor))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         let accounts = state.bank.ledger().accounts().count();
         tracing::debug!(in_flight = state.bank.coordinator().in_flight(), "two-phase commit recovered");
-        let entry_index = Arc::new(entry_index);
         let limits = &config.limits;
-        let (writer, writer_thread) = storage::writer::spawn(
-            conn,
-            state,
-            bank_id,
-            limits.writer_queue_len_max,
-            limits.batch_len_max,
-            entry_index.clone(),
-            metrics.clone(),
-        )?;
+        let (writer, writer_thread) =
+            storage::writer::spawn(conn, state, bank_id, limits, last_entries, metrics.clone())?;
         let peers = interbank.as_ref().map(|ib| ib.peers.clone());
         let ring_tick_ms = ring_view.as_ref().map(|_| config.ring.tick_ms);
         let (driver, driver_task) =
@@ -189,7 +182,6 @@ impl Node {
             public_url: format!("http://{addr}"),
             writer: writer.clone(),
             reads,
-            entry_index,
             sessions,
             hashers: auth::HasherPool::new(limits.password_hashers, limits.password_queue_len_max)?,
             metrics,

@@ -76,6 +76,8 @@ pub struct Metrics {
     fsync_seconds: Histogram,
     operations: Family<OperationLabels, Counter>,
     sessions: Gauge,
+    idempotency_cached: Gauge,
+    idempotency_expired: Counter,
     ring_visits: Counter,
     ring_passes: Counter,
     ring_regenerations: Counter,
@@ -117,6 +119,18 @@ impl Metrics {
         registry.register("operations", "Customer operations by kind and outcome", operations.clone());
         let sessions = Gauge::default();
         registry.register("sessions", "Live sessions in the cache", sessions.clone());
+        let idempotency_cached = Gauge::default();
+        registry.register(
+            "idempotency_cached",
+            "Idempotency records in memory (bounded by idempotency_cache_max; older ones are read from disk)",
+            idempotency_cached.clone(),
+        );
+        let idempotency_expired = Counter::default();
+        registry.register(
+            "idempotency_expired",
+            "Idempotency records deleted from disk after their retention period",
+            idempotency_expired.clone(),
+        );
         let ring_visits = Counter::default();
         registry.register("ring_visits", "Visits of the token to this bank (one per rotation)", ring_visits.clone());
         let ring_passes = Counter::default();
@@ -203,6 +217,8 @@ impl Metrics {
             fsync_seconds,
             operations,
             sessions,
+            idempotency_cached,
+            idempotency_expired,
             ring_visits,
             ring_passes,
             ring_regenerations,
@@ -240,6 +256,14 @@ impl Metrics {
 
     pub fn operation(&self, operation: &'static str, outcome: &'static str) {
         self.operations.get_or_create(&OperationLabels { operation, outcome }).inc();
+    }
+
+    pub fn set_idempotency_cached(&self, n: usize) {
+        self.idempotency_cached.set(n as i64);
+    }
+
+    pub fn idempotency_expired(&self, n: usize) {
+        self.idempotency_expired.inc_by(n as u64);
     }
 
     pub fn set_sessions(&self, n: usize) {

@@ -57,8 +57,8 @@ use crate::account::NewAccount;
 use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use crate::ledger::{
-    Change, DepositMethod, Failure, KeyRequest, Ledger, Legs, LegsByBank, Opened, Outcome, Plan, Settlement, Status,
-    Transfer, TransferRequest,
+    Change, DepositMethod, Failure, IdempotencyRecord, KeyRequest, Ledger, Legs, LegsByBank, Opened, Outcome, Plan,
+    Settlement, Status, Transfer, TransferRequest,
 };
 use crate::money::Amount;
 use crate::pixkey::PixKey;
@@ -104,13 +104,23 @@ pub struct Recovered {
     pub open_transfers: Vec<Transfer>,
 }
 
-/// Reads back what memory forgot: decisions and settlements older than the memory window.
+/// Reads back what memory forgot: decisions and settlements older than the memory window, and
+/// idempotency records beyond the ledger's bounded cache.
+///
+/// Storage answers from within the current batch, so it also sees the batch's own writes: a
+/// record written by an earlier step of the batch and already evicted from memory is found.
 pub trait Recall {
     type Error;
     /// The decision of a transaction this bank coordinated and finished.
     fn coordinator_decision(&mut self, tx: &TransferId) -> Result<Option<Decision>, Self::Error>;
     /// How `tx`'s holds were settled here (as a participant).
     fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error>;
+    /// The first outcome of the idempotent request `key` of account `scope`, if still retained.
+    fn idempotency(
+        &mut self,
+        scope: &AccountNumber,
+        key: IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, Self::Error>;
 }
 
 /// A recall with nothing to read back (a bank whose memory window covers its whole history).
@@ -123,6 +133,9 @@ impl Recall for NothingForgotten {
         Ok(None)
     }
     fn settlement(&mut self, _: &TransferId) -> Result<Option<Settlement>, Self::Error> {
+        Ok(None)
+    }
+    fn idempotency(&mut self, _: &AccountNumber, _: IdempotencyKey) -> Result<Option<IdempotencyRecord>, Self::Error> {
         Ok(None)
     }
 }
@@ -363,13 +376,18 @@ impl Bank {
                 self.ledger.register_key(&account, request, &mut self.changes).map(Reply::Key)
             }
             Input::Deposit { account, amount, method, idem } => {
+                self.recall_idempotency(&account, idem.0, recall)?;
                 let outcome = self.ledger.deposit(&account, amount, method, idem, now.wall, &mut self.changes);
                 outcome.map(Reply::Outcome)
             }
             Input::Withdraw { account, amount, idem } => {
+                self.recall_idempotency(&account, idem.0, recall)?;
                 self.ledger.withdraw(&account, amount, idem, now.wall, &mut self.changes).map(Reply::Outcome)
             }
-            Input::Transfer(request) => self.transfer(now, *request, recall, &mut fx)?,
+            Input::Transfer(request) => {
+                self.recall_idempotency(&request.actor, request.idempotency_key, recall)?;
+                self.transfer(now, *request, recall, &mut fx)?
+            }
             Input::ClaimKey { id, account, request } => self.claim_key(now, id, account, request, recall, &mut fx)?,
             Input::Deliver { from, messages } => {
                 for msg in messages {
@@ -400,6 +418,22 @@ impl Bank {
         };
         self.flush(&mut fx);
         Ok(Stepped { reply, effects: fx })
+    }
+
+    /// Before a request under an idempotency key: if memory no longer has the key, its record is
+    /// read back from storage (within the batch), so the ledger answers as if it never forgot.
+    fn recall_idempotency<R: Recall>(
+        &mut self,
+        scope: &AccountNumber,
+        key: IdempotencyKey,
+        recall: &mut R,
+    ) -> Result<(), R::Error> {
+        if !self.ledger.remembers(scope, key)
+            && let Some(record) = recall.idempotency(scope, key)?
+        {
+            self.ledger.restore_idempotency(scope.clone(), key, record);
+        }
+        Ok(())
     }
 
     /// Moves the ledger's changes of the last call into the effects, in order.

@@ -202,6 +202,14 @@ impl Recall for &Store {
     fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error> {
         Ok(self.ledger.settlements.get(tx).copied())
     }
+
+    fn idempotency(
+        &mut self,
+        scope: &bank_core::ids::AccountNumber,
+        key: bank_core::ids::IdempotencyKey,
+    ) -> Result<Option<bank_core::ledger::IdempotencyRecord>, Self::Error> {
+        Ok(self.ledger.idempotency_record(scope, key))
+    }
 }
 
 // ----- the world ----------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ pub struct LedgerStore {
 }
 
 impl LedgerStore {
+    /// The stored record of an idempotent request, newest first (what `Recall::idempotency` reads).
+    pub fn idempotency_record(&self, scope: &AccountNumber, key: IdempotencyKey) -> Option<IdempotencyRecord> {
+        self.idempotency.iter().rev().find(|(s, k, _)| s == scope && *k == key).map(|(_, _, r)| *r)
+    }
+
     /// Writes one change, as the node's batch writer does.
     pub fn apply(&mut self, change: &Change) {
         match change.clone() {

@@ -239,8 +239,13 @@ pub async fn statement(
             wanted
         }
     };
-    let ids = bank.entry_index.page(&account, before, limit);
-    let entries = bank.reads.run(move |c| read::entries(c, &ids)).await?;
+    let page = bank.reads.run(move |c| read::statement_page(c, &account, before, limit)).await?;
+    let entries = match page {
+        read::StatementPage::Lines(entries) => entries,
+        read::StatementPage::NotACursor => {
+            return Err(ServiceError::Core(Error::invalid("before must be a cursor from `next` of this statement")));
+        }
+    };
     let next = if entries.len() == limit { entries.last().map(|e| e.id.0) } else { None };
     Ok((entries, next))
 }

@@ -41,7 +41,6 @@ pub struct Bank {
     pub public_url: String,
     pub writer: WriterHandle,
     pub reads: ReadPool,
-    pub entry_index: Arc<crate::storage::EntryIndex>,
     pub sessions: SessionCache,
     pub hashers: crate::auth::HasherPool,
     pub metrics: Arc<Metrics>,

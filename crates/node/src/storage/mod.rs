@@ -22,6 +22,7 @@
 //! Replication: a bank that needs it should use a replicated backend (the seam is the writer).
 
 pub mod backup;
+pub mod preload;
 pub mod read;
 pub mod ring;
 pub mod schema;
@@ -273,45 +274,94 @@ pub(crate) fn account_from_raw(raw: RawAccount) -> Result<Account> {
     })
 }
 
-/// The per-account index of ledger lines, in memory: account → its entry ids, ascending.
-///
-/// The writer appends to it after a batch is durable and before answering, so a reader never
-/// sees an entry id whose row is not committed. 8 bytes per line; rebuilt from `entries` at start.
+/// Each account's newest statement line (`accounts.last_entry_id`), which its next line links to
+/// (`entries.prev_id`). One number per account, so O(accounts) like the ledger's own accounts;
+/// read from the accounts table at start, not from the history.
 #[derive(Debug, Default)]
-pub struct EntryIndex {
-    by_account: std::sync::RwLock<HashMap<AccountNumber, Vec<u64>>>,
+pub struct LastEntries(HashMap<AccountNumber, u64>);
+
+impl LastEntries {
+    pub fn load(conn: &Connection) -> Result<Self> {
+        let mut stmt = conn.prepare("SELECT number, last_entry_id FROM accounts WHERE last_entry_id IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut last = HashMap::new();
+        for row in rows {
+            let (number, id) = row?;
+            last.insert(AccountNumber::parse(&number).map_err(corrupt)?, id as u64);
+        }
+        Ok(LastEntries(last))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-impl EntryIndex {
-    pub fn load(conn: &Connection) -> Result<Self> {
-        let mut by_account: HashMap<AccountNumber, Vec<u64>> = HashMap::new();
-        let mut stmt = conn.prepare("SELECT id, account FROM entries ORDER BY id")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, account) = row?;
-            by_account.entry(AccountNumber::parse(&account).map_err(corrupt)?).or_default().push(id as u64);
+/// The first outcome of `(scope, key)` if its record is still on disk (inside the writer's
+/// transaction, which also sees the records of its own batch).
+pub fn read_idempotency(
+    conn: &Connection,
+    scope: &AccountNumber,
+    key: IdempotencyKey,
+) -> Result<Option<IdempotencyRecord>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT scope, fingerprint, entry_id, transfer_id FROM idempotency_records WHERE key = ?1")?;
+    let rows = stmt.query_map([&key.0.as_bytes()[..]], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (stored_scope, fingerprint, entry_id, transfer_id) = row?;
+        if stored_scope != scope.as_str() {
+            continue;
         }
-        Ok(EntryIndex { by_account: std::sync::RwLock::new(by_account) })
-    }
-
-    pub(crate) fn append(&self, entries: &[(AccountNumber, u64)]) {
-        let mut map = self.by_account.write().unwrap_or_else(|p| p.into_inner());
-        for (account, id) in entries {
-            let ids = map.entry(account.clone()).or_default();
-            debug_assert!(ids.last().is_none_or(|last| last < id), "entry ids ascend");
-            ids.push(*id);
-        }
-    }
-
-    /// Up to `limit` entry ids of `account`, newest first, strictly before `before` when given.
-    pub fn page(&self, account: &AccountNumber, before: Option<u64>, limit: usize) -> Vec<u64> {
-        let map = self.by_account.read().unwrap_or_else(|p| p.into_inner());
-        let Some(ids) = map.get(account) else { return Vec::new() };
-        let end = match before {
-            Some(b) => ids.partition_point(|&id| id < b),
-            None => ids.len(),
+        let outcome = match (entry_id, transfer_id) {
+            (Some(id), None) => OutcomeRef::Entry(EntryId(id as u64)),
+            (None, Some(id)) => OutcomeRef::Transfer(TransferId(parse_uuid(&id)?)),
+            _ => return Err(corrupt(format!("idempotency record {scope}/{} points nowhere", key.0))),
         };
-        ids[..end].iter().rev().take(limit).copied().collect()
+        let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| corrupt("fingerprint length"))?;
+        return Ok(Some(IdempotencyRecord { fingerprint: Fingerprint(fingerprint), outcome }));
     }
+    Ok(None)
+}
+
+/// What one round of expiry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub deleted: usize,
+    /// When the next round can have something to delete (Unix ms).
+    pub next_due_ms: i64,
+}
+
+/// Deletes up to `max_rows` idempotency records recorded before `now - retention`, oldest first
+/// (`seq` order, which is `recorded_at` order: one writer stamps them as it appends).
+pub fn expire_idempotency(conn: &Connection, now_ms: i64, retention_ms: i64, max_rows: usize) -> Result<Expired> {
+    let cutoff = now_ms - retention_ms;
+    let mut stmt = conn.prepare_cached("SELECT seq, recorded_at FROM idempotency_records ORDER BY seq LIMIT ?1")?;
+    let oldest: Vec<(i64, i64)> =
+        stmt.query_map([max_rows as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let expired = oldest.iter().take_while(|(_, at)| *at < cutoff).count();
+    if let Some((last_seq, _)) = expired.checked_sub(1).map(|i| oldest[i]) {
+        conn.prepare_cached("DELETE FROM idempotency_records WHERE seq <= ?1")?.execute([last_seq])?;
+    }
+    let next_due_ms = match oldest.get(expired) {
+        // The oldest record kept: due when it turns `retention` old.
+        Some((_, at)) => at + retention_ms,
+        // Every row read was expired: there may be more.
+        None if expired == max_rows => now_ms,
+        // None left: a record written from now on is due a whole period from now.
+        None => now_ms + retention_ms,
+    };
+    Ok(Expired { deleted: expired, next_due_ms })
 }
 
 /// Reads back the first outcome of a repeated request (inside the writer's transaction, which also
@@ -513,31 +563,8 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
         let (id, decision) = row?;
         ledger.restore_settlement(TransferId(parse_uuid(&id)?), settlement_of_text(&decision)?);
     }
-    let mut stmt =
-        conn.prepare("SELECT scope, key, fingerprint, entry_id, transfer_id FROM idempotency ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (scope, key, fingerprint, entry_id, transfer_id) = row?;
-        let outcome = match (entry_id, transfer_id) {
-            (Some(id), None) => OutcomeRef::Entry(EntryId(id as u64)),
-            (None, Some(id)) => OutcomeRef::Transfer(TransferId(parse_uuid(&id)?)),
-            _ => return Err(corrupt(format!("idempotency record {scope}/{key} points nowhere"))),
-        };
-        let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| corrupt("fingerprint length"))?;
-        ledger.restore_idempotency(
-            AccountNumber::parse(&scope).map_err(corrupt)?,
-            IdempotencyKey(parse_uuid(&key)?),
-            IdempotencyRecord { fingerprint: Fingerprint(fingerprint), outcome },
-        );
-    }
+    // Idempotency records stay on disk: memory's bounded cache fills as requests come, and a key
+    // it lacks is read back within the batch (`read_idempotency`).
     let next_entry: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
     ledger.restore_next_entry_id(next_entry as u64);
     ledger.assert_invariants();
@@ -546,11 +573,15 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
 
 /// Writes one batch's changes inside the batch's transaction. Balance changes are coalesced:
 /// only each account's last balance of the batch is written, once, by [`BatchWriter::finish`].
-pub(crate) struct BatchWriter<'t> {
+pub(crate) struct BatchWriter<'t, 'l> {
     tx: &'t Transaction<'t>,
     balances: HashMap<AccountNumber, (i64, i64)>,
-    /// Entries written in this batch, for the in-memory index once the batch is durable.
-    pub new_entries: Vec<(AccountNumber, u64)>,
+    /// Each account's newest line, updated as lines are written.
+    last_entries: &'l mut LastEntries,
+    /// Accounts whose newest line changed in this batch (their `last_entry_id` to write).
+    new_last: HashMap<AccountNumber, u64>,
+    /// The batch's time, stamped on its idempotency records.
+    now_ms: i64,
 }
 
 /// A new account and its holders (the index of accounts by document).
@@ -577,10 +608,12 @@ fn write_account(tx: &Transaction<'_>, a: &Account) -> Result<()> {
     Ok(())
 }
 
-/// A statement line (append-only).
-fn write_entry(tx: &Transaction<'_>, e: &Entry) -> Result<()> {
-    tx.prepare_cached(&format!("INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))?
-        .execute(params![
+/// A statement line (append-only), linked to its account's previous line.
+fn write_entry(tx: &Transaction<'_>, e: &Entry, prev_id: Option<u64>) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO entries ({ENTRY_COLUMNS}, prev_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
         e.id.0 as i64,
         e.account.as_str(),
         e.transfer_id.map(|t| t.0.to_string()),
@@ -589,7 +622,8 @@ fn write_entry(tx: &Transaction<'_>, e: &Entry) -> Result<()> {
         e.amount.cents(),
         e.status.as_str(),
         e.counterparty,
-        e.created_at.0
+        e.created_at.0,
+        prev_id.map(|id| id as i64)
     ])?;
     Ok(())
 }
@@ -600,21 +634,30 @@ fn write_idempotency(
     scope: &AccountNumber,
     key: &IdempotencyKey,
     record: &IdempotencyRecord,
+    recorded_at: i64,
 ) -> Result<()> {
     let (entry_id, transfer_id) = match record.outcome {
         OutcomeRef::Entry(id) => (Some(id.0 as i64), None),
         OutcomeRef::Transfer(id) => (None, Some(id.0.to_string())),
     };
     tx.prepare_cached(
-        "INSERT INTO idempotency (scope, key, fingerprint, entry_id, transfer_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO idempotency_records (key, scope, fingerprint, entry_id, transfer_id, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![scope.as_str(), key.0.to_string(), &record.fingerprint.0[..], entry_id, transfer_id])?;
+    .execute(params![
+        &key.0.as_bytes()[..],
+        scope.as_str(),
+        &record.fingerprint.0[..],
+        entry_id,
+        transfer_id,
+        recorded_at
+    ])?;
     Ok(())
 }
 
-impl<'t> BatchWriter<'t> {
-    pub fn new(tx: &'t Transaction<'t>) -> Self {
-        BatchWriter { tx, balances: HashMap::new(), new_entries: Vec::new() }
+impl<'t, 'l> BatchWriter<'t, 'l> {
+    pub fn new(tx: &'t Transaction<'t>, last_entries: &'l mut LastEntries, now_ms: i64) -> Self {
+        BatchWriter { tx, balances: HashMap::new(), last_entries, new_last: HashMap::new(), now_ms }
     }
 
     pub fn write(&mut self, change: &Change) -> Result<()> {
@@ -641,8 +684,10 @@ impl<'t> BatchWriter<'t> {
                 ])?;
             }
             Change::EntryAdded(e) => {
-                write_entry(tx, e)?;
-                self.new_entries.push((e.account.clone(), e.id.0));
+                let prev = self.last_entries.0.insert(e.account.clone(), e.id.0);
+                debug_assert!(prev.is_none_or(|p| p < e.id.0), "entry ids ascend");
+                write_entry(tx, e, prev)?;
+                self.new_last.insert(e.account.clone(), e.id.0);
             }
             Change::TransferRecorded(t) => {
                 let body = serde_json::to_string(t.as_ref()).map_err(corrupt)?;
@@ -652,7 +697,9 @@ impl<'t> BatchWriter<'t> {
                 )?
                 .execute(params![t.id.0.to_string(), t.status.as_str(), body, t.created_at.0])?;
             }
-            Change::IdempotencyRecorded { scope, key, record } => write_idempotency(tx, scope, key, record)?,
+            Change::IdempotencyRecorded { scope, key, record } => {
+                write_idempotency(tx, scope, key, record, self.now_ms)?
+            }
             Change::HoldsPlaced { transfer, holds } => {
                 let body = serde_json::to_string(holds.as_ref()).map_err(corrupt)?;
                 tx.prepare_cached("INSERT INTO holds (transfer_id, body, placed_at) VALUES (?1, ?2, ?3)")?
@@ -671,13 +718,28 @@ impl<'t> BatchWriter<'t> {
         Ok(())
     }
 
-    /// Writes the coalesced balances. Call once, after the batch's last change.
+    /// Writes the coalesced balances and newest lines, one update per account touched. Call
+    /// once, after the batch's last change.
     pub fn finish(&mut self) -> Result<()> {
-        let mut stmt =
+        let mut both = self.tx.prepare_cached(
+            "UPDATE accounts SET posted_cents = ?2, held_cents = ?3, last_entry_id = ?4 WHERE number = ?1",
+        )?;
+        let mut balance =
             self.tx.prepare_cached("UPDATE accounts SET posted_cents = ?2, held_cents = ?3 WHERE number = ?1")?;
         for (number, (posted, held)) in &self.balances {
-            if stmt.execute(params![number.as_str(), posted, held])? != 1 {
+            let updated = match self.new_last.remove(number) {
+                Some(last) => both.execute(params![number.as_str(), posted, held, last as i64])?,
+                None => balance.execute(params![number.as_str(), posted, held])?,
+            };
+            if updated != 1 {
                 return Err(corrupt(format!("balance of missing account {number}")));
+            }
+        }
+        // Lines that moved no money (a transfer that failed for want of funds).
+        let mut last = self.tx.prepare_cached("UPDATE accounts SET last_entry_id = ?2 WHERE number = ?1")?;
+        for (number, id) in self.new_last.drain() {
+            if last.execute(params![number.as_str(), id as i64])? != 1 {
+                return Err(corrupt(format!("line of missing account {number}")));
             }
         }
         Ok(())
@@ -706,6 +768,120 @@ mod tests {
         conn.execute("INSERT INTO decisions VALUES (?1, 'sideways')", [tx.0.to_string()]).expect("row");
         assert!(read_settlement(&conn, &tx).is_err());
         assert_eq!(read_settlement(&conn, &TransferId::first_at(2_000)).ok(), Some(None));
+    }
+
+    /// A database of schema version 4 (before statement chains and idempotency on disk by key),
+    /// with interleaved lines of two accounts and two idempotency records.
+    fn version_4_database(path: &Path) -> (AccountNumber, AccountNumber) {
+        let mut conn = Connection::open(path).expect("open");
+        schema::migrate_to(&mut conn, 4).expect("version 4");
+        let (a, b) = (AccountNumber::from_seq(1), AccountNumber::from_seq(2));
+        for (n, number) in [(1, &a), (2, &b)] {
+            conn.execute(
+                &format!(
+                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, 'individual', '[]', ?2, '', 'x', 0, ?3, 0)"
+                ),
+                params![number.as_str(), format!("{n}@x.test"), 100 * n],
+            )
+            .expect("account");
+        }
+        // Lines 1..=7: a, b, a, a, b, a, a.
+        for (id, number) in [(1, &a), (2, &b), (3, &a), (4, &a), (5, &b), (6, &a), (7, &a)] {
+            conn.execute(
+                "INSERT INTO entries (id, account, kind, amount_cents, status, created_at) \
+                 VALUES (?1, ?2, 'deposit', 10, 'completed', 0)",
+                params![id, number.as_str()],
+            )
+            .expect("entry");
+        }
+        let key = Uuid::from_u128(0xfeed);
+        conn.execute(
+            "INSERT INTO idempotency (scope, key, fingerprint, entry_id) VALUES (?1, ?2, ?3, 3)",
+            params![a.as_str(), key.to_string(), &[9u8; 32][..]],
+        )
+        .expect("idempotency");
+        (a, b)
+    }
+
+    #[test]
+    fn the_migration_from_version_4_links_every_line_to_its_accounts_previous_one_and_keeps_idempotency() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v4.db");
+        let (a, b) = version_4_database(&path);
+        let mut conn = Connection::open(&path).expect("reopen");
+        schema::migrate(&mut conn).expect("migrates");
+
+        let chain = |number: &AccountNumber| match read::statement_page(&conn, number, None, 100).expect("page") {
+            read::StatementPage::Lines(lines) => lines.iter().map(|e| e.id.0).collect::<Vec<_>>(),
+            read::StatementPage::NotACursor => panic!("no cursor given"),
+        };
+        assert_eq!(chain(&a), vec![7, 6, 4, 3, 1]);
+        assert_eq!(chain(&b), vec![5, 2]);
+        let prev: Vec<Option<i64>> = conn
+            .prepare("SELECT prev_id FROM entries ORDER BY id")
+            .expect("query")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("read");
+        assert_eq!(prev, vec![None, None, Some(1), Some(3), Some(2), Some(4), Some(6)]);
+        let last = LastEntries::load(&conn).expect("last entries");
+        assert_eq!((last.0.get(&a), last.0.get(&b)), (Some(&7), Some(&5)));
+
+        let key = IdempotencyKey(Uuid::from_u128(0xfeed));
+        let record = read_idempotency(&conn, &a, key).expect("read").expect("kept by the migration");
+        assert_eq!(
+            record,
+            IdempotencyRecord { fingerprint: Fingerprint([9; 32]), outcome: OutcomeRef::Entry(EntryId(3)) }
+        );
+        assert_eq!(read_idempotency(&conn, &b, key).expect("read"), None, "a key belongs to its account");
+        // Stamped with the migration's time: kept a whole retention period from now.
+        let now = crate::storage::writer::now_ms().0;
+        let expired = expire_idempotency(&conn, now, 24 * 3600 * 1000, 100).expect("expiry");
+        assert_eq!(expired.deleted, 0);
+        assert!(expired.next_due_ms > now + 23 * 3600 * 1000, "due at {}", expired.next_due_ms);
+    }
+
+    #[test]
+    fn a_statement_cursor_must_be_a_line_of_the_same_account() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v4.db");
+        let (a, b) = version_4_database(&path);
+        let mut conn = Connection::open(&path).expect("reopen");
+        schema::migrate(&mut conn).expect("migrates");
+        let page = |number: &AccountNumber, before| read::statement_page(&conn, number, Some(before), 2).expect("page");
+        let ids = |p: read::StatementPage| match p {
+            read::StatementPage::Lines(lines) => lines.iter().map(|e| e.id.0).collect::<Vec<_>>(),
+            read::StatementPage::NotACursor => panic!("a cursor of this account was refused"),
+        };
+        assert_eq!(ids(page(&a, 6)), vec![4, 3]);
+        assert_eq!(ids(page(&a, 1)), Vec::<u64>::new());
+        assert_eq!(page(&a, 5), read::StatementPage::NotACursor, "a line of another account");
+        assert_eq!(page(&b, 7), read::StatementPage::NotACursor, "a line of another account");
+        assert_eq!(page(&a, 99), read::StatementPage::NotACursor, "no such line");
+    }
+
+    #[test]
+    fn expiry_deletes_only_records_past_retention_oldest_first_and_at_most_a_round_at_a_time() {
+        let conn = Connection::open_in_memory().expect("db");
+        let mut conn = conn;
+        schema::migrate(&mut conn).expect("schema");
+        let scope = AccountNumber::from_seq(1);
+        for (n, at) in [(1u128, 1_000), (2, 2_000), (3, 3_000), (4, 9_000)] {
+            let record =
+                IdempotencyRecord { fingerprint: Fingerprint([1; 32]), outcome: OutcomeRef::Entry(EntryId(1)) };
+            let tx = conn.transaction().expect("tx");
+            write_idempotency(&tx, &scope, &IdempotencyKey(Uuid::from_u128(n)), &record, at).expect("write");
+            tx.commit().expect("commit");
+        }
+        // Retention 5 s at t = 8.5 s: records of 1, 2 and 3 s are expired; two per round.
+        let first = expire_idempotency(&conn, 8_500, 5_000, 2).expect("round 1");
+        assert_eq!(first, Expired { deleted: 2, next_due_ms: 8_500 }, "more may be due at once");
+        let second = expire_idempotency(&conn, 8_500, 5_000, 2).expect("round 2");
+        assert_eq!(second, Expired { deleted: 1, next_due_ms: 14_000 }, "the 9 s record is due at 14 s");
+        let key = |n| IdempotencyKey(Uuid::from_u128(n));
+        assert_eq!(read_idempotency(&conn, &scope, key(3)).expect("read"), None);
+        assert!(read_idempotency(&conn, &scope, key(4)).expect("read").is_some());
     }
 
     fn mode_of(path: &Path) -> u32 {

@@ -140,7 +140,63 @@ pub fn remote_key(conn: &Connection, key: &PixKey) -> Result<Option<bank_core::l
     .transpose()
 }
 
-/// The entries with these ids, in the order given (ids come from the in-memory index).
+/// A page of an account's statement: up to `limit` lines, newest first, strictly older than the
+/// line `before` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementPage {
+    Lines(Vec<Entry>),
+    /// `before` is not a line of this account (not a cursor this statement handed out).
+    NotACursor,
+}
+
+/// Walks the account's chain of lines from its newest (or from `before`), by primary key: no
+/// index by account, nothing in memory. One read transaction, so the page is one committed state
+/// (the writer's uncommitted rows are never seen).
+pub fn statement_page(
+    conn: &Connection,
+    account: &AccountNumber,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<StatementPage> {
+    let snapshot = conn.unchecked_transaction()?;
+    let start = match before {
+        None => snapshot
+            .prepare_cached("SELECT last_entry_id FROM accounts WHERE number = ?1")?
+            .query_row([account.as_str()], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten(),
+        Some(before) => {
+            let line = snapshot
+                .prepare_cached("SELECT account, prev_id FROM entries WHERE id = ?1")?
+                .query_row([before as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))
+                .optional()?;
+            match line {
+                Some((owner, prev)) if owner == account.as_str() => prev,
+                _ => return Ok(StatementPage::NotACursor),
+            }
+        }
+    };
+    let mut stmt = snapshot.prepare_cached(&format!("SELECT {ENTRY_COLUMNS}, prev_id FROM entries WHERE id = ?1"))?;
+    let mut lines = Vec::with_capacity(limit.min(256));
+    let mut next = start;
+    while let Some(id) = next.filter(|_| lines.len() < limit) {
+        let (raw, prev) = stmt
+            .query_row([id], |r| Ok((raw_entry(r)?, r.get::<_, Option<i64>>(9)?)))
+            .optional()?
+            .ok_or_else(|| StorageError::Corrupt(format!("line {id} of {account} is linked but not stored")))?;
+        let entry = entry_from_raw(raw)?;
+        if entry.account != *account || prev.is_some_and(|p| p >= id) {
+            return Err(StorageError::Corrupt(format!("line {id} breaks the chain of {account}")));
+        }
+        lines.push(entry);
+        next = prev;
+    }
+    drop(stmt);
+    snapshot.finish()?;
+    Ok(StatementPage::Lines(lines))
+}
+
+/// The entries with these ids, in the order given.
 pub fn entries(conn: &Connection, ids: &[u64]) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"))?;
     let mut out = Vec::with_capacity(ids.len());

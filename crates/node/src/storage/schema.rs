@@ -39,8 +39,9 @@ CREATE TABLE pix_keys (
 ) STRICT;
 
 -- The ledger's lines, appended in order. There is deliberately no index by account: each insert
--- would then dirty a random index page per account (a whole page into the WAL per line). The
--- per-account index lives in memory (`storage::EntryIndex`), rebuilt from this table at start.
+-- would then dirty a random index page per account (a whole page into the WAL per line). (Until
+-- version 5 the per-account index lived in memory; since, each line links to its account's
+-- previous one, see the fifth migration.)
 CREATE TABLE entries (
     id           INTEGER PRIMARY KEY,
     account      TEXT NOT NULL,
@@ -124,12 +125,60 @@ CREATE TABLE ring_queue (
     queued_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 "#,
+    // A cost that does not grow with history (issue 13).
+    //
+    // Statements: each line names its account's previous line (`prev_id`) and each account its
+    // newest (`last_entry_id`), so a page is a walk of primary-key lookups, with no index by
+    // account (which would dirty a random index page per line) and nothing in memory. A
+    // posting writes only appended rows and the account row it already updates.
+    //
+    // Idempotency records: kept on disk for their retention period (`recorded_at`), looked up
+    // by key when memory's bounded cache no longer has them, and expired oldest first (by
+    // `seq`, which follows `recorded_at`). The key is stored as 16 bytes, so its index (the one
+    // random-order insert of a request) is as narrow as it can be. Records from before this
+    // version are stamped with the migration's time, so they are kept a full period from now.
+    r#"
+ALTER TABLE entries ADD COLUMN prev_id INTEGER;
+ALTER TABLE accounts ADD COLUMN last_entry_id INTEGER;
+
+WITH chain AS (SELECT id, LAG(id) OVER (PARTITION BY account ORDER BY id) AS prev FROM entries)
+UPDATE entries SET prev_id = chain.prev FROM chain WHERE chain.id = entries.id AND chain.prev IS NOT NULL;
+
+UPDATE accounts SET last_entry_id = newest.id
+FROM (SELECT account, MAX(id) AS id FROM entries GROUP BY account) AS newest
+WHERE newest.account = accounts.number;
+
+CREATE TABLE idempotency_records (
+    seq         INTEGER PRIMARY KEY,
+    key         BLOB NOT NULL CHECK (length(key) = 16),
+    scope       TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    entry_id    INTEGER,
+    transfer_id TEXT,
+    recorded_at INTEGER NOT NULL,
+    CHECK ((entry_id IS NULL) <> (transfer_id IS NULL))
+) STRICT;
+
+INSERT INTO idempotency_records (seq, key, scope, fingerprint, entry_id, transfer_id, recorded_at)
+SELECT seq, unhex(replace(key, '-', '')), scope, fingerprint, entry_id, transfer_id,
+       CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+FROM idempotency ORDER BY seq;
+
+DROP TABLE idempotency;
+
+CREATE INDEX idempotency_by_key ON idempotency_records (key);
+"#,
 ];
 
 /// Brings the database to the newest schema, each step in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Brings the database to schema `target` (tests build databases of older versions with it).
+pub(crate) fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;

@@ -23,7 +23,7 @@ use bank_core::Error;
 use bank_core::account::NewAccount;
 use bank_core::bank::{Bank, Effects, Input, Now, Output, Persist, Recall, Reply as BankReply};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{DepositMethod, KeyRequest, Opened, Outcome, Settlement, TransferRequest};
+use bank_core::ledger::{DepositMethod, IdempotencyRecord, KeyRequest, Opened, Outcome, Settlement, TransferRequest};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{RingMessage, Tick};
@@ -32,7 +32,8 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::ring::RingMonitor;
-use super::{BatchWriter, EntryIndex};
+use super::{BatchWriter, LastEntries};
+use crate::config::Limits;
 use crate::metrics::Metrics;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -241,15 +242,20 @@ pub fn spawn(
     conn: Connection,
     state: WriterState,
     bank_id: BankId,
-    queue_len_max: usize,
-    batch_len_max: usize,
-    entry_index: Arc<EntryIndex>,
+    limits: &Limits,
+    last_entries: LastEntries,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = sync_channel(queue_len_max);
+    let (tx, rx) = sync_channel(limits.writer_queue_len_max);
     let queue_len = Arc::new(AtomicI64::new(0));
     let handle = WriterHandle { tx, queue_len: queue_len.clone() };
-    let shared = Shared { batch_len_max, queue_len, entry_index, metrics };
+    let shared = Shared {
+        batch_len_max: limits.batch_len_max,
+        queue_len,
+        last_entries,
+        expiry: Expiry { retention_ms: limits.idempotency_retention_ms, due_ms: 0 },
+        metrics,
+    };
     let thread = std::thread::Builder::new()
         .name(format!("ledger-writer-{bank_id}"))
         .spawn(move || run(conn, state, rx, shared))?;
@@ -266,15 +272,28 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Answe
     })
 }
 
-/// What the writer loop shares with the rest of the node.
+/// What the writer loop keeps besides the bank, and shares with the rest of the node.
 struct Shared {
     batch_len_max: usize,
     queue_len: Arc<AtomicI64>,
-    entry_index: Arc<EntryIndex>,
+    last_entries: LastEntries,
+    expiry: Expiry,
     metrics: Arc<Metrics>,
 }
 
-fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, shared: Shared) {
+/// The background expiry of idempotency records: a few with each batch, so it keeps pace with
+/// any rate of new records without a batch of its own (and its fsync) or a long transaction.
+#[derive(Debug)]
+struct Expiry {
+    retention_ms: i64,
+    /// No record is old enough before this time (Unix ms).
+    due_ms: i64,
+}
+
+/// Records expired with a batch at most: twice a busy batch's new records, so expiry catches up.
+const EXPIRED_PER_BATCH_MAX: usize = 2048;
+
+fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, mut shared: Shared) {
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     while shutdown.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -289,10 +308,8 @@ fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, shar
         let started = Instant::now();
         let batch_len = batch.len();
         let mut answers = Vec::with_capacity(batch_len);
-        match commit_batch(&mut conn, &mut state, batch, &mut answers, &mut shutdown, &shared.metrics) {
-            // Durable: now readers may see the batch's lines.
-            Ok(new_entries) => {
-                shared.entry_index.append(&new_entries);
+        match commit_batch(&mut conn, &mut state, batch, &mut answers, &mut shutdown, &mut shared) {
+            Ok(()) => {
                 for name in state.failpoints.drain(..) {
                     crate::failpoint::hit(name);
                 }
@@ -304,6 +321,7 @@ fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, shar
             }
         }
         state.refresh_ring();
+        shared.metrics.set_idempotency_cached(state.bank.ledger().idempotency_cached());
         shared.metrics.observe_batch(batch_len, started.elapsed());
         for ans in answers {
             ans();
@@ -318,19 +336,20 @@ fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, shar
     }
 }
 
-/// Applies a batch of commands in one SQLite transaction and commits it; returns the new
-/// statement lines (for the entry index) and leaves the answers to send.
+/// Applies a batch of commands in one SQLite transaction (with a round of idempotency expiry
+/// when one is due) and commits it; leaves the answers to send.
 fn commit_batch(
     conn: &mut Connection,
     state: &mut WriterState,
     batch: Vec<Command>,
     answers: &mut Vec<Answer>,
     shutdown: &mut Option<oneshot::Sender<()>>,
-    metrics: &Metrics,
-) -> super::Result<Vec<(AccountNumber, u64)>> {
+    shared: &mut Shared,
+) -> super::Result<()> {
     let tx = conn.transaction()?;
-    let new_entries = {
-        let mut writer = BatchWriter::new(&tx);
+    let now = now_ms().0;
+    {
+        let mut writer = BatchWriter::new(&tx, &mut shared.last_entries, now);
         for cmd in batch {
             match cmd {
                 Command::Shutdown { reply } => *shutdown = Some(reply),
@@ -338,15 +357,20 @@ fn commit_batch(
             }
         }
         writer.finish()?;
-        std::mem::take(&mut writer.new_entries)
-    };
+    }
+    if now >= shared.expiry.due_ms {
+        let expired = super::expire_idempotency(&tx, now, shared.expiry.retention_ms, EXPIRED_PER_BATCH_MAX)?;
+        shared.expiry.due_ms = expired.next_due_ms;
+        shared.metrics.idempotency_expired(expired.deleted);
+    }
     let commit_started = Instant::now();
     tx.commit()?;
-    metrics.observe_commit(commit_started.elapsed());
-    Ok(new_entries)
+    shared.metrics.observe_commit(commit_started.elapsed());
+    Ok(())
 }
 
-/// Reads forgotten decisions back within the batch (it also sees the batch's own rows).
+/// Reads forgotten decisions and idempotency records back within the batch (it also sees the
+/// batch's own rows).
 struct StoredDecisions<'c>(&'c Connection);
 
 impl Recall for StoredDecisions<'_> {
@@ -359,12 +383,20 @@ impl Recall for StoredDecisions<'_> {
     fn settlement(&mut self, tx: &TransferId) -> Result<Option<Settlement>, Self::Error> {
         super::read_settlement(self.0, tx)
     }
+
+    fn idempotency(
+        &mut self,
+        scope: &AccountNumber,
+        key: IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, Self::Error> {
+        super::read_idempotency(self.0, scope, key)
+    }
 }
 
 fn apply(
     state: &mut WriterState,
     tx: &rusqlite::Transaction<'_>,
-    writer: &mut BatchWriter<'_>,
+    writer: &mut BatchWriter<'_, '_>,
     cmd: Command,
 ) -> super::Result<Answer> {
     match cmd {
@@ -397,7 +429,7 @@ fn apply(
 fn carry_out(
     state: &mut WriterState,
     tx: &rusqlite::Transaction<'_>,
-    writer: &mut BatchWriter<'_>,
+    writer: &mut BatchWriter<'_, '_>,
     effects: Effects,
 ) -> super::Result<Vec<Output>> {
     for item in &effects.persist {
