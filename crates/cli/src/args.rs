@@ -66,6 +66,9 @@ pub enum Command {
     /// Cut a running bank off from its peers, or reconnect it (the operator's fault switch, for
     /// tests and demonstrations; the bank must run with --fault-switch).
     Fault(FaultArgs),
+    /// Print the OpenAPI 3.1 document of the public API (what a node serves at
+    /// /api/v1/openapi.json): `bank openapi > openapi.json`.
+    Openapi,
 }
 
 /// Log output format.
