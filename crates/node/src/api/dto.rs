@@ -144,10 +144,13 @@ pub struct TransferIn {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatementQuery {
+    /// Entries per page, 1 to 200 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<String>,
-    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    /// The `next` of the previous page (empty: the first page).
+    #[param(pattern = "^([1-9][0-9]{0,17})?$")]
     pub before: Option<String>,
+    /// One of the customer's accounts at this bank (default: the signed-in one).
     #[param(example = "000001-9")]
     pub account: Option<String>,
 }

@@ -292,24 +292,30 @@ pub async fn statement(state: State, session: Session, RawQuery(raw): RawQuery) 
     let query: StatementQuery = serde_urlencoded_query(raw.as_deref().unwrap_or(""))?;
     let limit = match query.limit.as_deref() {
         None => STATEMENT_LIMIT_DEFAULT,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=STATEMENT_LIMIT_MAX).contains(&n) => n,
+        Some(text) => match plain_number(text) {
+            Some(n) if (1..=STATEMENT_LIMIT_MAX as u64).contains(&n) => n as usize,
             _ => return Err(invalid(format!("limit must be a whole number from 1 to {STATEMENT_LIMIT_MAX}"))),
         },
     };
     let before = match query.before.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .filter(|&b| b > 0)
+            plain_number(text)
+                .filter(|&b| b > 0 && i64::try_from(b).is_ok())
                 .ok_or_else(|| invalid("before must be a cursor from `next`"))?,
         ),
     };
     let wanted = query.account.as_deref().map(AccountNumber::parse).transpose()?;
-    let (entries, next) = service::statement(&state, &session.account, wanted, before.map(|b| b as u64), limit).await?;
+    let (entries, next) = service::statement(&state, &session.account, wanted, before, limit).await?;
     let next = next.map(|n| n.to_string());
     Ok(Json(StatementOut { entries: entries.iter().map(EntryOut::from).collect(), next }))
+}
+
+/// A number spelled as the document says (`^[1-9][0-9]*$`): digits only, no sign, no leading
+/// zero — `+5` and `05`, which `str::parse` takes, are refused like any other malformed value.
+fn plain_number(text: &str) -> Option<u64> {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (digits_only && !text.starts_with('0')).then(|| text.parse().ok()).flatten()
 }
 
 /// Parses a query string strictly (unknown parameters are refused, like unknown JSON fields).
