@@ -14,6 +14,7 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 
 version=4.32.5
+validator_version=0.9.0
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 venv=${SCHEMATHESIS_VENV:-$target_dir/schemathesis-venv}
 examples=${SCHEMATHESIS_EXAMPLES:-25}
@@ -34,9 +35,11 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
     apt-get update -q
     apt-get install -y -q --no-install-recommends python3 python3-venv
 fi
-if [ ! -x "$venv/bin/st" ] || [ "$("$venv/bin/python" -c 'import schemathesis; print(schemathesis.__version__)' 2>/dev/null)" != "$version" ]; then
+if [ ! -x "$venv/bin/st" ] || [ "$("$venv/bin/python" -c 'import schemathesis; print(schemathesis.__version__)' 2>/dev/null)" != "$version" ] \
+    || ! "$venv/bin/python" -c 'import openapi_spec_validator' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version" \
+        "openapi-spec-validator==$validator_version"
 fi
 
 cargo build -q -p bank-cli --locked
@@ -63,6 +66,14 @@ for url in "$bank1" "$bank2"; do
         sleep 0.2
     done
 done
+
+# An independent validator first: the served document must be valid OpenAPI 3.1.
+"$venv/bin/python" - "$bank1/api/v1/openapi.json" <<'PY'
+import json, sys, urllib.request
+from openapi_spec_validator import validate
+validate(json.load(urllib.request.urlopen(sys.argv[1], timeout=10)))
+print("openapi-spec-validator: the served document is valid OpenAPI 3.1")
+PY
 
 echo "schemathesis $version against $bank1 (payee bank $bank2), seed $seed, $examples examples per operation, at most ${max_time}s"
 export BANK_URL=$bank1 PEER_BANK_URL=$bank2
