@@ -75,6 +75,17 @@ fn every_api_route_is_documented_and_every_documented_route_is_served() {
     }
 }
 
+/// The check above is only as good as the route reader: a plain `.route()` (no description) on
+/// the API router must show up as undocumented.
+#[test]
+fn a_route_added_without_a_description_is_caught() {
+    let router = bank_node::api::routes().route("/api/v1/undescribed", axum::routing::put(|| async { "x" }));
+    let served = routes_of(&router);
+    let extra = ("put".to_owned(), "/api/v1/undescribed".to_owned());
+    assert!(served.contains(&extra), "{served:?}");
+    assert!(!documented_operations(&doc()).contains(&extra));
+}
+
 /// Follows a local `$ref` (`#/components/...`) until it reaches a non-reference.
 fn resolve<'d>(doc: &'d Value, mut value: &'d Value) -> &'d Value {
     while let Some(pointer) = value.get("$ref").and_then(Value::as_str) {
