@@ -113,8 +113,14 @@ fn the_document_describes_problems_sessions_and_idempotency_keys() {
         assert!(codes.contains(code.as_str()), "{code} missing from the problem codes");
     }
     assert!(codes.contains("internal"));
-    const PUBLIC: [&str; 5] =
-        ["/api/v1/bank", "/api/v1/accounts", "/api/v1/sessions", "/api/v1/consortium/status", "/api/v1/openapi.json"];
+    const PUBLIC: [&str; 6] = [
+        "/api/v1/bank",
+        "/api/v1/accounts",
+        "/api/v1/sessions",
+        "/api/v1/consortium/status",
+        "/api/v1/openapi.json",
+        "/api/v1/reference",
+    ];
     let money_moving = ["/api/v1/deposits", "/api/v1/withdrawals", "/api/v1/transfers"];
     for (method, path) in documented_operations(&doc) {
         let op = &doc["paths"][&path][&method];
@@ -134,7 +140,7 @@ fn the_document_describes_problems_sessions_and_idempotency_keys() {
                 "{method} {path} {status}: errors are problems"
             );
         }
-        if path.starts_with("/api/v1/") && path != "/api/v1/openapi.json" {
+        if path.starts_with("/api/v1/") && !["/api/v1/openapi.json", "/api/v1/reference"].contains(&path.as_str()) {
             assert!(responses.contains_key("503"), "{method} {path}: load shedding answers 503");
         }
         let idempotent = op["parameters"]
@@ -236,6 +242,16 @@ async fn the_served_document_is_the_generated_one_and_needs_no_session() {
     let media = response.headers()["content-type"].to_str().expect("ascii").to_owned();
     assert!(media.starts_with("application/json"), "{media}");
     assert_eq!(response.text().await.expect("body"), openapi::json());
+
+    let page = node.send("GET", "/api/v1/reference", None, Body::None, &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    let html = page.body.as_str().expect("text");
+    for (method, path) in documented_operations(&doc()) {
+        let heading = format!("<code>{} {}</code>", method.to_ascii_uppercase(), path);
+        assert!(html.contains(&heading), "the reference page lacks {heading}");
+    }
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"), "self-contained");
 }
 
 /// What every client request type puts on the wire fits its operation's request schema — and the

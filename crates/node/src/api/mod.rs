@@ -7,6 +7,7 @@
 pub mod dto;
 mod handlers;
 pub mod openapi;
+mod reference;
 
 /// Problems are answered in one place, shared with `interbank`; kept reachable here.
 pub use crate::problem;
@@ -49,6 +50,7 @@ pub fn documented() -> OpenApiRouter<Arc<Bank>> {
         .routes(routes!(handlers::healthz))
         .routes(routes!(handlers::metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(reference_page))
         .routes(routes!(handlers::bank))
         .routes(routes!(handlers::open_account))
         .routes(routes!(handlers::sign_in))
@@ -70,6 +72,14 @@ pub fn documented() -> OpenApiRouter<Arc<Bank>> {
     responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object)))]
 pub async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi::json())
+}
+
+/// The same document for people: one HTML page, no script, nothing fetched from elsewhere.
+#[utoipa::path(get, path = "/api/v1/reference", tag = "operations", summary = "This API's reference, as a web page",
+    responses((status = 200, description = "Every operation, its parameters, answers and schemas.", body = String,
+        content_type = "text/html; charset=utf-8")))]
+pub async fn reference_page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], reference::html())
 }
 
 /// A JSON body, parsed strictly, with the digest of its raw bytes (for idempotency).
