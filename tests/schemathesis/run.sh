@@ -80,6 +80,8 @@ export BANK_URL=$bank1 PEER_BANK_URL=$bank2
 export SCHEMATHESIS_HOOKS=hooks
 export PYTHONPATH=$root/tests/schemathesis${PYTHONPATH:+:$PYTHONPATH}
 status=0
+# From the target directory: schemathesis keeps its cache (.schemathesis/) in the current one.
+cd "$target_dir"
 "$venv/bin/st" --config-file "$root/tests/schemathesis/schemathesis.toml" run "$bank1/api/v1/openapi.json" \
     --url "$bank1" \
     --checks all \
