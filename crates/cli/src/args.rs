@@ -154,6 +154,9 @@ pub struct BackupArgs {
     /// The copy to create (mode 0600; an existing file is never overwritten).
     #[arg(long)]
     pub out: PathBuf,
+    /// Print the OpenAPI 3.1 document of the public API (what a node serves at
+    /// /api/v1/openapi.json): `bank openapi > openapi.json`.
+    Openapi,
 }
 
 /// Log output format.

@@ -193,3 +193,12 @@ pub async fn accounts(ctx: &Customer) -> Result<ExitCode> {
     print!("{}", render::consortium_accounts(&list));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `bank openapi`: the document a node serves at `/api/v1/openapi.json`, byte for byte.
+pub fn openapi() -> Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bank_node::api::openapi::json().as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

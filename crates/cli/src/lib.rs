@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Transfer(command) => commands::transfer(&context()?, command).await,
         Command::Statement(args) => commands::statement(&context()?, args).await,
         Command::Accounts => commands::accounts(&context()?).await,
+        Command::Openapi => commands::openapi(),
     }
 }
 

@@ -274,6 +274,9 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: u64,
+    /// The account the entry belongs to (a joint account's holder reads several).
+    #[serde(default)]
+    pub account: String,
     #[serde(default)]
     pub transfer_id: Option<Uuid>,
     pub kind: EntryKind,

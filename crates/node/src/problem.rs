@@ -51,13 +51,23 @@ pub fn retry_after(e: &Error) -> Option<HeaderValue> {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// An error answer, `application/problem+json` (RFC 9457), with the stable `code` of API.md.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://bank.example/problems/insufficient_funds", "title": "Insufficient funds", "status": 422,
+    "detail": "account 000001-9 has 500 centavos available, 1000 requested", "code": "insufficient_funds"
+}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     pub title: &'static str,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// A sentence for people; at most 400 characters.
+    #[schema(max_length = 400)]
     pub detail: String,
+    #[schema(value_type = crate::api::openapi::ProblemCode)]
     pub code: &'static str,
 }
 

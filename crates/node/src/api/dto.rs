@@ -7,6 +7,12 @@ use bank_core::ledger::{Entry, Transfer};
 use bank_core::pixkey::KeyType;
 use bank_core::twopc::Decision;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::openapi::{
+    AccountKindName, DecisionName, DepositMethodName, DirectionName, EntryKindName, FailureCode, KeyTypeName,
+    NewKeyTypeName, StatusName,
+};
 
 pub fn rfc3339(ts: TimestampMs) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts.0) * 1_000_000)
@@ -15,58 +21,74 @@ pub fn rfc3339(ts: TimestampMs) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HolderIn {
+    #[schema(min_length = 1, max_length = 200, example = "Ana Lima")]
     pub name: String,
+    #[schema(max_length = 32, example = "529.982.247-25")]
     pub document: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountIn {
+    #[schema(value_type = AccountKindName)]
     pub kind: String,
+    #[schema(min_items = 1, max_items = 16)]
     pub holders: Vec<HolderIn>,
+    #[schema(max_length = 254, example = "ana@example.com")]
     pub email: String,
+    #[schema(max_length = 32, example = "+55 75 99999-1234")]
     pub phone: String,
+    #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionIn {
+    #[schema(max_length = 254, example = "ana@example.com")]
     pub email: String,
+    #[schema(max_length = 128, example = "correct horse battery")]
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositIn {
+    #[schema(minimum = 1, maximum = 100_000_000, example = 10_000)]
     pub amount_cents: i64,
+    #[schema(value_type = DepositMethodName)]
     pub method: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalIn {
+    #[schema(minimum = 1, maximum = 100_000_000, example = 10_000)]
     pub amount_cents: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PixKeyIn {
     #[serde(rename = "type")]
+    #[schema(value_type = NewKeyTypeName)]
     pub kind: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRefIn {
+    #[schema(example = 1)]
     pub bank_id: u32,
+    #[schema(example = "000001-9")]
     pub number: String,
 }
 
-/// `{ key }` or `{ bank_id, number }`.
+/// `{ key }` or `{ bank_id, number }`. Parsed as one struct with optional fields (the handler
+/// refuses other mixes with a leg-numbered message); described as the two shapes it accepts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationIn {
@@ -75,49 +97,85 @@ pub struct DestinationIn {
     pub number: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+impl utoipa::PartialSchema for DestinationIn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let by_key = ObjectBuilder::new()
+            .title(Some("by key"))
+            .property(
+                "key",
+                ObjectBuilder::new().schema_type(Type::String).max_length(Some(254)).examples(["ana@example.com"]),
+            )
+            .required("key")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let by_account = ObjectBuilder::new()
+            .title(Some("by account"))
+            .property("bank_id", u32::schema())
+            .property("number", ObjectBuilder::new().schema_type(Type::String).examples(["000001-9"]))
+            .required("bank_id")
+            .required("number")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new().item(by_key).item(by_account).into()
+    }
+}
+
+impl ToSchema for DestinationIn {}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegIn {
+    /// The source account; the signed-in account when absent.
     pub from: Option<AccountRefIn>,
     pub to: DestinationIn,
+    #[schema(minimum = 1, maximum = 100_000_000, example = 10_000)]
     pub amount_cents: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferIn {
+    #[schema(min_items = 1, max_items = 16)]
     pub legs: Vec<LegIn>,
+    #[schema(max_length = 140, example = "rent")]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatementQuery {
+    /// Entries per page, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<String>,
+    /// The `next` of the previous page (empty: the first page).
+    #[param(pattern = "^([1-9][0-9]{0,17})?$")]
     pub before: Option<String>,
+    /// One of the customer's accounts at this bank (default: the signed-in one).
+    #[param(example = "000001-9")]
     pub account: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BankOut {
     pub id: u32,
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HolderOut {
     pub name: String,
     pub document: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyOut {
     pub key: String,
     #[serde(rename = "type")]
+    #[schema(value_type = KeyTypeName)]
     pub kind: KeyType,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BalanceOut {
     pub posted_cents: i64,
     pub held_cents: i64,
@@ -130,17 +188,19 @@ impl BalanceOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AccountOut {
     pub bank_id: u32,
     pub bank_name: String,
     pub number: String,
+    #[schema(value_type = AccountKindName)]
     pub kind: &'static str,
     pub holders: Vec<HolderOut>,
     pub email: String,
     pub phone: String,
     pub pix_keys: Vec<KeyOut>,
     pub balance: BalanceOut,
+    #[schema(format = DateTime)]
     pub created_at: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -168,24 +228,31 @@ impl AccountOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionOut {
     pub token: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
     pub account: AccountOut,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EntryOut {
     pub id: u64,
     pub account: String,
+    #[schema(format = Uuid)]
     pub transfer_id: Option<String>,
+    #[schema(value_type = EntryKindName)]
     pub kind: &'static str,
+    #[schema(value_type = DirectionName)]
     pub direction: &'static str,
     pub amount_cents: i64,
+    #[schema(value_type = StatusName)]
     pub status: &'static str,
+    #[schema(value_type = Option<DepositMethodName>)]
     pub method: Option<&'static str>,
     pub counterparty: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -206,19 +273,19 @@ impl From<&Entry> for EntryOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatementOut {
     pub entries: Vec<EntryOut>,
     pub next: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AccountRefOut {
     pub bank_id: u32,
     pub number: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LegEndOut {
     pub bank_id: u32,
     pub number: String,
@@ -226,28 +293,34 @@ pub struct LegEndOut {
     pub holder_name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LegOut {
     pub from: AccountRefOut,
     pub to: LegEndOut,
     pub amount_cents: i64,
+    #[schema(value_type = StatusName)]
     pub status: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FailureOut {
+    #[schema(value_type = FailureCode)]
     pub code: String,
     pub detail: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TransferOut {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(value_type = StatusName)]
     pub status: &'static str,
     pub legs: Vec<LegOut>,
     pub failure: Option<FailureOut>,
+    #[schema(value_type = Option<DecisionName>)]
     pub decision: Option<&'static str>,
     pub description: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -282,10 +355,11 @@ impl From<&Transfer> for TransferOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyLookupOut {
     pub key: String,
     #[serde(rename = "type")]
+    #[schema(value_type = KeyTypeName)]
     pub kind: KeyType,
     pub bank_id: u32,
     pub bank_name: String,
@@ -293,16 +367,17 @@ pub struct KeyLookupOut {
     pub masked_document: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConsortiumAccountOut {
     pub bank_id: u32,
     pub bank_name: String,
     pub number: String,
+    #[schema(value_type = AccountKindName)]
     pub kind: &'static str,
     pub balance: Option<BalanceOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConsortiumAccountsOut {
     pub accounts: Vec<ConsortiumAccountOut>,
     pub unreachable_banks: Vec<u32>,
@@ -346,4 +421,79 @@ impl From<&crate::service::HeldAccountView> for ConsortiumAccountOut {
             }),
         }
     }
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthOut {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// A member bank as `GET /api/v1/consortium/status` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberOut {
+    pub id: u32,
+    pub name: String,
+    #[schema(example = "http://127.0.0.1:8081")]
+    pub url: String,
+    #[schema(value_type = super::openapi::MemberState)]
+    pub state: &'static str,
+    /// Milliseconds since the member last answered; null if never. Absent for a bank alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<Option<i64>>,
+    /// The member's clock as this bank last read it from its answers; null before any answer.
+    /// Absent for a bank alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Option<ClockOut>>,
+}
+
+/// A peer's clock against this bank's, from its newest answer (`peer::clock`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClockOut {
+    /// The peer's clock minus this bank's, in ms (positive: the peer is ahead).
+    pub offset_ms: i64,
+    /// Half the round trip the reading was taken in: the offset is right within it.
+    pub uncertainty_ms: i64,
+    /// True when the clocks are surely further apart than the consortium allows; cross-bank
+    /// work with this member is then refused at once.
+    pub disagrees: bool,
+}
+
+impl From<crate::service::PeerClock> for ClockOut {
+    fn from(c: crate::service::PeerClock) -> Self {
+        ClockOut { offset_ms: c.offset_ms, uncertainty_ms: c.uncertainty_ms, disagrees: c.disagrees }
+    }
+}
+
+/// The token ring as this bank sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RingOut {
+    pub epoch: u64,
+    /// The bank this bank last knew to hold the token, or null.
+    pub holder: Option<u32>,
+    /// Milliseconds since this bank last held or passed the token; null if never.
+    pub last_seen_ms: Option<u64>,
+    /// Visits of the token to this bank per second, over the last ten seconds.
+    pub rotations_per_s: f64,
+    pub queue_len: u64,
+    /// This bank's part in the ring (token-ring mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// Members this bank suspects of having failed (token-ring mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspected: Option<Vec<u32>>,
+}
+
+/// `GET /api/v1/consortium/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsortiumStatusOut {
+    pub bank_id: u32,
+    /// How cross-bank transactions are coordinated: `token-ring` or `concurrent`.
+    #[schema(example = "token-ring")]
+    pub mode: &'static str,
+    pub members: Vec<MemberOut>,
+    pub ring: RingOut,
+    /// Holds this bank keeps for undecided transactions.
+    pub in_doubt: i64,
 }

@@ -6,6 +6,8 @@
 
 pub mod dto;
 mod handlers;
+pub mod openapi;
+mod reference;
 
 /// Problems are answered in one place, shared with `interbank`; kept reachable here.
 pub use crate::problem;
@@ -16,12 +18,16 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
+use axum::response::IntoResponse;
 use bank_core::Error;
 use bank_core::ids::{AccountNumber, Fingerprint, IdempotencyKey};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::TokenRefusal;
 use crate::problem::{ApiError, invalid};
@@ -33,23 +39,47 @@ pub type State = axum::extract::State<Arc<Bank>>;
 
 /// The `/api/v1` routes, `/healthz` and `/metrics`; [`not_found`] and [`method_not_allowed`] answer the rest.
 pub fn routes() -> Router<Arc<Bank>> {
-    Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/metrics", get(handlers::metrics))
-        .route("/api/v1/bank", get(handlers::bank))
-        .route("/api/v1/accounts", post(handlers::open_account))
-        .route("/api/v1/sessions", post(handlers::sign_in))
-        .route("/api/v1/sessions/current", delete(handlers::sign_out))
-        .route("/api/v1/me", get(handlers::me))
-        .route("/api/v1/deposits", post(handlers::deposit))
-        .route("/api/v1/withdrawals", post(handlers::withdraw))
-        .route("/api/v1/pix-keys", post(handlers::register_key))
-        .route("/api/v1/pix-keys/{key}", get(handlers::lookup_key))
-        .route("/api/v1/transfers", post(handlers::transfer))
-        .route("/api/v1/transfers/{id}", get(handlers::get_transfer))
-        .route("/api/v1/statement", get(handlers::statement))
-        .route("/api/v1/consortium/accounts", get(handlers::consortium_accounts))
-        .route("/api/v1/consortium/status", get(handlers::consortium_status))
+    documented().split_for_parts().0
+}
+
+/// Every route with its OpenAPI description: `routes!` takes the method and path from the
+/// handler's `#[utoipa::path]`, so the router and [`openapi::document`] are built from one list.
+/// Add routes only through `routes!` (the test `every_api_route_is_documented` checks that).
+pub fn documented() -> OpenApiRouter<Arc<Bank>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(reference_page))
+        .routes(routes!(handlers::bank))
+        .routes(routes!(handlers::open_account))
+        .routes(routes!(handlers::sign_in))
+        .routes(routes!(handlers::sign_out))
+        .routes(routes!(handlers::me))
+        .routes(routes!(handlers::deposit))
+        .routes(routes!(handlers::withdraw))
+        .routes(routes!(handlers::register_key))
+        .routes(routes!(handlers::lookup_key))
+        .routes(routes!(handlers::transfer))
+        .routes(routes!(handlers::get_transfer))
+        .routes(routes!(handlers::statement))
+        .routes(routes!(handlers::consortium_accounts))
+        .routes(routes!(handlers::consortium_status))
+}
+
+/// This document, for tools (`bank openapi` prints the same text).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", summary = "This OpenAPI document",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object)))]
+pub async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::json())
+}
+
+/// The same document for people: one HTML page, no script, nothing fetched from elsewhere.
+#[utoipa::path(get, path = "/api/v1/reference", tag = "operations", summary = "This API's reference, as a web page",
+    responses((status = 200, description = "Every operation, its parameters, answers and schemas.", body = String,
+        content_type = "text/html; charset=utf-8")))]
+pub async fn reference_page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], reference::html())
 }
 
 /// A JSON body, parsed strictly, with the digest of its raw bytes (for idempotency).
