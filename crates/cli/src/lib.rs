@@ -10,6 +10,7 @@
 //! - [`render`]: what customers read.
 //! - [`bench`]: `bank bench`, the closed-loop load generator with its conservation check.
 //! - [`audit`]: `bank audit`, the operator's consortium-wide invariant check.
+//! - [`torture`]: `bank torture`, the Jepsen-style fault-injection test.
 
 pub mod args;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod node;
 pub mod render;
 pub mod session;
+pub mod torture;
 pub mod up;
 
 use anyhow::Result;
