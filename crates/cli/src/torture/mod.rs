@@ -2,5 +2,7 @@
 //!
 //! - [`net`]: the namespaces, the bridge and the nftables partitions.
 
+pub mod check;
+pub mod history;
 pub mod net;
 pub mod procs;
