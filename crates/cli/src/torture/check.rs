@@ -417,10 +417,10 @@ mod tests {
             fin.banks.insert(id, bank);
         }
         for (account, posted) in accounts {
-            fin.banks.get_mut(&account.0).unwrap().accounts.insert(account.1.clone(), (*posted, 0));
+            fin.banks.get_mut(&account.0).expect("bank").accounts.insert(account.1.clone(), (*posted, 0));
         }
         for (bank, id, committed) in decisions {
-            fin.banks.get_mut(bank).unwrap().decisions.insert((*id).into(), *committed);
+            fin.banks.get_mut(bank).expect("bank").decisions.insert((*id).into(), *committed);
         }
         fin
     }
@@ -529,8 +529,8 @@ mod tests {
     fn holds_and_negative_balances_left_at_the_end_are_reported() {
         let mut fin =
             state(&[(acct(1, "a"), 70), (acct(2, "b"), 130)], [100, 100], &[(1, "t1", true), (2, "t1", true)]);
-        fin.banks.get_mut(&1).unwrap().accounts.insert("a".into(), (70, 90));
-        fin.banks.get_mut(&2).unwrap().holds.push("t9".into());
+        fin.banks.get_mut(&1).expect("bank").accounts.insert("a".into(), (70, 90));
+        fin.banks.get_mut(&2).expect("bank").holds.push("t9".into());
         let found = kinds(&check(&healthy(), &fin));
         assert!(found.contains(&AnomalyKind::HoldLeft) && found.contains(&AnomalyKind::NegativeBalance), "{found:?}");
     }

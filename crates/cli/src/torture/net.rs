@@ -341,8 +341,10 @@ mod tests {
         assert!(net.can_ping(1, 2), "healed");
         let namespaces = net.namespaces.clone();
         drop(net);
-        let listing =
-            String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+        let listing = String::from_utf8_lossy(
+            &Command::new("ip").args(["netns", "list"]).output().expect("ip netns list").stdout,
+        )
+        .into_owned();
         for ns in namespaces {
             assert!(!listing.contains(&ns), "{ns} was removed: {listing}");
         }
