@@ -4,5 +4,6 @@
 
 pub mod check;
 pub mod history;
+pub mod nemesis;
 pub mod net;
 pub mod procs;
