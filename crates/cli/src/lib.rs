@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => run_bench(&cli.target, args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Fault(args) => audit::run_fault(args).await,
+        Command::Torture(args) => torture::run(torture_options(args)).await,
         Command::Account(command) => commands::account(&context()?, command).await,
         Command::Login(args) => commands::login(&context()?, args).await,
         Command::Logout => commands::logout(&context()?).await,
@@ -71,6 +72,19 @@ async fn run_bench(target: &str, args: BenchArgs) -> Result<ExitCode> {
         print!("{}", summary.render());
     }
     Ok(if summary.conserved { ExitCode::SUCCESS } else { ExitCode::from(bench::EXIT_NOT_CONSERVED) })
+}
+
+fn torture_options(args: args::TortureArgs) -> torture::Options {
+    torture::Options {
+        banks: args.banks,
+        duration: args.duration,
+        seed: args.seed,
+        dir: args.dir,
+        report: args.report,
+        workers_per_bank: args.workers_per_bank as usize,
+        customers: args.customers as usize,
+        ring: args.ring,
+    }
 }
 
 /// Prints an error for a person: the problem's detail and code first, then the context chain,
