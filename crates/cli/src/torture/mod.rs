@@ -6,7 +6,7 @@
 //! the first three quarters; heal everything, keep the clients working for the last quarter,
 //! settle every operation whose outcome the client did not learn, read the banks' final state
 //! with the operator's audit, and check the history against it ([`check`]). The [`report`] is
-//! written to `DIR/report.json` and printed. Exit status 0 when there is no anomaly,
+//! written to `DIR/report.json` and printed, the history to `DIR/history.jsonl`. Exit status 0 when there is no anomaly,
 //! [`EXIT_ANOMALIES`] when there is one.
 //!
 //! Everything it creates (namespaces, veths, processes) is removed when it ends, also after an
@@ -44,6 +44,8 @@ use workload::Recorder;
 pub const EXIT_ANOMALIES: u8 = 3;
 /// Longest the final audit waits for in-flight work to settle.
 const AUDIT_WAIT_S: u64 = 60;
+/// Longest the settling of unknown operations takes.
+const SETTLE_LIMIT_S: u64 = 120;
 /// Shortest load after the heal, whatever the duration.
 const AFTER_HEAL_MIN_MS: u64 = 5_000;
 
@@ -149,10 +151,14 @@ async fn torture(
     println!("load stopped after {} operations; settling", recorder.ops().len());
     crashes.extend(nemesis.cluster.restore_all()?.into_iter().filter(|d| d.contains("by itself")));
     nemesis.cluster.wait_healthy(Duration::from_secs(procs::HEALTHY_TIMEOUT_S)).await?;
-    let unresolved = workload::resolve(&recorder).await;
-    println!("unknown operations settled ({unresolved} still unknown); auditing");
+    workload::resolve(&recorder, Duration::from_secs(SETTLE_LIMIT_S)).await;
+    println!("auditing");
     let fin = final_state(nemesis.cluster).await?;
     let history = recorder.ops();
+    let history_path = nemesis.cluster.layout.root.join("history.jsonl");
+    let lines: Vec<String> = history.iter().filter_map(|op| serde_json::to_string(op).ok()).collect();
+    std::fs::write(&history_path, lines.join("\n") + "\n")
+        .with_context(|| format!("cannot write {}", history_path.display()))?;
     let checked = check::check(&history, &fin);
     Ok(report::build(report::Inputs {
         seed,

@@ -375,6 +375,8 @@ pub async fn worker(
 
 /// Attempts of one resolution while the bank does not answer or answers 503.
 const RESOLVE_ATTEMPTS: u32 = 5;
+/// Operations settled at once.
+const RESOLVE_CONCURRENCY: usize = 16;
 
 /// A 503: the bank was not ready, so the question is still open.
 fn is_unavailable(outcome: &Outcome) -> bool {
@@ -396,36 +398,49 @@ async fn follow(client: &Client, id: &str) -> Option<Outcome> {
     None
 }
 
-/// After the heal: settles every unknown or pending money movement (see the module doc).
-/// Returns how many stayed unresolved.
-pub async fn resolve(recorder: &Recorder) -> usize {
+/// After the heal: settles every unknown or pending money movement (see the module doc),
+/// [`RESOLVE_CONCURRENCY`] at a time, for at most `limit`. Returns how many stayed unresolved.
+pub async fn resolve(recorder: &Recorder, limit: Duration) -> usize {
+    use futures::StreamExt;
     let retries = recorder.retries.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let ops = recorder.ops();
-    let mut unresolved = 0;
-    for retry in retries {
-        let mut outcome = ops[retry.op].outcome.clone();
-        let mut attempts = 0;
-        while matches!(outcome, Outcome::Unknown { .. }) || attempts > 0 && is_unavailable(&outcome) {
-            if attempts == RESOLVE_ATTEMPTS {
-                outcome = Outcome::Unknown { reason: "no answer after the heal".into() };
-                break;
-            }
-            attempts += 1;
-            outcome = send(&retry.client, &retry.request, retry.key).await;
-            if !matches!(outcome, Outcome::Unknown { .. }) && !is_unavailable(&outcome) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        if let Outcome::Transfer { id, status: TransferStatus::Pending, .. } = &outcome
-            && let Some(done) = follow(&retry.client, id).await
-        {
-            outcome = done;
-        }
-        if matches!(outcome, Outcome::Unknown { .. } | Outcome::Transfer { status: TransferStatus::Pending, .. }) {
-            unresolved += 1;
-        }
-        recorder.set_resolved(retry.op, outcome);
+    let total = retries.len();
+    let all = futures::stream::iter(retries)
+        .map(|retry| {
+            let first = ops[retry.op].outcome.clone();
+            async move { recorder.set_resolved(retry.op, settle(&retry, first).await) }
+        })
+        .buffer_unordered(RESOLVE_CONCURRENCY)
+        .collect::<Vec<()>>();
+    if tokio::time::timeout(limit, all).await.is_err() {
+        println!("settling stopped after {} s", limit.as_secs());
     }
+    let ops = recorder.ops();
+    let open =
+        |o: &Outcome| matches!(o, Outcome::Unknown { .. } | Outcome::Transfer { status: TransferStatus::Pending, .. });
+    let unresolved = ops.iter().filter(|op| op.kind.moves_money() && open(op.effective())).count();
+    println!("{total} unknown or pending money movements asked again; {unresolved} still unknown");
     unresolved
+}
+
+/// Settles one operation whose first outcome was `outcome`.
+async fn settle(retry: &Retry, mut outcome: Outcome) -> Outcome {
+    let mut attempts = 0;
+    while matches!(outcome, Outcome::Unknown { .. }) || attempts > 0 && is_unavailable(&outcome) {
+        if attempts == RESOLVE_ATTEMPTS {
+            return Outcome::Unknown { reason: "no answer after the heal".into() };
+        }
+        attempts += 1;
+        outcome = send(&retry.client, &retry.request, retry.key).await;
+        if !matches!(outcome, Outcome::Unknown { .. }) && !is_unavailable(&outcome) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Outcome::Transfer { id, status: TransferStatus::Pending, .. } = &outcome
+        && let Some(done) = follow(&retry.client, id).await
+    {
+        outcome = done;
+    }
+    outcome
 }
