@@ -32,6 +32,11 @@ const AMOUNT_MAX_CENTS: i64 = 2_000;
 const REQUEST_TIMEOUT_MS: u64 = 12_000;
 /// Longest a pending transfer is followed after the heal.
 const PENDING_WAIT_MS: u64 = 30_000;
+/// The pseudo-code of a request that could not connect (refused, or no answer to the SYN).
+pub const NOT_CONNECTED: &str = "not_connected";
+/// A worker's pause after an operation without an answer, as a real client would back off
+/// (and so that a bank that is down does not fill the history with refusals).
+const BACKOFF_MS: u64 = 200;
 /// Attempts of a setup request answered 503.
 const SETUP_ATTEMPTS: u32 = 20;
 
@@ -130,8 +135,21 @@ fn transfer_status(status: Status) -> TransferStatus {
 fn error_outcome(e: &bank_client::Error) -> Outcome {
     match e {
         bank_client::Error::Api { status, code, .. } if *status != 500 => Outcome::Rejected { code: code.clone() },
-        other => Outcome::Unknown { reason: other.code().to_string() },
+        // No connection was made, so no request was sent: certainly nothing happened.
+        bank_client::Error::Transport(t) if t.is_connect() => Outcome::Rejected { code: NOT_CONNECTED.into() },
+        other => Outcome::Unknown { reason: cause(other) },
     }
+}
+
+/// The code of an error and its innermost cause (`transport: connection refused`).
+fn cause(error: &bank_client::Error) -> String {
+    let mut inner = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        inner = s.to_string();
+        source = s.source();
+    }
+    if inner.is_empty() { error.code().to_string() } else { format!("{}: {inner}", error.code()) }
 }
 
 fn transfer_outcome(result: &Result<bank_client::Transfer, bank_client::Error>) -> Outcome {
@@ -367,8 +385,13 @@ pub async fn worker(
                 recorder.record(id, kind, invoked, outcome)
             }
         };
-        if recorded.is_none() {
-            return;
+        let Some(index) = recorded else { return };
+        let backoff = recorder.ops.lock().unwrap_or_else(|e| e.into_inner()).get(index).is_some_and(|op| {
+            matches!(&op.outcome, Outcome::Unknown { .. })
+                || matches!(&op.outcome, Outcome::Rejected { code } if code == NOT_CONNECTED)
+        });
+        if backoff {
+            tokio::time::sleep(Duration::from_millis(BACKOFF_MS)).await;
         }
     }
 }
@@ -380,7 +403,7 @@ const RESOLVE_CONCURRENCY: usize = 16;
 
 /// A 503: the bank was not ready, so the question is still open.
 fn is_unavailable(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Rejected { code } if code == "overloaded" || code == "bank_unavailable")
+    matches!(outcome, Outcome::Rejected { code } if code == "overloaded" || code == "bank_unavailable" || code == NOT_CONNECTED)
 }
 
 /// Follows a pending transfer until it ends or [`PENDING_WAIT_MS`] passes.
