@@ -6,7 +6,8 @@
 //! the first three quarters; heal everything, keep the clients working for the last quarter,
 //! settle every operation whose outcome the client did not learn, read the banks' final state
 //! with the operator's audit, and check the history against it ([`check`]). The [`report`] is
-//! written to `DIR/report.json` and printed, the history to `DIR/history.jsonl`. Exit status 0 when there is no anomaly,
+//! written to `DIR/report.json` and printed, the history to `DIR/history.jsonl`, the
+//! banks' final state to `DIR/final.json`. Exit status 0 when there is no anomaly,
 //! [`EXIT_ANOMALIES`] when there is one.
 //!
 //! Everything it creates (namespaces, veths, processes) is removed when it ends, also after an
@@ -159,6 +160,9 @@ async fn torture(
     let lines: Vec<String> = history.iter().filter_map(|op| serde_json::to_string(op).ok()).collect();
     std::fs::write(&history_path, lines.join("\n") + "\n")
         .with_context(|| format!("cannot write {}", history_path.display()))?;
+    let final_path = nemesis.cluster.layout.root.join("final.json");
+    std::fs::write(&final_path, serde_json::to_string(&fin)?)
+        .with_context(|| format!("cannot write {}", final_path.display()))?;
     let checked = check::check(&history, &fin);
     Ok(report::build(report::Inputs {
         seed,
