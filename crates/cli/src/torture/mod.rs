@@ -36,7 +36,7 @@ use bank_core::ids::BankId;
 use crate::args::RingArgs;
 use crate::up::Layout;
 use history::{FinalBank, FinalState};
-use nemesis::{Injected, Nemesis};
+use nemesis::{Fault, Injected, Nemesis};
 use net::Net;
 use procs::Cluster;
 use workload::Recorder;
@@ -141,7 +141,7 @@ async fn torture(
     let window_ms = total_ms.saturating_sub((total_ms / 4).max(AFTER_HEAL_MIN_MS));
     let load_start = Instant::now();
     let mut nemesis = Nemesis { net, cluster, banks: options.banks };
-    let (faults, mut crashes) = run_nemesis(&mut nemesis, seed, window_ms, &recorder).await;
+    let (faults, mut crashes) = run_nemesis(&mut nemesis, seed, window_ms, &recorder, &http).await;
     for done in nemesis.heal_all()? {
         println!("heal: {done}");
     }
@@ -186,6 +186,7 @@ async fn run_nemesis(
     seed: u64,
     window_ms: u64,
     recorder: &Recorder,
+    http: &reqwest::Client,
 ) -> (Vec<Injected>, Vec<String>) {
     let start = Instant::now();
     let mut injected = Vec::new();
@@ -198,19 +199,23 @@ async fn run_nemesis(
                 let _ = nemesis.cluster.start(id);
             }
         }
+        let mut fault = step.fault;
+        if let Fault::KillHolder { bank: None } = fault {
+            fault = Fault::KillHolder { bank: nemesis.token_holder(http).await };
+        }
         let start_ms = recorder.now_ms();
-        let mut error = nemesis.inject(&step.fault).err().map(|e| format!("{e:#}"));
+        let mut error = nemesis.inject(&fault).err().map(|e| format!("{e:#}"));
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
-        if let Err(e) = nemesis.repair(&step.fault) {
+        if let Err(e) = nemesis.repair(&fault) {
             error.get_or_insert(format!("{e:#}"));
         }
         let end_ms = recorder.now_ms();
         println!(
             "fault {:?} from {start_ms} to {end_ms} ms{}",
-            step.fault,
+            fault,
             error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         );
-        injected.push(Injected { fault: step.fault, start_ms, end_ms, error });
+        injected.push(Injected { fault, start_ms, end_ms, error });
     }
     (injected, crashes)
 }

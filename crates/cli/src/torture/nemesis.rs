@@ -5,7 +5,8 @@
 //! One fault at a time: a quiet gap, a fault held for a while, its repair, and so on until the
 //! fault window ends. Kinds: one bank isolated; a majority/minority split; a bridge (two halves
 //! that both see one bank, not each other); one-way loss between two banks; a bank killed
-//! (SIGKILL) and restarted after the hold; a bank paused (SIGSTOP … SIGCONT) for longer than the
+//! (SIGKILL) and restarted after the hold; the token holder killed (whichever bank says it holds
+//! the token just before); a bank paused (SIGSTOP … SIGCONT) for longer than the
 //! ring's hop timeout (150 ms), so its peers regenerate the token without it.
 
 use anyhow::Result;
@@ -50,6 +51,11 @@ pub enum Fault {
     Kill {
         bank: u32,
     },
+    /// Kill the bank holding the token at that moment (found from the banks' status pages just
+    /// before; `None` in the schedule).
+    KillHolder {
+        bank: Option<u32>,
+    },
     Pause {
         bank: u32,
     },
@@ -63,6 +69,7 @@ impl Fault {
             Fault::Bridge { .. } => "bridge",
             Fault::OneWay { .. } => "one_way",
             Fault::Kill { .. } => "kill",
+            Fault::KillHolder { .. } => "kill_holder",
             Fault::Pause { .. } => "pause",
         }
     }
@@ -84,7 +91,7 @@ impl Fault {
             }
             Fault::Bridge { left, right, .. } => cut(left, right),
             Fault::OneWay { from, to } => BTreeSet::from([(*from, *to)]),
-            Fault::Kill { .. } | Fault::Pause { .. } => Blocked::new(),
+            Fault::Kill { .. } | Fault::KillHolder { .. } | Fault::Pause { .. } => Blocked::new(),
         }
     }
 }
@@ -102,9 +109,9 @@ pub struct Step {
 /// loss need three banks).
 fn draw(rng: &mut StdRng, banks: u32) -> Fault {
     let kinds: &[&str] = if banks >= 3 {
-        &["isolate", "split", "bridge", "one_way", "kill", "pause"]
+        &["isolate", "split", "bridge", "one_way", "kill", "kill_holder", "pause"]
     } else {
-        &["isolate", "one_way", "kill", "pause"]
+        &["isolate", "one_way", "kill", "kill_holder", "pause"]
     };
     let bank = rng.random_range(1..=banks);
     let mut shuffled: Vec<u32> = (1..=banks).collect();
@@ -128,6 +135,7 @@ fn draw(rng: &mut StdRng, banks: u32) -> Fault {
         }
         "one_way" => Fault::OneWay { from: shuffled[0], to: shuffled[1] },
         "kill" => Fault::Kill { bank },
+        "kill_holder" => Fault::KillHolder { bank: None },
         _ => Fault::Pause { bank },
     }
 }
@@ -172,7 +180,8 @@ impl Nemesis<'_> {
     /// Injects `fault`.
     pub fn inject(&mut self, fault: &Fault) -> Result<()> {
         match fault {
-            Fault::Kill { bank } => self.cluster.kill(*bank),
+            Fault::Kill { bank } | Fault::KillHolder { bank: Some(bank) } => self.cluster.kill(*bank),
+            Fault::KillHolder { bank: None } => anyhow::bail!("no bank said it held the token"),
             Fault::Pause { bank } => self.cluster.pause(*bank),
             network => self.net.set_blocked(&network.blocked(self.banks)),
         }
@@ -181,10 +190,32 @@ impl Nemesis<'_> {
     /// Repairs `fault`: restarts a killed bank, resumes a paused one, removes the partition.
     pub fn repair(&mut self, fault: &Fault) -> Result<()> {
         match fault {
-            Fault::Kill { bank } => self.cluster.start(*bank),
+            Fault::Kill { bank } | Fault::KillHolder { bank: Some(bank) } => self.cluster.start(*bank),
+            Fault::KillHolder { bank: None } => Ok(()),
             Fault::Pause { bank } => self.cluster.resume(*bank),
             _ => self.net.heal(),
         }
+    }
+
+    /// The bank holding the token now: the one whose status page says it is holding, else the
+    /// holder most banks name.
+    pub async fn token_holder(&self, http: &reqwest::Client) -> Option<u32> {
+        let mut named: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+        for id in self.cluster.ids() {
+            let url = format!("{}/api/v1/consortium/status", self.cluster.url(id));
+            let Ok(response) = http.get(&url).timeout(std::time::Duration::from_millis(500)).send().await else {
+                continue;
+            };
+            let Ok(status) = response.json::<serde_json::Value>().await else { continue };
+            let ring = &status["ring"];
+            if ring["role"] == "holding" {
+                return Some(id);
+            }
+            if let Some(holder) = ring["holder"].as_u64().and_then(|h| u32::try_from(h).ok()) {
+                *named.entry(holder).or_default() += 1;
+            }
+        }
+        named.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
     }
 
     /// Heals everything: no partition, every bank running. Returns what it had to do.
@@ -215,7 +246,7 @@ mod tests {
     fn every_kind_is_drawn_and_stays_within_the_banks() {
         let steps = schedule(7, 5, 600_000);
         let names: BTreeSet<&str> = steps.iter().map(|s| s.fault.name()).collect();
-        assert_eq!(names.len(), 6, "{names:?}");
+        assert_eq!(names.len(), 7, "{names:?}");
         for step in &steps {
             assert!(step.fault.blocked(5).iter().all(|(a, b)| a != b && (1..=5).contains(a) && (1..=5).contains(b)));
         }
