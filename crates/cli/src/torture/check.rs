@@ -17,6 +17,9 @@
 //!   ended (impossible). Only movements the read's bank applies when it answers the client count
 //!   toward the lower bound: a participant may apply a committed leg a little after the
 //!   coordinator answered.
+//! - **Keys**: every key the client saw registered is, at the end, in its bank's directory
+//!   naming its account, and no directory names another account for it; no lookup named another
+//!   bank. (A lookup may miss a key that has not reached the bank asked yet: not an anomaly.)
 //! - `bank audit`'s own problems, if any.
 //!
 //! Operations whose effect stays unknown (no answer, and nothing the banks recorded tells) make
@@ -53,6 +56,11 @@ pub enum AnomalyKind {
     /// A read above what could have been credited by the time it ended.
     ImpossibleRead,
     NegativeRead,
+    /// A registered key is missing from its bank's directory at the end, or a directory names
+    /// another account for it.
+    KeyLost,
+    /// A lookup named another bank than the one the key was registered at.
+    KeyWrongOwner,
     /// `bank audit` reported a violation or could not conclude.
     Audit,
 }
@@ -125,7 +133,11 @@ pub fn effect(op: &Op, fin: &FinalState) -> Effect {
             (_, aborted) if !aborted.is_empty() => Effect::Nothing,
             _ => Effect::Unknown,
         },
-        Outcome::Unknown { .. } | Outcome::Balance { .. } | Outcome::Statement { .. } => Effect::Unknown,
+        Outcome::Unknown { .. }
+        | Outcome::Balance { .. }
+        | Outcome::Statement { .. }
+        | Outcome::Key { .. }
+        | Outcome::KeyOwner { .. } => Effect::Unknown,
     }
 }
 
@@ -137,7 +149,10 @@ pub fn deltas(kind: &OpKind) -> Vec<(AccountKey, i64)> {
         OpKind::Transfer { legs, .. } => {
             legs.iter().flat_map(|l| [(l.from.clone(), -l.cents), (l.to.clone(), l.cents)]).collect()
         }
-        OpKind::ReadBalance { .. } | OpKind::Statement { .. } => Vec::new(),
+        OpKind::ReadBalance { .. }
+        | OpKind::Statement { .. }
+        | OpKind::RegisterKey { .. }
+        | OpKind::LookupKey { .. } => Vec::new(),
     }
 }
 
@@ -161,6 +176,7 @@ pub fn check(history: &[Op], fin: &FinalState) -> Checked {
     check_end_state(fin, &mut out);
     check_decisions(history, fin, &mut out);
     check_reads(history, &effects, &mut out);
+    check_keys(history, fin, &mut out);
     for problem in &fin.audit_problems {
         out.add(AnomalyKind::Audit, Vec::new(), problem.clone());
     }
@@ -309,6 +325,33 @@ fn check_decisions(history: &[Op], fin: &FinalState, out: &mut Checked) {
                 vec![op.index],
                 format!("transfer {id} answered failed, but banks {committed:?} committed it"),
             );
+        }
+    }
+}
+
+/// Registered keys against the final directories, and lookups against the registrations.
+fn check_keys(history: &[Op], fin: &FinalState, out: &mut Checked) {
+    for op in history {
+        match (&op.kind, &op.outcome) {
+            (OpKind::RegisterKey { account }, Outcome::Key { key }) => {
+                let key = key.to_lowercase();
+                let home = fin.banks.get(&account.0).and_then(|b| b.keys.get(&key));
+                if fin.banks.contains_key(&account.0) && home != Some(account) {
+                    let detail = format!("key {key} registered for {account:?}: its bank's directory says {home:?}");
+                    out.add(AnomalyKind::KeyLost, vec![op.index], detail);
+                }
+                for bank in fin.banks.values() {
+                    if let Some(other) = bank.keys.get(&key).filter(|owner| *owner != account) {
+                        let detail = format!("key {key} registered for {account:?}; bank {} names {other:?}", bank.id);
+                        out.add(AnomalyKind::KeyLost, vec![op.index], detail);
+                    }
+                }
+            }
+            (OpKind::LookupKey { at, key, owner }, Outcome::KeyOwner { bank }) if *bank != owner.0 => {
+                let detail = format!("key {key} of {owner:?} looked up at bank {at} named bank {bank}");
+                out.add(AnomalyKind::KeyWrongOwner, vec![op.index], detail);
+            }
+            _ => {}
         }
     }
 }
@@ -546,6 +589,30 @@ mod tests {
         assert!(checked.anomalies.is_empty(), "{:?}", checked.anomalies);
         assert_eq!(checked.unresolved, vec![2]);
         assert_eq!(checked.unjudged, vec![acct(1, "a"), acct(2, "b")]);
+    }
+
+    #[test]
+    fn a_lost_key_and_a_lookup_naming_another_bank_are_reported() {
+        let register = |i, account: AccountKey, key: &str| {
+            op(i, OpKind::RegisterKey { account }, (0, 1), Outcome::Key { key: key.into() })
+        };
+        let lookup = OpKind::LookupKey { at: 2, key: "k1".into(), owner: acct(1, "a") };
+        let history = vec![
+            register(0, acct(1, "a"), "k1"),
+            register(1, acct(1, "a"), "k2"),
+            op(2, lookup.clone(), (5, 6), Outcome::KeyOwner { bank: 1 }),
+            op(3, lookup, (5, 6), Outcome::KeyOwner { bank: 2 }),
+        ];
+        let mut fin = state(&[], [0, 0], &[]);
+        fin.banks.get_mut(&1).expect("bank").keys.insert("k1".into(), acct(1, "a"));
+        fin.banks.get_mut(&2).expect("bank").keys.insert("k1".into(), acct(1, "a"));
+        let checked = check(&history, &fin);
+        let lost: Vec<&Anomaly> = checked.anomalies.iter().filter(|a| a.kind == AnomalyKind::KeyLost).collect();
+        assert_eq!(lost.len(), 1, "k2 is missing: {:?}", checked.anomalies);
+        assert_eq!(lost[0].ops, vec![1]);
+        let wrong: Vec<&Anomaly> = checked.anomalies.iter().filter(|a| a.kind == AnomalyKind::KeyWrongOwner).collect();
+        assert_eq!(wrong.len(), 1, "{:?}", checked.anomalies);
+        assert_eq!(wrong[0].ops, vec![3]);
     }
 
     #[test]

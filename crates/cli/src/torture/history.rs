@@ -57,6 +57,16 @@ pub enum OpKind {
     Statement {
         account: AccountKey,
     },
+    /// A random Pix key for `account`, registered at its bank.
+    RegisterKey {
+        account: AccountKey,
+    },
+    /// A lookup at bank `at` of a key the client saw registered for `owner`.
+    LookupKey {
+        at: u32,
+        key: String,
+        owner: AccountKey,
+    },
 }
 
 impl OpKind {
@@ -70,6 +80,8 @@ impl OpKind {
             OpKind::Transfer { class: TransferClass::Packet, .. } => "packet",
             OpKind::ReadBalance { .. } => "read_balance",
             OpKind::Statement { .. } => "statement",
+            OpKind::RegisterKey { .. } => "register_key",
+            OpKind::LookupKey { .. } => "lookup_key",
         }
     }
 
@@ -89,7 +101,9 @@ impl OpKind {
             OpKind::Deposit { account, .. }
             | OpKind::Withdraw { account, .. }
             | OpKind::ReadBalance { account }
-            | OpKind::Statement { account } => vec![account.0],
+            | OpKind::Statement { account }
+            | OpKind::RegisterKey { account } => vec![account.0],
+            OpKind::LookupKey { at, .. } => vec![*at],
         };
         banks.sort_unstable();
         banks.dedup();
@@ -128,6 +142,14 @@ pub enum Outcome {
     Statement {
         entries: usize,
     },
+    /// A key was registered.
+    Key {
+        key: String,
+    },
+    /// A lookup named the key's bank.
+    KeyOwner {
+        bank: u32,
+    },
     /// The bank answered with a problem: the request was rejected and changed nothing.
     Rejected {
         code: String,
@@ -146,7 +168,9 @@ impl Outcome {
             Outcome::Transfer { status: TransferStatus::Completed, .. }
             | Outcome::Entry { completed: true }
             | Outcome::Balance { .. }
-            | Outcome::Statement { .. } => "ok",
+            | Outcome::Statement { .. }
+            | Outcome::Key { .. }
+            | Outcome::KeyOwner { .. } => "ok",
             Outcome::Transfer { status: TransferStatus::Failed, .. } | Outcome::Entry { completed: false } => "failed",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Transfer { status: TransferStatus::Pending, .. } | Outcome::Unknown { .. } => "unknown",
@@ -190,6 +214,8 @@ pub struct FinalBank {
     pub holds: Vec<String>,
     pub deposits_cents: i64,
     pub withdrawals_cents: i64,
+    /// Its Pix key directory: key → the owner account.
+    pub keys: BTreeMap<String, AccountKey>,
 }
 
 /// Every bank's final state and the audit's verdict.

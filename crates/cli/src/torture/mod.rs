@@ -259,6 +259,7 @@ async fn final_state(cluster: &Cluster) -> Result<FinalState> {
             holds: data.holds.iter().map(|h| h.transfer_id.clone()).collect(),
             deposits_cents: data.totals.deposits_cents,
             withdrawals_cents: data.totals.withdrawals_cents,
+            keys: data.pix_keys.iter().map(|k| (k.key.to_lowercase(), (k.bank_id.0, k.account.clone()))).collect(),
         };
         fin.banks.insert(id, bank);
     }

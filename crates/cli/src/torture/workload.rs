@@ -1,6 +1,6 @@
 //! The clients of a torture run: customers with an account at every bank, and workers that keep
-//! sending cross-bank Pix, three-bank packets, in-bank transfers, deposits, withdrawals and reads
-//! of balances and statements, recording every operation ([`Op`]) in a [`Recorder`].
+//! sending cross-bank Pix, three-bank packets, in-bank transfers, deposits, withdrawals, reads
+//! of balances and statements, random Pix key registrations and lookups of registered keys, recording every operation ([`Op`]) in a [`Recorder`].
 //!
 //! Outcomes: an answer is `ok` or `failed` (an executed transfer or entry), a problem document
 //! is `rejected` (the API promises a rejected request changed nothing, so the checker holds the
@@ -37,6 +37,8 @@ pub const NOT_CONNECTED: &str = "not_connected";
 /// A worker's pause after an operation without an answer, as a real client would back off
 /// (and so that a bank that is down does not fill the history with refusals).
 const BACKOFF_MS: u64 = 200;
+/// Registered keys kept for lookups; later registrations are not looked up.
+const KEYS_KEPT_MAX: usize = 1_000;
 /// Attempts of a setup request answered 503.
 const SETUP_ATTEMPTS: u32 = 20;
 
@@ -51,6 +53,8 @@ pub struct Account {
 #[derive(Debug)]
 pub struct Accounts {
     pub customers: Vec<Vec<Account>>,
+    /// Keys the clients saw registered, with their owners (at most [`KEYS_KEPT_MAX`]).
+    pub keys: Mutex<Vec<(String, AccountKey)>>,
 }
 
 /// A money movement that may be asked again with the same idempotency key.
@@ -250,13 +254,15 @@ pub async fn setup(
         }
         all.push(accounts);
     }
-    Ok(Accounts { customers: all })
+    Ok(Accounts { customers: all, keys: Mutex::new(Vec::new()) })
 }
 
 /// One drawn operation: what to record, and how to run it.
 enum Drawn {
     Money { kind: OpKind, client: Client, request: Request },
     Read { kind: OpKind, client: Client },
+    RegisterKey { kind: OpKind, client: Client },
+    LookupKey { kind: OpKind, client: Client },
 }
 
 fn amount(rng: &mut StdRng) -> i64 {
@@ -332,7 +338,15 @@ fn draw(rng: &mut StdRng, accounts: &Accounts, home: usize) -> Drawn {
             let kind = OpKind::Withdraw { account: me.key.clone(), cents };
             Drawn::Money { kind, client: me.client.clone(), request: Request::Withdraw(cents) }
         }
-        70..90 => Drawn::Read { kind: OpKind::ReadBalance { account: me.key.clone() }, client: me.client.clone() },
+        70..85 => Drawn::Read { kind: OpKind::ReadBalance { account: me.key.clone() }, client: me.client.clone() },
+        85..93 => Drawn::Read { kind: OpKind::Statement { account: me.key.clone() }, client: me.client.clone() },
+        93..96 => {
+            Drawn::RegisterKey { kind: OpKind::RegisterKey { account: me.key.clone() }, client: me.client.clone() }
+        }
+        96..100 => match lookup(rng, accounts, me) {
+            Some(drawn) => drawn,
+            None => Drawn::Read { kind: OpKind::ReadBalance { account: me.key.clone() }, client: me.client.clone() },
+        },
         _ => Drawn::Read { kind: OpKind::Statement { account: me.key.clone() }, client: me.client.clone() },
     }
 }
@@ -351,6 +365,39 @@ async fn read(client: &Client, kind: &OpKind) -> Outcome {
             Ok(s) => Outcome::Statement { entries: s.entries.len() },
             Err(e) => error_outcome(&e),
         },
+    }
+}
+
+/// A lookup, at `me`'s bank, of a key registered earlier (none before the first registration).
+fn lookup(rng: &mut StdRng, accounts: &Accounts, me: &Account) -> Option<Drawn> {
+    let keys = accounts.keys.lock().unwrap_or_else(|e| e.into_inner());
+    if keys.is_empty() {
+        return None;
+    }
+    let (key, owner) = keys[rng.random_range(0..keys.len())].clone();
+    let kind = OpKind::LookupKey { at: me.key.0, key, owner };
+    Some(Drawn::LookupKey { kind, client: me.client.clone() })
+}
+
+async fn register_key(client: &Client, accounts: &Accounts, kind: &OpKind) -> Outcome {
+    let OpKind::RegisterKey { account } = kind else { return Outcome::Unknown { reason: "not a key".into() } };
+    match client.create_pix_key(bank_client::NewPixKeyType::Random).await {
+        Ok(key) => {
+            let mut keys = accounts.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if keys.len() < KEYS_KEPT_MAX {
+                keys.push((key.key.clone(), account.clone()));
+            }
+            Outcome::Key { key: key.key }
+        }
+        Err(e) => error_outcome(&e),
+    }
+}
+
+async fn lookup_key(client: &Client, kind: &OpKind) -> Outcome {
+    let OpKind::LookupKey { key, .. } = kind else { return Outcome::Unknown { reason: "not a lookup".into() } };
+    match client.lookup_pix_key(key).await {
+        Ok(info) => Outcome::KeyOwner { bank: info.bank_id },
+        Err(e) => error_outcome(&e),
     }
 }
 
@@ -382,6 +429,14 @@ pub async fn worker(
             }
             Drawn::Read { kind, client } => {
                 let outcome = read(&client, &kind).await;
+                recorder.record(id, kind, invoked, outcome)
+            }
+            Drawn::RegisterKey { kind, client } => {
+                let outcome = register_key(&client, &accounts, &kind).await;
+                recorder.record(id, kind, invoked, outcome)
+            }
+            Drawn::LookupKey { kind, client } => {
+                let outcome = lookup_key(&client, &kind).await;
                 recorder.record(id, kind, invoked, outcome)
             }
         };
