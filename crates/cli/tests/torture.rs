@@ -151,5 +151,10 @@ fn without_root_it_refuses_clearly() {
         return;
     };
     let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.starts_with("setpriv:") {
+        // nobody cannot execute the binary here (e.g. a checkout under a private home).
+        eprintln!("SKIPPED: nobody cannot run {BANK}: {stderr}");
+        return;
+    }
     assert!(!output.status.success() && stderr.contains("needs root"), "{stderr}");
 }
