@@ -75,6 +75,12 @@ pub enum Command {
     Health(HealthArgs),
     /// Copy a bank's database consistently, also while the bank runs.
     Backup(BackupArgs),
+    /// Print the OpenAPI 3.1 document of the public API (what a node serves at
+    /// /api/v1/openapi.json): `bank openapi > openapi.json`.
+    Openapi,
+    /// Jepsen-style test: a consortium in network namespaces, clients, a seeded nemesis
+    /// (partitions, kills, pauses), then a check of the history (needs root).
+    Torture(TortureArgs),
 }
 
 /// `bank keygen`.
@@ -154,9 +160,56 @@ pub struct BackupArgs {
     /// The copy to create (mode 0600; an existing file is never overwritten).
     #[arg(long)]
     pub out: PathBuf,
-    /// Print the OpenAPI 3.1 document of the public API (what a node serves at
-    /// /api/v1/openapi.json): `bank openapi > openapi.json`.
-    Openapi,
+}
+
+/// `bank torture`.
+#[derive(Debug, Args)]
+pub struct TortureArgs {
+    /// Number of banks, each in its own network namespace.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=9))]
+    pub banks: u32,
+    /// How long the clients work: the nemesis acts during the first three quarters, then
+    /// everything is healed (e.g. `30s`, `2m`, `120`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Seed of the nemesis schedule and the workload (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for the banks' data, keys, logs and the report (new or empty; default: a new
+    /// directory under the temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Where to write the JSON report (default: DIR/report.json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Concurrent clients per bank.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers_per_bank: u32,
+    /// Customers, each with an account at every bank.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub customers: u32,
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// A duration as `90`, `90s`, `2m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("not a duration: {text:?} (e.g. 30s, 2m)"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use s, m or h")),
+    };
+    if seconds == 0 || seconds > 24 * 3600 {
+        return Err(format!("{text:?}: from 1 s to 24 h"));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Log output format.
@@ -741,6 +794,17 @@ mod tests {
             .expect("parse");
         let Command::Audit(audit) = cli.command else { panic!("not audit") };
         assert_eq!((audit.operator_key, audit.wait_s, audit.json), (Some(PathBuf::from("k")), 0, true));
+    }
+
+    #[test]
+    fn torture_takes_banks_a_duration_and_a_seed() {
+        let cli = parse(&["torture", "--banks", "5", "--duration", "2m", "--seed", "7"]).expect("parse");
+        let Command::Torture(t) = cli.command else { panic!("not torture") };
+        assert_eq!((t.banks, t.duration.as_secs(), t.seed), (5, 120, Some(7)));
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(std::time::Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err() && parse_duration("3d").is_err() && parse_duration("s").is_err());
+        assert!(parse(&["torture", "--banks", "1"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`render`]: what customers read.
 //! - [`bench`]: `bank bench`, the closed-loop load generator with its conservation check.
 //! - [`audit`]: `bank audit`, the operator's consortium-wide invariant check.
+//! - [`torture`]: `bank torture`, the Jepsen-style fault-injection test.
 
 pub mod args;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod deploy;
 pub mod node;
 pub mod render;
 pub mod session;
+pub mod torture;
 pub mod up;
 
 use anyhow::Result;
@@ -42,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Consortium(command) => deploy::consortium(&command),
         Command::Health(args) => deploy::health(&args).await,
         Command::Backup(args) => deploy::backup(&args),
+        Command::Torture(args) => torture::run(torture_options(args)).await,
         Command::Account(command) => commands::account(&context()?, command).await,
         Command::Login(args) => commands::login(&context()?, args).await,
         Command::Logout => commands::logout(&context()?).await,
@@ -78,6 +81,19 @@ async fn run_bench(target: &str, args: BenchArgs) -> Result<ExitCode> {
         print!("{}", summary.render());
     }
     Ok(if summary.conserved { ExitCode::SUCCESS } else { ExitCode::from(bench::EXIT_NOT_CONSERVED) })
+}
+
+fn torture_options(args: args::TortureArgs) -> torture::Options {
+    torture::Options {
+        banks: args.banks,
+        duration: args.duration,
+        seed: args.seed,
+        dir: args.dir,
+        report: args.report,
+        workers_per_bank: args.workers_per_bank as usize,
+        customers: args.customers as usize,
+        ring: args.ring,
+    }
 }
 
 /// Prints an error for a person: the problem's detail and code first, then the context chain,

@@ -1,0 +1,248 @@
+//! The banks of a torture run: one `bank node` process per bank, started inside its namespace
+//! with `ip netns exec` (which execs the node, so the child's pid is the node's and signals reach
+//! it directly), each with its own data directory under the run's directory, laid out as `bank up`
+//! lays it out ([`crate::up::Layout`]).
+//!
+//! Faults on processes: [`Cluster::kill`] (SIGKILL), [`Cluster::pause`] (SIGSTOP) and
+//! [`Cluster::resume`] (SIGCONT), [`Cluster::start`] again after a kill. Dropping the cluster
+//! kills every node it started, so the namespaces can then be removed.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bank_core::ids::BankId;
+use bank_node::consortium::{
+    ConsortiumConfig, Member, NodeSettings, generate_signing_key, public_key_path, read_public_key, write_key_files,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::net::Net;
+use crate::args::RingArgs;
+use crate::up::{Layout, bank_name};
+
+/// The port every bank listens on, at its own address.
+pub const PORT: u16 = 8080;
+/// Longest wait for a (re)started bank to answer `/healthz`.
+pub const HEALTHY_TIMEOUT_S: u64 = 60;
+
+/// What a bank's process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Paused,
+    Down,
+}
+
+#[derive(Debug)]
+struct Proc {
+    member: Member,
+    namespace: String,
+    child: Option<Child>,
+    state: State,
+}
+
+/// Every bank of the run.
+#[derive(Debug)]
+pub struct Cluster {
+    pub layout: Layout,
+    program: PathBuf,
+    ring: RingArgs,
+    procs: BTreeMap<u32, Proc>,
+}
+
+/// Writes fresh keys and the consortium file naming the banks at their namespace addresses.
+pub fn write_consortium(layout: &Layout, net: &Net, banks: u32) -> Result<ConsortiumConfig> {
+    let keys = layout.keys_dir();
+    std::fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
+    let mut members = BTreeMap::new();
+    for n in 1..=banks {
+        let id = BankId(n);
+        let key = generate_signing_key()?;
+        write_key_files(&layout.bank_key(id), &key)?;
+        let url = format!("http://{}:{PORT}", net.bank_ip(n));
+        members.insert(id, Member { id, name: bank_name(n), url, public_key: key.verifying_key() });
+    }
+    write_key_files(&layout.operator_key(), &generate_signing_key()?)?;
+    let operator_key = read_public_key(&public_key_path(&layout.operator_key()))?;
+    let config = ConsortiumConfig { operator_key, members, ring: Default::default(), node: NodeSettings::default() };
+    let file = layout.consortium_file();
+    std::fs::write(&file, format!("# Written by `bank torture` for one run.\n\n{}", config.to_toml()))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(config)
+}
+
+impl Cluster {
+    pub fn new(layout: Layout, program: &Path, ring: RingArgs, config: &ConsortiumConfig, net: &Net) -> Cluster {
+        let procs = config
+            .members
+            .values()
+            .map(|m| {
+                let proc =
+                    Proc { member: m.clone(), namespace: net.namespace(m.id.0), child: None, state: State::Down };
+                (m.id.0, proc)
+            })
+            .collect();
+        Cluster { layout, program: program.to_path_buf(), ring, procs }
+    }
+
+    pub fn ids(&self) -> Vec<u32> {
+        self.procs.keys().copied().collect()
+    }
+
+    pub fn url(&self, id: u32) -> String {
+        self.procs[&id].member.url.clone()
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        self.procs.values().map(|p| p.member.clone()).collect()
+    }
+
+    pub fn state(&self, id: u32) -> State {
+        self.procs[&id].state
+    }
+
+    fn proc(&mut self, id: u32) -> Result<&mut Proc> {
+        self.procs.get_mut(&id).with_context(|| format!("no bank {id}"))
+    }
+
+    /// Starts bank `id`'s node in its namespace (it must be down).
+    pub fn start(&mut self, id: u32) -> Result<()> {
+        let layout = self.layout.clone();
+        let program = self.program.clone();
+        let ring_args = self.ring.to_args();
+        let proc = self.proc(id)?;
+        if proc.state != State::Down {
+            bail!("bank {id} is already running");
+        }
+        let dir = layout.bank_dir(BankId(id));
+        bank_node::storage::create_data_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let log_path = layout.log_file(BankId(id));
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let words = layout.node_command(&program, BankId(id));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &proc.namespace])
+            .args(&words)
+            .args(ring_args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("cannot share the log file")?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C in the terminal reaches `bank torture` only, which
+            // then stops the banks itself.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start bank {id}"))?;
+        proc.child = Some(child);
+        proc.state = State::Running;
+        Ok(())
+    }
+
+    fn signal(&mut self, id: u32, signal: Signal) -> Result<()> {
+        let proc = self.proc(id)?;
+        let child = proc.child.as_ref().with_context(|| format!("bank {id} is not running"))?;
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid")?);
+        kill(pid, signal).with_context(|| format!("cannot send {signal} to bank {id}"))
+    }
+
+    /// SIGKILL, then reaps it.
+    pub fn kill(&mut self, id: u32) -> Result<()> {
+        self.signal(id, Signal::SIGKILL)?;
+        let proc = self.proc(id)?;
+        if let Some(mut child) = proc.child.take() {
+            let _ = child.wait();
+        }
+        proc.state = State::Down;
+        Ok(())
+    }
+
+    pub fn pause(&mut self, id: u32) -> Result<()> {
+        self.signal(id, Signal::SIGSTOP)?;
+        self.proc(id)?.state = State::Paused;
+        Ok(())
+    }
+
+    pub fn resume(&mut self, id: u32) -> Result<()> {
+        self.signal(id, Signal::SIGCONT)?;
+        self.proc(id)?.state = State::Running;
+        Ok(())
+    }
+
+    /// Resumes what is paused and starts what is down (and whatever exited by itself).
+    pub fn restore_all(&mut self) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        for id in self.ids() {
+            if let Some(status) = self.exited(id) {
+                done.push(format!("bank {id} had exited by itself ({status})"));
+            }
+            match self.state(id) {
+                State::Paused => {
+                    self.resume(id)?;
+                    done.push(format!("bank {id} resumed"));
+                }
+                State::Down => {
+                    self.start(id)?;
+                    done.push(format!("bank {id} started"));
+                }
+                State::Running => {}
+            }
+        }
+        Ok(done)
+    }
+
+    /// `Some(status)` when bank `id`'s process ended without being killed by us (it is then
+    /// marked down).
+    pub fn exited(&mut self, id: u32) -> Option<String> {
+        let proc = self.procs.get_mut(&id)?;
+        let status = proc.child.as_mut()?.try_wait().ok()??;
+        proc.child = None;
+        proc.state = State::Down;
+        Some(status.to_string())
+    }
+
+    /// Waits until every bank answers `/healthz`.
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
+        let deadline = Instant::now() + timeout;
+        for id in self.ids() {
+            loop {
+                if let Some(status) = self.exited(id) {
+                    bail!("bank {id} exited ({status}); see {}", self.layout.log_file(BankId(id)).display());
+                }
+                let url = format!("{}/healthz", self.url(id));
+                if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("bank {id} did not answer {url} within {} s", timeout.as_secs());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for proc in self.procs.values_mut() {
+            if let Some(mut child) = proc.child.take() {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                let _ = child.wait();
+            }
+        }
+    }
+}
