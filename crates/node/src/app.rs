@@ -5,6 +5,7 @@
 //! imports this module.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -47,10 +48,12 @@ pub fn router(state: Arc<Bank>) -> Router {
                         "an internal error occurred".into(),
                     )
                 }))
+                .layer(axum::middleware::from_fn(track_execution))
                 .layer(HandleErrorLayer::new(shed_or_timeout))
                 .load_shed()
                 .concurrency_limit(limits.in_flight_max)
-                .timeout(Duration::from_millis(limits.request_timeout_ms)),
+                .timeout(Duration::from_millis(limits.request_timeout_ms))
+                .layer(axum::middleware::from_fn(scope_execution)),
         )
         .layer(TraceLayer::new_for_http());
     // Outermost, so that refusals made by the limits above (503, 500 after a panic) carry them too.
@@ -89,8 +92,48 @@ fn security_headers(app: Router) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
 }
 
-async fn shed_or_timeout(err: tower::BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
+tokio::task_local! {
+    /// Set while a request's handler runs: whether it has handed work to the ledger's writer.
+    static EXECUTING: Arc<AtomicBool>;
+}
+
+/// Whether a request has handed work to the writer, shared between the layer outside the
+/// request timeout (which answers when the timeout fires) and the handler inside it.
+#[derive(Debug, Clone, Default)]
+struct Executing(Arc<AtomicBool>);
+
+/// Notes that the request being served has handed a command to the ledger's writer: from now on
+/// it will be applied whatever happens to the request, so a timeout must not answer as if it was
+/// rejected (API.md: a rejected request changes nothing). Outside a request, does nothing.
+pub fn mark_executing() {
+    let _ = EXECUTING.try_with(|flag| flag.store(true, Ordering::Relaxed));
+}
+
+async fn track_execution(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    request.extensions_mut().insert(Executing::default());
+    next.run(request).await
+}
+
+async fn scope_execution(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let flag = request.extensions().get::<Executing>().cloned().unwrap_or_default();
+    EXECUTING.scope(flag.0, next.run(request)).await
+}
+
+/// The answer when the shared limits stop a request: 503 `overloaded` only when it was refused
+/// before anything executed. A request that timed out after its command reached the writer may
+/// still be applied: it gets 500 `internal`, which the API does not count as a rejection, and is
+/// told to repeat itself under the same Idempotency-Key to learn the outcome.
+async fn shed_or_timeout(executing: Option<axum::Extension<Executing>>, err: tower::BoxError) -> Response {
+    let executed = executing.is_some_and(|e| e.0.0.load(Ordering::Relaxed));
+    if err.is::<tower::timeout::error::Elapsed>() && executed {
+        crate::problem::problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the bank took too long to answer, after the request had reached the ledger: it may have been \
+             applied. Send it again with the same Idempotency-Key to learn its outcome (it is never applied twice)"
+                .into(),
+        )
+    } else if err.is::<tower::timeout::error::Elapsed>() {
         crate::problem::problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

@@ -91,6 +91,8 @@ impl WriterHandle {
         let sent = match self.tx.try_send(make(reply)) {
             Ok(()) => {
                 self.queue_len.fetch_add(1, Ordering::Relaxed);
+                // From here the command will be applied even if the request is given up.
+                crate::app::mark_executing();
                 Ok(())
             }
             Err(TrySendError::Full(_)) => Err(Error::Overloaded),
