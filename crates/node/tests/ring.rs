@@ -261,12 +261,17 @@ async fn restart_with_a_queued_transfer(mode_after: CoordinationMode) {
 async fn stale_and_late_tokens_are_refused() {
     let c = in_process::cluster(3).await;
     token_circulates(&c, 3.0).await;
+    // Counted from here: on a loaded machine the ring itself may refuse a straggler token too.
+    let refused_before = c.bank(1).metric("bank_ring_stale_tokens_refused_total").await;
     let now = bank_node::interbank::sign::unix_now_ms() as i64;
     let stale = json!({ "messages": [{ "sent_at_ms": now, "message": { "type": "token", "epoch": 1, "hop": 1 } }] });
     let (code, answer) = c.signed_post(3, 1, "/interbank/v1/ring", &stale).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["messages"][0]["message"]["type"], "token_refused", "{answer}");
-    assert_eq!(c.bank(1).metric("bank_ring_stale_tokens_refused_total").await, 1.0);
+    assert!(
+        c.bank(1).metric("bank_ring_stale_tokens_refused_total").await > refused_before,
+        "the stale token is counted"
+    );
 
     let late =
         json!({ "messages": [{ "sent_at_ms": now - 5_000, "message": { "type": "token", "epoch": 99, "hop": 0 } }] });

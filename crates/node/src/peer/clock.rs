@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bank_core::ids::BankId;
 
@@ -51,12 +52,23 @@ pub enum Change {
 pub struct ClockWatch {
     allowed_ms: i64,
     readings: Mutex<BTreeMap<BankId, Reading>>,
+    /// A re-reading of disagreeing peers is under way (one at a time).
+    rechecking: AtomicBool,
 }
 
 impl ClockWatch {
     /// A watch that calls a peer's clock wrong beyond `allowed_ms` (the consortium's clock skew).
     pub fn new(allowed_ms: i64) -> ClockWatch {
-        ClockWatch { allowed_ms, readings: Mutex::new(BTreeMap::new()) }
+        ClockWatch { allowed_ms, readings: Mutex::new(BTreeMap::new()), rechecking: AtomicBool::new(false) }
+    }
+
+    /// Claims the one re-reading of disagreeing peers; false if one is under way.
+    pub fn begin_recheck(&self) -> bool {
+        !self.rechecking.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn end_recheck(&self) {
+        self.rechecking.store(false, Ordering::Release);
     }
 
     pub fn allowed_ms(&self) -> i64 {

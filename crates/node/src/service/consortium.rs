@@ -241,6 +241,7 @@ pub struct ConsortiumStatus {
 /// The members' states, the token ring and the transactions held in doubt — what the status
 /// route answers and the consortium page shows.
 pub async fn consortium_status(bank: &Arc<Bank>) -> OpResult<ConsortiumStatus> {
+    refresh_disagreeing_clocks(bank);
     let members = match &bank.interbank {
         None => Membership::Alone { name: bank.bank_name.clone(), url: bank.public_url.clone() },
         Some(ib) => {
@@ -272,4 +273,37 @@ pub async fn consortium_status(bank: &Arc<Bank>) -> OpResult<ConsortiumStatus> {
         (None, false) => RingStatus::Alone,
     };
     Ok(ConsortiumStatus { bank_id: bank.bank_id, mode: bank.coordination_mode, members, ring, in_doubt })
+}
+
+/// How old a disagreeing peer's clock reading may be before it is read again.
+const CLOCK_RECHECK_MS: i64 = 1_000;
+
+/// Reads again, in the background (a signed ping, whose answer carries the peer's clock), the
+/// clock of every peer whose last reading disagreed and is over [`CLOCK_RECHECK_MS`] old; one
+/// such round at a time. Without it a disagreement could outlive its cause: this bank refuses
+/// cross-bank work with that peer, so no other answer of the peer might come to clear it. A peer
+/// that does not answer keeps its last reading.
+pub fn refresh_disagreeing_clocks(bank: &Arc<Bank>) {
+    let Some(interbank) = bank.interbank.clone() else { return };
+    let clocks = interbank.peers.clocks().clone();
+    if !clocks.any_disagreement() {
+        return;
+    }
+    let now = now_ms().0;
+    let stale: Vec<BankId> = clocks
+        .readings()
+        .into_iter()
+        .filter(|(_, r)| r.disagrees(clocks.allowed_ms()) && now - r.at_ms > CLOCK_RECHECK_MS)
+        .map(|(peer, _)| peer)
+        .collect();
+    if stale.is_empty() || !clocks.begin_recheck() {
+        return;
+    }
+    tokio::spawn(async move {
+        let pings = stale
+            .into_iter()
+            .map(|peer| interbank.peers.get_json::<crate::interbank::Pong>(peer, crate::interbank::PING_PATH));
+        let _ = futures::future::join_all(pings).await;
+        clocks.end_recheck();
+    });
 }

@@ -83,6 +83,7 @@ async fn refuse_where_clocks_disagree(bank: &Arc<Bank>, legs: &[LegRequest]) -> 
     if !clocks.any_disagreement() {
         return Ok(());
     }
+    super::consortium::refresh_disagreeing_clocks(bank);
     for leg in legs {
         let to = match &leg.to {
             Destination::Account(account) => Some(account.bank_id),
