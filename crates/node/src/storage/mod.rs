@@ -862,6 +862,32 @@ mod tests {
     }
 
     #[test]
+    fn a_statement_page_never_shows_a_line_the_writer_has_not_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v4.db");
+        let (a, _) = version_4_database(&path);
+        let mut writer = Connection::open(&path).expect("writer");
+        schema::configure(&writer).expect("wal");
+        schema::migrate(&mut writer).expect("migrates");
+        let reader = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("reader");
+        let ids = || match read::statement_page(&reader, &a, None, 100).expect("page") {
+            read::StatementPage::Lines(lines) => lines.iter().map(|e| e.id.0).collect::<Vec<_>>(),
+            read::StatementPage::NotACursor => panic!("no cursor given"),
+        };
+        let tx = writer.transaction().expect("tx");
+        tx.execute(
+            "INSERT INTO entries (id, account, kind, amount_cents, status, created_at, prev_id) \
+             VALUES (8, ?1, 'deposit', 10, 'completed', 0, 7)",
+            [a.as_str()],
+        )
+        .expect("line");
+        tx.execute("UPDATE accounts SET last_entry_id = 8 WHERE number = ?1", [a.as_str()]).expect("newest");
+        assert_eq!(ids(), vec![7, 6, 4, 3, 1], "an uncommitted line was read");
+        tx.commit().expect("commit");
+        assert_eq!(ids(), vec![8, 7, 6, 4, 3, 1]);
+    }
+
+    #[test]
     fn expiry_deletes_only_records_past_retention_oldest_first_and_at_most_a_round_at_a_time() {
         let conn = Connection::open_in_memory().expect("db");
         let mut conn = conn;
