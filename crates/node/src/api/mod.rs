@@ -149,7 +149,8 @@ impl FromRequestParts<Arc<Bank>> for Session {
     }
 }
 
-/// The `Idempotency-Key` header: the client's UUID, or a fresh one when absent (then the request
+/// The `Idempotency-Key` header: the client's UUID, or a fresh time-ordered one (v7, so the key
+/// index on disk grows at its end) when absent (then the request
 /// cannot be safely retried, which is the client's choice).
 #[derive(Debug, Clone, Copy)]
 pub struct Idempotency(pub IdempotencyKey);
@@ -159,7 +160,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.headers.get("idempotency-key") {
-            None => Ok(Idempotency(IdempotencyKey(uuid::Uuid::new_v4()))),
+            None => Ok(Idempotency(IdempotencyKey(uuid::Uuid::now_v7()))),
             Some(value) => {
                 let text = value.to_str().map_err(|_| invalid("Idempotency-Key must be a UUID"))?;
                 Ok(Idempotency(IdempotencyKey::parse(text)?))

@@ -190,7 +190,7 @@ impl Fields {
     /// for: a form sent twice runs once, like an API request repeated with its key.
     pub fn idempotency(&self, path: &str, meaning: &str) -> (IdempotencyKey, Fingerprint) {
         let key = IdempotencyKey::parse(&self.get("idempotency_key"))
-            .unwrap_or_else(|_| IdempotencyKey(uuid::Uuid::new_v4()));
+            .unwrap_or_else(|_| IdempotencyKey(uuid::Uuid::now_v7()));
         let mut hasher = Sha256::new();
         hasher.update(b"web:");
         hasher.update(path.as_bytes());
@@ -202,7 +202,7 @@ impl Fields {
 
 /// A fresh key for a form about to be shown.
 pub fn new_idempotency_key() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Parses a typed amount (`1234,56`, `1234.56`, `R$ 1.234,56`) with a message a customer reads.
