@@ -78,7 +78,8 @@ async fn sign_up(c: &Client, bank: &str, name: &str, document: &str, email: &str
         shot(c, name).await;
     }
     click(c, "form.card button[type=submit]").await;
-    assert!(text_of(c, "h1").await.starts_with("Hello"), "dashboard after sign-up: {}", body(c).await);
+    // Waits for the dashboard: right after the click the browser may still show the form's page.
+    wait_until("the dashboard after sign-up", async || text_of(c, "h1").await.starts_with("Hello")).await;
 }
 
 async fn deposit(c: &Client, bank: &str, amount: &str) {

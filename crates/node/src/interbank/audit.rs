@@ -598,9 +598,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = crate::storage::open_writer(dir.path(), BankId(4)).expect("open");
         conn.execute_batch(
-            "INSERT INTO accounts VALUES ('000001-7', 'individual', '[]', 'a@x', '+5575999990000', 'h', 1, 1000, 200);
-             INSERT INTO accounts VALUES ('000002-4', 'individual', '[]', 'b@x', '+5575999990000', 'h', 1, 500, 0);
-             INSERT INTO accounts VALUES ('000003-1', 'individual', '[]', 'c@x', '+5575999990000', 'h', 1, 0, 0);
+            "INSERT INTO accounts (number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents) VALUES ('000001-7', 'individual', '[]', 'a@x', '+5575999990000', 'h', 1, 1000, 200);
+             INSERT INTO accounts (number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents) VALUES ('000002-4', 'individual', '[]', 'b@x', '+5575999990000', 'h', 1, 500, 0);
+             INSERT INTO accounts (number, kind, holders, email, phone, password_hash, created_at, posted_cents, held_cents) VALUES ('000003-1', 'individual', '[]', 'c@x', '+5575999990000', 'h', 1, 0, 0);
              INSERT INTO entries (account, kind, method, amount_cents, status, created_at)
                  VALUES ('000001-7', 'deposit', 'cash', 2000, 'completed', 1),
                         ('000001-7', 'withdrawal', NULL, 300, 'completed', 2),
