@@ -22,7 +22,8 @@ import schemathesis
 BANK = os.environ["BANK_URL"]
 PEER = os.environ["PEER_BANK_URL"]
 PASSWORD = "schemathesis-pass-1"
-THROWAWAY_SESSIONS = 40
+THROWAWAY_ACCOUNTS = 4
+SESSIONS_PER_SPARE = 10  # below the bank's 16 live sessions per account
 
 _lock = threading.Lock()
 _state = {}
@@ -77,10 +78,16 @@ def _setup():
         _call(PEER, "POST", "/api/v1/pix-keys", {"type": "email"}, payee)
     except urllib.error.HTTPError:
         pass  # a second run against the same consortium: the payee is there already
-    spare = [
-        _call(BANK, "POST", "/api/v1/sessions", {"email": email, "password": PASSWORD})["token"]
-        for _ in range(THROWAWAY_SESSIONS)
-    ]
+    # Throwaway sessions belong to accounts of their own: a bank keeps at most 16 live sessions
+    # per account (the oldest ends), so minting them on the payer would end the payer's session.
+    spare = []
+    for n in range(THROWAWAY_ACCOUNTS):
+        spare_email = f"fuzz-{tag}-spare{n}@example.com"
+        spare.append(_customer(BANK, spare_email, "Fuzz Spare"))
+        spare += [
+            _call(BANK, "POST", "/api/v1/sessions", {"email": spare_email, "password": PASSWORD})["token"]
+            for _ in range(SESSIONS_PER_SPARE - 1)
+        ]
     _state.update(token=token, spare=spare)
 
 
