@@ -49,6 +49,14 @@ async fn a_bank_whose_clock_disagrees_is_named_and_cross_bank_work_with_it_fails
     cluster.deposit(&mut book, ana.at(1), 10_000).await;
     cluster.deposit(&mut book, bia.at(3), 10_000).await;
 
+    // A Pix to bank 3 while the clocks agree; its repeat is asked again below.
+    let before_skew = Request::new(ana.at(1), vec![leg(ana.at(1), bia.at(3), 300)]);
+    let (code, first) = cluster.send(&before_skew).await.expect("an answer");
+    assert_eq!(code, 201, "{first}");
+    let first = cluster.finish_request(&before_skew, first).await;
+    assert_eq!(status(&first), "completed", "{first}");
+    book.apply(&first);
+
     // Bank 3 restarts with its wall clock 3 s ahead.
     cluster.kill(3);
     cluster.spawn_with(3, None, &["--clock-offset-ms", "3000"]);
@@ -69,6 +77,9 @@ async fn a_bank_whose_clock_disagrees_is_named_and_cross_bank_work_with_it_fails
         assert!(answer["detail"].as_str().unwrap_or_default().contains("clock"), "says why: {answer}");
         assert!(started.elapsed() < Duration::from_secs(2), "at once, not at the deadline: {:?}", started.elapsed());
     }
+    // A repeat of the Pix made before is answered with its outcome, not refused as new work.
+    let (code, again) = cluster.send(&before_skew).await.expect("an answer");
+    assert_eq!((code, again["id"].clone()), (201, first["id"].clone()), "the repeat replays: {again}");
     let metrics =
         reqwest::get(format!("{}/metrics", cluster.url(1))).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("bank_peer_clock_disagrees{peer=\"3\"} 1"), "{metrics}");

@@ -32,7 +32,7 @@ pub async fn transfer(
     description: Option<String>,
     idempotency: (IdempotencyKey, Fingerprint),
 ) -> OpResult<TransferAnswer> {
-    refuse_where_clocks_disagree(bank, &legs).await?;
+    refuse_where_clocks_disagree(bank, &legs, (&actor, idempotency.0)).await?;
     let id = TransferId(uuid::Uuid::now_v7());
     let request = TransferRequest {
         idempotency_key: idempotency.0,
@@ -76,8 +76,14 @@ pub async fn transfer(
 /// Refuses at once (503 `bank_unavailable`, saying why) a transfer touching a bank whose clock
 /// disagrees with this bank's (`peer::clock`): the two could not finish it — each refuses the
 /// other's messages as too old or too new — and the customer would wait for its deadline for
-/// nothing. Costs nothing while every clock agrees.
-async fn refuse_where_clocks_disagree(bank: &Arc<Bank>, legs: &[LegRequest]) -> OpResult<()> {
+/// nothing. Costs nothing while every clock agrees. A repeat of a request already executed
+/// (`request`: its account and Idempotency-Key) is never refused: it is answered with its first
+/// outcome, as API.md promises, by the ledger's replay.
+async fn refuse_where_clocks_disagree(
+    bank: &Arc<Bank>,
+    legs: &[LegRequest],
+    request: (&AccountNumber, IdempotencyKey),
+) -> OpResult<()> {
     let Some(interbank) = &bank.interbank else { return Ok(()) };
     let clocks = interbank.peers.clocks();
     if !clocks.any_disagreement() {
@@ -94,6 +100,11 @@ async fn refuse_where_clocks_disagree(bank: &Arc<Bank>, legs: &[LegRequest]) -> 
         };
         for peer in leg.from.as_ref().map(|from| from.bank_id).into_iter().chain(to) {
             if let Some(reading) = clocks.disagreement(peer) {
+                let (account, key) = (request.0.clone(), request.1);
+                let executed = bank.reads.run(move |c| crate::storage::read_idempotency(c, &account, key)).await?;
+                if executed.is_some() {
+                    return Ok(());
+                }
                 let reason = crate::peer::clock::describe(peer, &reading, clocks.allowed_ms());
                 bank.metrics.operation("transfer", "clock_disagrees");
                 return Err(ServiceError::Core(Error::BankUnavailable(reason)));
