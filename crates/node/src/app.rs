@@ -92,22 +92,10 @@ fn security_headers(app: Router) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
 }
 
-tokio::task_local! {
-    /// Set while a request's handler runs: whether it has handed work to the ledger's writer.
-    static EXECUTING: Arc<AtomicBool>;
-}
-
-/// Whether a request has handed work to the writer, shared between the layer outside the
+/// Whether a request has handed work to the ledger's writer, shared between the layer outside the
 /// request timeout (which answers when the timeout fires) and the handler inside it.
 #[derive(Debug, Clone, Default)]
 struct Executing(Arc<AtomicBool>);
-
-/// Notes that the request being served has handed a command to the ledger's writer: from now on
-/// it will be applied whatever happens to the request, so a timeout must not answer as if it was
-/// rejected (API.md: a rejected request changes nothing). Outside a request, does nothing.
-pub fn mark_executing() {
-    let _ = EXECUTING.try_with(|flag| flag.store(true, Ordering::Relaxed));
-}
 
 async fn track_execution(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     request.extensions_mut().insert(Executing::default());
@@ -116,7 +104,7 @@ async fn track_execution(mut request: axum::extract::Request, next: axum::middle
 
 async fn scope_execution(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let flag = request.extensions().get::<Executing>().cloned().unwrap_or_default();
-    EXECUTING.scope(flag.0, next.run(request)).await
+    crate::storage::writer::noting_acceptance(flag.0, next.run(request)).await
 }
 
 /// The answer when the shared limits stop a request: 503 `overloaded` only when it was refused

@@ -15,7 +15,7 @@
 //! [`Error::Overloaded`] at once instead of letting memory grow.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
@@ -92,7 +92,7 @@ impl WriterHandle {
             Ok(()) => {
                 self.queue_len.fetch_add(1, Ordering::Relaxed);
                 // From here the command will be applied even if the request is given up.
-                crate::app::mark_executing();
+                note_acceptance();
                 Ok(())
             }
             Err(TrySendError::Full(_)) => Err(Error::Overloaded),
@@ -201,6 +201,23 @@ impl WriterHandle {
             let _ = rx.await;
         }
     }
+}
+
+tokio::task_local! {
+    /// Set while a request is served: whether it has handed a command to the writer.
+    static ACCEPTED: Arc<AtomicBool>;
+}
+
+/// Runs `work` (a request being served), noting in `accepted` whether it hands a command to the
+/// writer: from then on the command is applied whatever happens to the request, so a timeout must
+/// not answer as if it was rejected (API.md: a rejected request changes nothing; `app` reads it).
+pub async fn noting_acceptance<F: std::future::Future>(accepted: Arc<AtomicBool>, work: F) -> F::Output {
+    ACCEPTED.scope(accepted, work).await
+}
+
+/// Notes that the request being served handed a command to the writer (outside a request: nothing).
+fn note_acceptance() {
+    let _ = ACCEPTED.try_with(|flag| flag.store(true, Ordering::Relaxed));
 }
 
 pub(crate) fn now_ms() -> TimestampMs {
