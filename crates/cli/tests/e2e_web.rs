@@ -86,7 +86,8 @@ async fn deposit(c: &Client, bank: &str, amount: &str) {
     c.goto(&format!("{bank}/deposit")).await.expect("deposit page");
     fill(c, "#amount", amount).await;
     click(c, "form.card button[type=submit]").await;
-    assert!(body(c).await.contains("Deposit done"), "{}", body(c).await);
+    // The click returns before the browser lands on the page the deposit redirects to.
+    wait_until("the deposit's result", async || body(c).await.contains("Deposit done")).await;
 }
 
 async fn available(c: &Client, bank: &str) -> String {
@@ -197,7 +198,7 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
     packet_leg(c, 1, 1, &bia, "10").await;
     packet_leg(c, 2, 2, &bia, "20").await;
     click(c, "button[value=review]").await;
-    assert!(body(c).await.contains("Total per source"));
+    wait_until("the packet's review", async || body(c).await.contains("Total per source")).await;
     shot(c, "08-packet-review").await;
     click(c, "#send-packet").await;
     assert_eq!(text_of(c, "#transfer-status").await, "completed", "{}", body(c).await);
@@ -218,7 +219,7 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
     packet_leg(c, 2, 2, &bia, "999").await;
     click(c, "#send-packet").await;
     assert_eq!(text_of(c, "#transfer-status").await, "failed", "{}", body(c).await);
-    assert!(body(c).await.contains("Nothing moved"));
+    wait_until("the failed packet's page", async || body(c).await.contains("Nothing moved")).await;
     shot(c, "11-packet-failed").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = (available(c, &b1).await, available(c, &b2).await, available(c, &b3).await);
