@@ -252,6 +252,10 @@ pub struct NodeArgs {
     /// clock disagrees with its peers').
     #[arg(long, env = "BANK_CLOCK_OFFSET_MS", hide = true, allow_hyphen_values = true)]
     pub clock_offset_ms: Option<i64>,
+    /// Deliberately broken (tests only): answer each batch this many ms before committing it, so
+    /// a crash loses acknowledged work — `bank torture` must catch it.
+    #[arg(long, hide = true)]
+    pub test_ack_before_commit_ms: Option<u64>,
 }
 
 /// How cross-bank work is ordered (DESIGN.md §5).

@@ -133,6 +133,13 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         bank_node::clock::set_test_offset_ms(offset_ms);
         tracing::warn!(offset_ms, "this bank's wall clock is shifted on purpose (--clock-offset-ms, for tests only)");
     }
+    if let Some(ms) = args.test_ack_before_commit_ms.filter(|ms| *ms > 0) {
+        bank_node::storage::writer::set_test_ack_before_commit_ms(ms);
+        tracing::warn!(
+            ms,
+            "this bank acknowledges work before it is durable (--test-ack-before-commit-ms): BROKEN on purpose"
+        );
+    }
     let config = resolve(&args)?;
     let (id, name, data) = (config.bank_id, config.name.clone(), config.data_dir.clone());
     let peers = config.consortium.as_ref().map_or(0, |c| c.members.len().saturating_sub(1));

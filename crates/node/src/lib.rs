@@ -154,7 +154,8 @@ impl Node {
         };
         let bank_config = bank_config(&config, &members);
         let metrics = Arc::new(metrics::Metrics::new());
-        let monitor = bank_config.gate.map(|_| RingMonitor::new(config.ring, metrics.clone()));
+        let monitor =
+            bank_config.gate.map(|_| RingMonitor::new(config.ring, metrics.clone()).with_visit_log(&config.data_dir));
         let ring_view = monitor.as_ref().map(RingMonitor::view);
         let recovering = config.clone();
         let (conn, state, last_entries) =

@@ -245,8 +245,11 @@ pub enum Output {
 /// What happened, for metrics and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A visit of the token began (`regenerated`: the first visit of a new epoch after a loss).
-    RingVisit { regenerated: bool },
+    /// A visit of the token began at its position `(epoch, hop)` (`regenerated`: the first visit
+    /// of a new epoch after a loss).
+    RingVisit { regenerated: bool, epoch: u64, hop: u64 },
+    /// The visit at `(epoch, hop)` ended: this bank starts no more cross-bank work under it.
+    RingVisitEnded { epoch: u64, hop: u64 },
     /// The token left this bank.
     RingPass,
     /// A stale token was refused.
@@ -777,10 +780,13 @@ impl Bank {
                     }
                     fx.outputs.push(Output::Ring { to, sent_at: now.wall, msg });
                 }
-                RingOutput::StartWork { epoch, hop, .. } => {
-                    fx.events.push(Event::RingVisit { regenerated: hop.0 == 0 && epoch.0 > 1 })
-                }
-                RingOutput::StopWork { .. } => {
+                RingOutput::StartWork { epoch, hop, .. } => fx.events.push(Event::RingVisit {
+                    regenerated: hop.0 == 0 && epoch.0 > 1,
+                    epoch: epoch.0,
+                    hop: hop.0,
+                }),
+                RingOutput::StopWork { epoch, hop } => {
+                    fx.events.push(Event::RingVisitEnded { epoch: epoch.0, hop: hop.0 });
                     if gate.has_peers() {
                         fx.events.push(Event::RingPass);
                     }

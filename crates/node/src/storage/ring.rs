@@ -24,10 +24,19 @@
 //! clock. Ring messages carry the wall-clock time they were produced; one older than
 //! [`RingOptions::message_age_max_ms`] when it reaches the machine is dropped, which is how the
 //! driver upholds the ring's assumption A1 (a message arrives within the hop timeout, or never).
+//!
+//! The visit log: every visit this bank made — its position `(epoch, hop)`, when it began and
+//! ended by this machine's clock — is appended to `DATA/ring-visits.log` ([`VisitLog`]) once the
+//! batch that began it is committed, so an outside checker (`bank torture`) can see that no two
+//! banks held the same position and that each bank's positions only grew. It is an observation,
+//! not state: written without fsync (it survives a crash of the process, not of the machine), a
+//! failed write (a full disk) loses a line and nothing else, and it is bounded by rotation.
 
 use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bank_core::bank::{Event, GateSettings};
 use bank_core::ids::BankId;
@@ -184,6 +193,113 @@ pub struct RingMonitor {
     recent_visits: VecDeque<Instant>,
     view: Arc<RingView>,
     metrics: Arc<Metrics>,
+    visits: Option<VisitLog>,
+}
+
+/// The visit log's file in a data directory; the previous file is kept as `…log.1`.
+pub const VISIT_LOG: &str = "ring-visits.log";
+/// The visit log's file is rotated at this size: the log holds at most twice this (a line is
+/// about 50 bytes, so the last ~40,000 visits at least).
+pub const VISIT_LOG_BYTES_MAX: u64 = 1 << 20;
+/// Visit records waiting for their batch's commit (a batch starts and ends a few visits; more
+/// means a bug, and the oldest are dropped).
+const VISITS_PENDING_MAX: usize = 64;
+
+/// One line of the visit log: `epoch hop start_ms end_ms` (Unix ms by this machine's clock, not
+/// the test clock offset; `end_ms` is 0 while the visit is open and written again when it ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitRecord {
+    pub epoch: u64,
+    pub hop: u64,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl VisitRecord {
+    /// Parses a line written by [`VisitLog`].
+    pub fn parse(line: &str) -> Option<VisitRecord> {
+        let mut words = line.split_whitespace().map(str::parse::<u64>);
+        let mut next = || words.next()?.ok();
+        Some(VisitRecord { epoch: next()?, hop: next()?, start_ms: next()?, end_ms: next()? })
+    }
+}
+
+/// Reads the visit log of `data_dir` (both files, oldest first); a visit's start and end lines
+/// are merged into one record.
+pub fn read_visit_log(data_dir: &Path) -> std::io::Result<Vec<VisitRecord>> {
+    let mut records: Vec<VisitRecord> = Vec::new();
+    for name in [format!("{VISIT_LOG}.1"), VISIT_LOG.to_string()] {
+        let text = match std::fs::read_to_string(data_dir.join(name)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for record in text.lines().filter_map(VisitRecord::parse) {
+            match records.last_mut() {
+                Some(last) if (last.epoch, last.hop, last.start_ms) == (record.epoch, record.hop, record.start_ms) => {
+                    last.end_ms = record.end_ms;
+                }
+                _ => records.push(record),
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The append-only visit log (see the module essay).
+#[derive(Debug)]
+struct VisitLog {
+    path: PathBuf,
+    /// Lines of the batch being committed.
+    pending: Vec<VisitRecord>,
+    /// The visit open now, to date its end.
+    open: Option<VisitRecord>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl VisitLog {
+    fn note(&mut self, record: VisitRecord) {
+        if self.pending.len() >= VISITS_PENDING_MAX {
+            self.pending.remove(0);
+        }
+        self.pending.push(record);
+    }
+
+    fn started(&mut self, epoch: u64, hop: u64) {
+        let record = VisitRecord { epoch, hop, start_ms: unix_ms(), end_ms: 0 };
+        self.open = Some(record);
+        self.note(record);
+    }
+
+    fn ended(&mut self, epoch: u64, hop: u64) {
+        if let Some(mut record) = self.open.take().filter(|r| (r.epoch, r.hop) == (epoch, hop)) {
+            record.end_ms = unix_ms().max(record.start_ms);
+            self.note(record);
+        }
+    }
+
+    /// Appends the committed batch's lines (one write), rotating a full file first.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let text: String =
+            self.pending.drain(..).map(|r| format!("{} {} {} {}\n", r.epoch, r.hop, r.start_ms, r.end_ms)).collect();
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= VISIT_LOG_BYTES_MAX) {
+            let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+        }
+        let written = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "a line of the ring visit log was lost");
+        }
+    }
 }
 
 /// The window of the rotation rate.
@@ -197,6 +313,20 @@ impl RingMonitor {
             recent_visits: VecDeque::new(),
             view: Arc::new(RingView::default()),
             metrics,
+            visits: None,
+        }
+    }
+
+    /// Logs this bank's visits in `data_dir` (see the module essay).
+    pub fn with_visit_log(mut self, data_dir: &Path) -> Self {
+        self.visits = Some(VisitLog { path: data_dir.join(VISIT_LOG), pending: Vec::new(), open: None });
+        self
+    }
+
+    /// Writes the visits of the batch just committed to the visit log.
+    pub fn flush_visits(&mut self) {
+        if let Some(log) = &mut self.visits {
+            log.flush();
         }
     }
 
@@ -212,13 +342,21 @@ impl RingMonitor {
     /// Counts what the bank reports in metrics (and logs the unusual).
     pub fn observe(&mut self, event: &Event) {
         match event {
-            Event::RingVisit { regenerated } => {
+            Event::RingVisit { regenerated, epoch, hop } => {
+                if let Some(log) = &mut self.visits {
+                    log.started(*epoch, *hop);
+                }
                 self.metrics.ring_visit(*regenerated);
                 let now = Instant::now();
                 self.recent_visits.push_back(now);
                 while self.recent_visits.front().is_some_and(|t| now.duration_since(*t).as_secs() >= ROTATION_WINDOW_S)
                 {
                     self.recent_visits.pop_front();
+                }
+            }
+            Event::RingVisitEnded { epoch, hop } => {
+                if let Some(log) = &mut self.visits {
+                    log.ended(*epoch, *hop);
                 }
             }
             Event::RingPass => self.metrics.ring_pass(),
@@ -277,5 +415,30 @@ mod tests {
         assert_eq!((s.hop_timeout_ticks, s.lease_ticks, s.retry_ticks, s.priority_stagger_ticks), (100, 201, 20, 66));
         assert_eq!((s.idle_pause_ticks, s.ops_per_visit, options.message_age_max_ms), (3, 1, 800));
         s.validate().expect("valid ring settings");
+    }
+
+    #[test]
+    fn the_visit_log_records_each_committed_visit_once_with_its_end_and_rotates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut monitor = RingMonitor::new(RingOptions::DEFAULT, Arc::new(Metrics::new())).with_visit_log(dir.path());
+        monitor.observe(&Event::RingVisit { regenerated: false, epoch: 3, hop: 7 });
+        assert!(read_visit_log(dir.path()).expect("read").is_empty(), "nothing before the commit");
+        monitor.flush_visits();
+        monitor.observe(&Event::RingVisitEnded { epoch: 3, hop: 7 });
+        monitor.observe(&Event::RingVisit { regenerated: true, epoch: 4, hop: 0 });
+        monitor.flush_visits();
+        let visits = read_visit_log(dir.path()).expect("read");
+        assert_eq!(visits.iter().map(|v| (v.epoch, v.hop)).collect::<Vec<_>>(), vec![(3, 7), (4, 0)]);
+        assert!(visits[0].end_ms >= visits[0].start_ms && visits[0].end_ms > 0, "{visits:?}");
+        assert_eq!(visits[1].end_ms, 0, "still open");
+        // A full file is rotated: the log stays under twice the limit, the newest lines kept.
+        std::fs::write(dir.path().join(VISIT_LOG), "1 0 1 2\n".repeat(VISIT_LOG_BYTES_MAX as usize / 8 + 1))
+            .expect("fill");
+        monitor.observe(&Event::RingVisitEnded { epoch: 4, hop: 0 });
+        monitor.flush_visits();
+        assert!(dir.path().join(format!("{VISIT_LOG}.1")).exists());
+        let last = read_visit_log(dir.path()).expect("read").pop().expect("a visit");
+        assert_eq!((last.epoch, last.hop), (4, 0));
+        assert!(last.end_ms > 0);
     }
 }

@@ -15,7 +15,7 @@
 //! [`Error::Overloaded`] at once instead of letting memory grow.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
@@ -236,7 +236,7 @@ pub struct WriterState {
 
 impl WriterState {
     pub fn new(bank: Bank, ring: Option<RingMonitor>) -> Self {
-        let state = WriterState { bank, ring, failpoints: Vec::new() };
+        let mut state = WriterState { bank, ring, failpoints: Vec::new() };
         state.refresh_ring();
         state
     }
@@ -246,8 +246,9 @@ impl WriterState {
         Now { wall: now_ms(), tick: self.ring.as_ref().map_or(Tick(0), RingMonitor::now) }
     }
 
-    fn refresh_ring(&self) {
-        if let Some(monitor) = &self.ring {
+    fn refresh_ring(&mut self) {
+        if let Some(monitor) = &mut self.ring {
+            monitor.flush_visits();
             let tick = monitor.now();
             if let Some((status, queue_len)) = self.bank.ring_status(tick) {
                 monitor.refresh(status, queue_len);
@@ -307,6 +308,17 @@ struct Expiry {
     retention_ms: i64,
     /// No record is old enough before this time (Unix ms).
     due_ms: i64,
+}
+
+/// The deliberately broken setting (`bank node --test-ack-before-commit-ms`, hidden): when not 0,
+/// the writer answers a batch *before* committing it, then waits this long before the commit — a
+/// bank that acknowledges what is not durable, so a crash loses acknowledged work. It exists only
+/// so `bank torture` can prove it catches such a bank; never set otherwise.
+static TEST_ACK_BEFORE_COMMIT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Breaks this process's writer on purpose (see [`TEST_ACK_BEFORE_COMMIT_MS`]).
+pub fn set_test_ack_before_commit_ms(ms: u64) {
+    TEST_ACK_BEFORE_COMMIT_MS.store(ms, Ordering::Relaxed);
 }
 
 /// Records expired with a batch at most: twice a busy batch's new records, so expiry catches up.
@@ -381,6 +393,13 @@ fn commit_batch(
         let expired = super::expire_idempotency(&tx, now, shared.expiry.retention_ms, EXPIRED_PER_BATCH_MAX)?;
         shared.expiry.due_ms = expired.next_due_ms;
         shared.metrics.idempotency_expired(expired.deleted);
+    }
+    let broken_ms = TEST_ACK_BEFORE_COMMIT_MS.load(Ordering::Relaxed);
+    if broken_ms > 0 {
+        for ans in answers.drain(..) {
+            ans();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(broken_ms));
     }
     let commit_started = Instant::now();
     tx.commit()?;
