@@ -190,6 +190,10 @@ pub struct TortureArgs {
     pub customers: u32,
     #[command(flatten)]
     pub ring: RingArgs,
+    /// Run deliberately broken banks (tests only): each acknowledges its work this many ms
+    /// before committing it, so the run must report anomalies.
+    #[arg(long, hide = true)]
+    pub test_broken_ack_before_commit_ms: Option<u64>,
 }
 
 /// A duration as `90`, `90s`, `2m` or `1h`.

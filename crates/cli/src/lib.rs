@@ -93,6 +93,7 @@ fn torture_options(args: args::TortureArgs) -> torture::Options {
         workers_per_bank: args.workers_per_bank as usize,
         customers: args.customers as usize,
         ring: args.ring,
+        broken_ack_ms: args.test_broken_ack_before_commit_ms,
     }
 }
 

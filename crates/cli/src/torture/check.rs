@@ -20,6 +20,9 @@
 //! - **Keys**: every key the client saw registered is, at the end, in its bank's directory
 //!   naming its account, and no directory names another account for it; no lookup named another
 //!   bank. (A lookup may miss a key that has not reached the bank asked yet: not an anomaly.)
+//! - **The token**, from each bank's ring visit log: no two banks held the token at the same
+//!   position `(epoch, hop)` — one holder per position, so at most one bank ran cross-bank work
+//!   under it — and each bank's positions only grew (a restarted bank never resumes a token).
 //! - `bank audit`'s own problems, if any.
 //!
 //! Operations whose effect stays unknown (no answer, and nothing the banks recorded tells) make
@@ -61,6 +64,10 @@ pub enum AnomalyKind {
     KeyLost,
     /// A lookup named another bank than the one the key was registered at.
     KeyWrongOwner,
+    /// Two banks held the token at the same position `(epoch, hop)`.
+    TwoHolders,
+    /// A bank's ring positions went back (or repeated) from one visit to the next.
+    EpochWentBack,
     /// `bank audit` reported a violation or could not conclude.
     Audit,
 }
@@ -177,6 +184,7 @@ pub fn check(history: &[Op], fin: &FinalState) -> Checked {
     check_decisions(history, fin, &mut out);
     check_reads(history, &effects, &mut out);
     check_keys(history, fin, &mut out);
+    check_ring(fin, &mut out);
     for problem in &fin.audit_problems {
         out.add(AnomalyKind::Audit, Vec::new(), problem.clone());
     }
@@ -422,6 +430,36 @@ fn check_reads(history: &[Op], effects: &[Effect], out: &mut Checked) {
     }
 }
 
+/// One holder per ring position, and each bank's positions growing.
+fn check_ring(fin: &FinalState, out: &mut Checked) {
+    let mut holders: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+    for (bank, visits) in &fin.visits {
+        for pair in visits.windows(2) {
+            let (before, after) = ((pair[0].epoch, pair[0].hop), (pair[1].epoch, pair[1].hop));
+            if after <= before {
+                out.add(
+                    AnomalyKind::EpochWentBack,
+                    Vec::new(),
+                    format!("bank {bank} visited {after:?} (at {} ms) after {before:?}", pair[1].start_ms),
+                );
+            }
+        }
+        for visit in visits {
+            let position = (visit.epoch, visit.hop);
+            match holders.get(&position) {
+                Some(other) if other != bank => out.add(
+                    AnomalyKind::TwoHolders,
+                    Vec::new(),
+                    format!("banks {other} and {bank} both held the token at (epoch, hop) {position:?}"),
+                ),
+                _ => {
+                    holders.insert(position, *bank);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,6 +651,39 @@ mod tests {
         let wrong: Vec<&Anomaly> = checked.anomalies.iter().filter(|a| a.kind == AnomalyKind::KeyWrongOwner).collect();
         assert_eq!(wrong.len(), 1, "{:?}", checked.anomalies);
         assert_eq!(wrong[0].ops, vec![3]);
+    }
+
+    fn visit(epoch: u64, hop: u64) -> crate::torture::history::Visit {
+        crate::torture::history::Visit { epoch, hop, start_ms: epoch * 1000 + hop, end_ms: epoch * 1000 + hop + 1 }
+    }
+
+    #[test]
+    fn a_token_passed_round_the_ring_and_regenerated_has_no_anomaly() {
+        let mut fin = FinalState::default();
+        fin.visits.insert(1, vec![visit(1, 0), visit(1, 2), visit(2, 1)]);
+        fin.visits.insert(2, vec![visit(1, 1), visit(2, 0), visit(2, 2)]);
+        assert!(check(&[], &fin).anomalies.is_empty());
+    }
+
+    #[test]
+    fn two_holders_in_one_epoch_are_reported() {
+        // Banks 1 and 2 both began work at epoch 3, hop 0: two tokens of one epoch.
+        let mut fin = FinalState::default();
+        fin.visits.insert(1, vec![visit(2, 4), visit(3, 0)]);
+        fin.visits.insert(2, vec![visit(2, 5), visit(3, 0)]);
+        let checked = check(&[], &fin);
+        assert_eq!(kinds(&checked), BTreeSet::from([AnomalyKind::TwoHolders]), "{:?}", checked.anomalies);
+        assert!(checked.anomalies[0].detail.contains("(3, 0)"), "{:?}", checked.anomalies);
+    }
+
+    #[test]
+    fn a_bank_whose_epochs_go_back_is_reported() {
+        // Bank 1 held epoch 4, then (restarted) resumed a token of epoch 3.
+        let mut fin = FinalState::default();
+        fin.visits.insert(1, vec![visit(3, 0), visit(4, 0), visit(3, 2)]);
+        assert_eq!(kinds(&check(&[], &fin)), BTreeSet::from([AnomalyKind::EpochWentBack]));
+        fin.visits.insert(1, vec![visit(4, 0), visit(4, 0)]);
+        assert_eq!(kinds(&check(&[], &fin)), BTreeSet::from([AnomalyKind::EpochWentBack]), "a position repeated");
     }
 
     #[test]

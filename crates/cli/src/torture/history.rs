@@ -224,4 +224,16 @@ pub struct FinalState {
     pub banks: BTreeMap<u32, FinalBank>,
     /// Problems `bank audit` reported (violations, or why it could not conclude).
     pub audit_problems: Vec<String>,
+    /// Each bank's ring visits, from its visit log (oldest first).
+    pub visits: BTreeMap<u32, Vec<Visit>>,
+}
+
+/// One visit of the token to a bank: its position `(epoch, hop)` and when it began and ended
+/// (Unix ms; `end_ms` 0 when the log has no end for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Visit {
+    pub epoch: u64,
+    pub hop: u64,
+    pub start_ms: u64,
+    pub end_ms: u64,
 }

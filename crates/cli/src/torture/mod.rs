@@ -17,6 +17,7 @@
 //! - [`history`]: the recorded operations and the final state, plain data.
 
 pub mod check;
+pub mod disk;
 pub mod history;
 pub mod nemesis;
 pub mod net;
@@ -35,8 +36,9 @@ use bank_core::ids::BankId;
 
 use crate::args::RingArgs;
 use crate::up::Layout;
-use history::{FinalBank, FinalState};
-use nemesis::{Fault, Injected, Nemesis};
+use disk::Disks;
+use history::{FinalBank, FinalState, Visit};
+use nemesis::Nemesis;
 use net::Net;
 use procs::Cluster;
 use workload::Recorder;
@@ -61,6 +63,9 @@ pub struct Options {
     pub workers_per_bank: usize,
     pub customers: usize,
     pub ring: RingArgs,
+    /// Run every bank deliberately broken (`--test-ack-before-commit-ms`): the run must then
+    /// report anomalies.
+    pub broken_ack_ms: Option<u64>,
 }
 
 /// `bank torture`.
@@ -69,7 +74,7 @@ pub async fn run(options: Options) -> Result<ExitCode> {
     if options.banks < 2 || options.customers < 2 {
         bail!("bank torture needs at least 2 banks and 2 customers");
     }
-    for leftover in net::sweep_leftovers() {
+    for leftover in disk::sweep_leftovers().into_iter().chain(net::sweep_leftovers()) {
         println!("removed {leftover}, left by a run that is gone");
     }
     let tag = net::tag_for(std::process::id());
@@ -89,15 +94,20 @@ pub async fn run(options: Options) -> Result<ExitCode> {
     let started = Instant::now();
     let mut net = Net::create(&tag, options.banks)?;
     let layout = Layout { root: dir.clone() };
+    let mut disks = Disks::mount(&tag, (1..=options.banks).map(|id| (id, layout.bank_dir(BankId(id)))).collect())?;
     let config = procs::write_consortium(&layout, &net, options.banks)?;
     let program = std::env::current_exe().context("cannot find the bank executable")?;
     let mut cluster = Cluster::new(layout, &program, options.ring.clone(), &config, &net);
+    cluster.broken_ack_ms = options.broken_ack_ms;
+    let mut rig = Rig { net: &mut net, cluster: &mut cluster, disks: &mut disks };
     let outcome = tokio::select! {
-        outcome = torture(&options, seed, &mut net, &mut cluster, started) => outcome,
-        () = &mut shutdown => Err(anyhow!("interrupted; the banks and the network are being removed")),
+        outcome = torture(&options, seed, &mut rig, started) => outcome,
+        () = &mut shutdown => Err(anyhow!("interrupted; the banks, their disks and the network are being removed")),
     };
-    // The processes first: a namespace goes away only once nothing runs in it.
+    // The processes first: a disk is unmounted and a namespace goes away only once nothing
+    // runs on it.
     drop(cluster);
+    drop(disks);
     drop(net);
     let mut report = outcome?;
     report.run_time_s = started.elapsed().as_secs();
@@ -109,14 +119,16 @@ pub async fn run(options: Options) -> Result<ExitCode> {
     Ok(if report.anomalies_total == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_ANOMALIES) })
 }
 
+/// What the run acts on.
+struct Rig<'a> {
+    net: &'a mut Net,
+    cluster: &'a mut Cluster,
+    disks: &'a mut Disks,
+}
+
 /// The run itself, between building the network and removing it.
-async fn torture(
-    options: &Options,
-    seed: u64,
-    net: &mut Net,
-    cluster: &mut Cluster,
-    started: Instant,
-) -> Result<report::Report> {
+async fn torture(options: &Options, seed: u64, rig: &mut Rig<'_>, started: Instant) -> Result<report::Report> {
+    let cluster = &mut *rig.cluster;
     for id in cluster.ids() {
         cluster.start(id)?;
     }
@@ -140,8 +152,9 @@ async fn torture(
     let total_ms = options.duration.as_millis() as u64;
     let window_ms = total_ms.saturating_sub((total_ms / 4).max(AFTER_HEAL_MIN_MS));
     let load_start = Instant::now();
-    let mut nemesis = Nemesis { net, cluster, banks: options.banks };
-    let (faults, mut crashes) = run_nemesis(&mut nemesis, seed, window_ms, &recorder, &http).await;
+    let mut nemesis = Nemesis { net: rig.net, cluster, disks: rig.disks, banks: options.banks };
+    let steps = nemesis::schedule(seed, options.banks, window_ms);
+    let (faults, mut crashes) = nemesis.run(&steps, &recorder, &http).await;
     for done in nemesis.heal_all()? {
         println!("heal: {done}");
     }
@@ -177,47 +190,6 @@ async fn torture(
         checked,
         run_time_s: 0,
     }))
-}
-
-/// Runs the schedule of `seed` over the fault window; returns what it injected and the banks that
-/// ended by themselves meanwhile.
-async fn run_nemesis(
-    nemesis: &mut Nemesis<'_>,
-    seed: u64,
-    window_ms: u64,
-    recorder: &Recorder,
-    http: &reqwest::Client,
-) -> (Vec<Injected>, Vec<String>) {
-    let start = Instant::now();
-    let mut injected = Vec::new();
-    let mut crashes = Vec::new();
-    for step in nemesis::schedule(seed, nemesis.banks, window_ms) {
-        tokio::time::sleep(Duration::from_millis(step.at_ms).saturating_sub(start.elapsed())).await;
-        for id in nemesis.cluster.ids() {
-            if let Some(status) = nemesis.cluster.exited(id) {
-                crashes.push(format!("bank {id} ended by itself ({status}) before {} ms", recorder.now_ms()));
-                let _ = nemesis.cluster.start(id);
-            }
-        }
-        let mut fault = step.fault;
-        if let Fault::KillHolder { bank: None } = fault {
-            fault = Fault::KillHolder { bank: nemesis.token_holder(http).await };
-        }
-        let start_ms = recorder.now_ms();
-        let mut error = nemesis.inject(&fault).err().map(|e| format!("{e:#}"));
-        tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
-        if let Err(e) = nemesis.repair(&fault) {
-            error.get_or_insert(format!("{e:#}"));
-        }
-        let end_ms = recorder.now_ms();
-        println!(
-            "fault {:?} from {start_ms} to {end_ms} ms{}",
-            fault,
-            error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-        );
-        injected.push(Injected { fault, start_ms, end_ms, error });
-    }
-    (injected, crashes)
 }
 
 /// Every bank's final state through the operator's audit (waiting for in-flight work).
@@ -262,6 +234,16 @@ async fn final_state(cluster: &Cluster) -> Result<FinalState> {
             keys: data.pix_keys.iter().map(|k| (k.key.to_lowercase(), (k.bank_id.0, k.account.clone()))).collect(),
         };
         fin.banks.insert(id, bank);
+        let dir = cluster.layout.bank_dir(snapshot.id);
+        let visits = bank_node::storage::ring::read_visit_log(&dir)
+            .with_context(|| format!("cannot read bank {id}'s ring visit log in {}", dir.display()))?;
+        fin.visits.insert(
+            id,
+            visits
+                .iter()
+                .map(|v| Visit { epoch: v.epoch, hop: v.hop, start_ms: v.start_ms, end_ms: v.end_ms })
+                .collect(),
+        );
     }
     Ok(fin)
 }

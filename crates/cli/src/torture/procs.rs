@@ -31,6 +31,15 @@ pub const PORT: u16 = 8080;
 /// Longest wait for a (re)started bank to answer `/healthz`.
 pub const HEALTHY_TIMEOUT_S: u64 = 60;
 
+/// How a bank's process is started: normally, or under a fault that needs a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Launch {
+    /// Its wall clock shifted by this much (`--clock-offset-ms`).
+    pub clock_offset_ms: Option<i64>,
+    /// A failpoint armed (`BANK_FAILPOINT`): the process aborts when it reaches that step.
+    pub failpoint: Option<&'static str>,
+}
+
 /// What a bank's process is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -54,6 +63,8 @@ pub struct Cluster {
     program: PathBuf,
     ring: RingArgs,
     procs: BTreeMap<u32, Proc>,
+    /// The deliberately broken setting every bank runs with (`--test-ack-before-commit-ms`).
+    pub broken_ack_ms: Option<u64>,
 }
 
 /// Writes fresh keys and the consortium file naming the banks at their namespace addresses.
@@ -88,7 +99,7 @@ impl Cluster {
                 (m.id.0, proc)
             })
             .collect();
-        Cluster { layout, program: program.to_path_buf(), ring, procs }
+        Cluster { layout, program: program.to_path_buf(), ring, procs, broken_ack_ms: None }
     }
 
     pub fn ids(&self) -> Vec<u32> {
@@ -111,18 +122,45 @@ impl Cluster {
         self.procs.get_mut(&id).with_context(|| format!("no bank {id}"))
     }
 
+    /// Where bank `id`'s log goes: beside its data directory, not on its (fillable) disk.
+    pub fn log_file(&self, id: u32) -> PathBuf {
+        self.layout.root.join("logs").join(format!("bank-{id}.log"))
+    }
+
     /// Starts bank `id`'s node in its namespace (it must be down).
     pub fn start(&mut self, id: u32) -> Result<()> {
+        self.start_with(id, Launch::default())
+    }
+
+    /// Stops bank `id` if it runs (SIGKILL), then starts it as `launch` says.
+    pub fn restart(&mut self, id: u32, launch: Launch) -> Result<()> {
+        if self.state(id) != State::Down {
+            self.kill(id)?;
+        }
+        self.start_with(id, launch)
+    }
+
+    /// Starts bank `id`'s node in its namespace as `launch` says (it must be down).
+    pub fn start_with(&mut self, id: u32, launch: Launch) -> Result<()> {
         let layout = self.layout.clone();
         let program = self.program.clone();
-        let ring_args = self.ring.to_args();
+        let mut extra = self.ring.to_args();
+        if let Some(ms) = self.broken_ack_ms {
+            extra.push(format!("--test-ack-before-commit-ms={ms}"));
+        }
+        if let Some(offset) = launch.clock_offset_ms {
+            extra.push(format!("--clock-offset-ms={offset}"));
+        }
+        let log_path = self.log_file(id);
         let proc = self.proc(id)?;
         if proc.state != State::Down {
             bail!("bank {id} is already running");
         }
         let dir = layout.bank_dir(BankId(id));
         bank_node::storage::create_data_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let log_path = layout.log_file(BankId(id));
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         let log = File::options()
             .create(true)
             .append(true)
@@ -132,9 +170,10 @@ impl Cluster {
         let child = Command::new("ip")
             .args(["netns", "exec", &proc.namespace])
             .args(&words)
-            .args(ring_args)
+            .args(extra)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BANK_FAILPOINT", launch.failpoint.unwrap_or(""))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("cannot share the log file")?)
@@ -218,7 +257,7 @@ impl Cluster {
         for id in self.ids() {
             loop {
                 if let Some(status) = self.exited(id) {
-                    bail!("bank {id} exited ({status}); see {}", self.layout.log_file(BankId(id)).display());
+                    bail!("bank {id} exited ({status}); see {}", self.log_file(id).display());
                 }
                 let url = format!("{}/healthz", self.url(id));
                 if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
