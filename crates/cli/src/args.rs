@@ -168,7 +168,7 @@ pub struct TortureArgs {
     /// Number of banks, each in its own network namespace.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=9))]
     pub banks: u32,
-    /// How long the clients work: the nemesis acts during the first three quarters, then
+    /// How long the clients work: the nemesis acts during the first five sixths, then
     /// everything is healed (e.g. `30s`, `2m`, `120`).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub duration: std::time::Duration,

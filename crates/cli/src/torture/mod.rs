@@ -3,7 +3,7 @@
 //! The run: build the network ([`net`]), start every bank in its namespace ([`procs`]), open and
 //! fund the customers' accounts, then for `--duration` keep clients working at every bank
 //! ([`workload`]) while the nemesis ([`nemesis`]) breaks the network and the processes during
-//! the first three quarters; heal everything, keep the clients working for the last quarter,
+//! the first five sixths; heal everything, keep the clients working for the last sixth,
 //! settle every operation whose outcome the client did not learn, read the banks' final state
 //! with the operator's audit, and check the history against it ([`check`]). The [`report`] is
 //! written to `DIR/report.json` and printed, the history to `DIR/history.jsonl`, the
@@ -150,7 +150,7 @@ async fn torture(options: &Options, seed: u64, rig: &mut Rig<'_>, started: Insta
         }
     }
     let total_ms = options.duration.as_millis() as u64;
-    let window_ms = total_ms.saturating_sub((total_ms / 4).max(AFTER_HEAL_MIN_MS));
+    let window_ms = total_ms.saturating_sub((total_ms / 6).max(AFTER_HEAL_MIN_MS));
     let load_start = Instant::now();
     let mut nemesis = Nemesis { net: rig.net, cluster, disks: rig.disks, banks: options.banks };
     let steps = nemesis::schedule(seed, options.banks, window_ms);
