@@ -456,7 +456,8 @@ impl Nemesis<'_> {
             Fault::Skew { bank, .. } | Fault::CrashCoordinator { bank, .. } => {
                 if let Fault::CrashCoordinator { failpoint, .. } = fault {
                     let reached = notes.iter().any(|n| n.contains("stopped by itself"));
-                    notes.push(format!("failpoint {failpoint} {}", if reached { "reached" } else { "not reached" }));
+                    let how = if reached { "reached" } else { "not reached (killed at the end of the hold)" };
+                    notes.push(format!("failpoint {failpoint}: {how}"));
                 }
                 if self.cluster.state(*bank) != State::Down {
                     self.cluster.kill(*bank)?;

@@ -41,6 +41,10 @@ pub struct Report {
     pub ops: BTreeMap<String, BTreeMap<String, u64>>,
     pub ops_total: usize,
     pub faults_by_kind: BTreeMap<String, u64>,
+    /// Coordinator crashes whose failpoint was reached (the others were killed at their end).
+    pub failpoints_reached: u64,
+    /// Full disks under which the bank stopped by itself (the others refused or kept going).
+    pub stopped_on_full_disk: u64,
     pub faults: Vec<Injected>,
     /// Operations invoked while a fault was in place.
     pub availability_during_faults: Availability,
@@ -90,6 +94,12 @@ pub fn build(inputs: Inputs<'_>) -> Report {
     for fault in &inputs.faults {
         *faults_by_kind.entry(fault.fault.name().to_string()).or_default() += 1;
     }
+    let noted = |kind: &str, text: &str| {
+        inputs.faults.iter().filter(|f| f.fault.name() == kind && f.notes.iter().any(|n| n.contains(text))).count()
+            as u64
+    };
+    let failpoints_reached = noted("crash_coordinator", ": reached");
+    let stopped_on_full_disk = noted("disk_full", "stopped by itself");
     let during = |op: &Op| inputs.faults.iter().any(|f| op.invoked_ms >= f.start_ms && op.invoked_ms < f.end_ms);
     // The setup's deposits (worker usize::MAX) are not part of the workload.
     let workload = || history.iter().filter(|op| op.worker != usize::MAX);
@@ -110,6 +120,8 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         ops,
         ops_total: history.len(),
         faults_by_kind,
+        failpoints_reached,
+        stopped_on_full_disk,
         faults: inputs.faults,
         availability_during_faults,
         availability_between_faults,
@@ -138,6 +150,10 @@ impl Report {
         }
         let faults: Vec<String> = self.faults_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out.push_str(&format!("faults: {} ({})\n", self.faults.len(), faults.join(", ")));
+        out.push_str(&format!(
+            "  coordinator failpoints reached: {}; banks that stopped on a full disk: {}\n",
+            self.failpoints_reached, self.stopped_on_full_disk
+        ));
         let a = |x: &Availability| format!("{:.1}% of {}", x.share * 100.0, x.ops);
         out.push_str(&format!(
             "availability: during faults {}, between faults {}, after the heal {}\n",
