@@ -356,6 +356,12 @@ impl Nemesis<'_> {
             self.notice_exits(&mut active, &mut crashes, recorder);
             if repair {
                 let Some(mut injected) = active.remove(&i) else { continue };
+                if let Fault::Skew { bank, offset_ms } = injected.fault {
+                    let seen = self.clock_disagreement_seen(http, bank, &active).await;
+                    let beyond = if offset_ms.abs() > ALLOWED_SKEW_MS { "beyond" } else { "within" };
+                    let seen = if seen { "a peer says" } else { "no peer says" };
+                    injected.notes.push(format!("skew {beyond} the allowance: {seen} its clock disagrees"));
+                }
                 if let Err(e) = self.repair(&injected.fault, &active, &mut injected.notes) {
                     injected.error.get_or_insert(format!("repair: {e:#}"));
                 }
@@ -506,6 +512,24 @@ impl Nemesis<'_> {
             notes.push("no free bank named the holder; killed a free bank".into());
         }
         named.or_else(|| free.first().copied())
+    }
+
+    /// Whether a running peer of `bank`, under no process fault, says on its status page that
+    /// `bank`'s clock disagrees (asking also makes it read that clock again when its reading is
+    /// old, so one ask may come too early: a note, not an anomaly).
+    async fn clock_disagreement_seen(&self, http: &reqwest::Client, bank: u32, active: &Active) -> bool {
+        let busy: BTreeSet<u32> =
+            active.values().filter(|f| f.fault.lane() == Lane::Process).filter_map(|f| f.fault.bank()).collect();
+        for peer in self.cluster.ids().into_iter().filter(|p| *p != bank && !busy.contains(p)) {
+            let url = format!("{}/api/v1/consortium/status", self.cluster.url(peer));
+            let Ok(response) = http.get(&url).timeout(Duration::from_millis(300)).send().await else { continue };
+            let Ok(status) = response.json::<serde_json::Value>().await else { continue };
+            let members = status["members"].as_array().cloned().unwrap_or_default();
+            if members.iter().any(|m| m["id"] == bank && m["clock"]["disagrees"] == true) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Heals everything: no partition, no full disk, every bank running normally. Returns what

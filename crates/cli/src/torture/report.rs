@@ -45,6 +45,12 @@ pub struct Report {
     pub failpoints_reached: u64,
     /// Full disks under which the bank stopped by itself (the others refused or kept going).
     pub stopped_on_full_disk: u64,
+    /// Clock skews beyond the allowance, and those a peer's status page called disagreeing by
+    /// the end of the hold.
+    pub skews_beyond: u64,
+    pub skews_beyond_seen: u64,
+    /// Clock skews within the allowance a peer nevertheless called disagreeing (false alarms).
+    pub skews_within_flagged: u64,
     pub faults: Vec<Injected>,
     /// Operations invoked while a fault was in place.
     pub availability_during_faults: Availability,
@@ -100,6 +106,9 @@ pub fn build(inputs: Inputs<'_>) -> Report {
     };
     let failpoints_reached = noted("crash_coordinator", ": reached");
     let stopped_on_full_disk = noted("disk_full", "stopped by itself");
+    let skews_beyond = noted("skew", "beyond the allowance");
+    let skews_beyond_seen = noted("skew", "beyond the allowance: a peer says");
+    let skews_within_flagged = noted("skew", "within the allowance: a peer says");
     let during = |op: &Op| inputs.faults.iter().any(|f| op.invoked_ms >= f.start_ms && op.invoked_ms < f.end_ms);
     // The setup's deposits (worker usize::MAX) are not part of the workload.
     let workload = || history.iter().filter(|op| op.worker != usize::MAX);
@@ -122,6 +131,9 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         faults_by_kind,
         failpoints_reached,
         stopped_on_full_disk,
+        skews_beyond,
+        skews_beyond_seen,
+        skews_within_flagged,
         faults: inputs.faults,
         availability_during_faults,
         availability_between_faults,
@@ -153,6 +165,10 @@ impl Report {
         out.push_str(&format!(
             "  coordinator failpoints reached: {}; banks that stopped on a full disk: {}\n",
             self.failpoints_reached, self.stopped_on_full_disk
+        ));
+        out.push_str(&format!(
+            "  clock skews beyond the allowance a peer called disagreeing: {} of {}; within it, called so: {}\n",
+            self.skews_beyond_seen, self.skews_beyond, self.skews_within_flagged
         ));
         let a = |x: &Availability| format!("{:.1}% of {}", x.share * 100.0, x.ops);
         out.push_str(&format!(
