@@ -182,18 +182,18 @@ mod tests {
     #[test]
     fn the_core_refusals_a_customer_meets_are_said_in_the_page_language() {
         let built: Vec<Error> = vec![
-            Document::parse("111.222.333-44").err().expect("bad CPF"),
-            Document::parse("12").err().expect("bad document"),
-            Email::parse("not an e-mail").err().expect("bad e-mail"),
-            Phone::parse("123").err().expect("bad phone"),
-            PixKey::parse("not a key").err().expect("bad key"),
-            AccountKind::parse("alien").err().expect("bad kind"),
-            DepositMethod::parse("gold").err().expect("bad method"),
-            Amount::parse_brl("abc").err().expect("bad amount"),
-            parse_name("").err().expect("empty name"),
-            parse_name("Eve \u{202e}live").err().expect("hidden character"),
-            parse_name(&"a".repeat(500)).err().expect("long name"),
-            check_password("short").err().expect("short password"),
+            Document::parse("111.222.333-44").expect_err("bad CPF"),
+            Document::parse("12").expect_err("bad document"),
+            Email::parse("not an e-mail").expect_err("bad e-mail"),
+            Phone::parse("123").expect_err("bad phone"),
+            PixKey::parse("not a key").expect_err("bad key"),
+            AccountKind::parse("alien").expect_err("bad kind"),
+            DepositMethod::parse("gold").expect_err("bad method"),
+            Amount::parse_brl("abc").expect_err("bad amount"),
+            parse_name("").expect_err("empty name"),
+            parse_name("Eve \u{202e}live").expect_err("hidden character"),
+            parse_name(&"a".repeat(500)).expect_err("long name"),
+            check_password("short").expect_err("short password"),
             Error::Unauthorized("wrong e-mail or password".into()),
             Error::Conflict("an account with e-mail a@b.co already exists at this bank".into()),
             Error::Conflict("the Pix key a@b.co is already registered".into()),
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn refusals_read_as_sentences_in_each_language() {
-        let e = Document::parse("111.222.333-44").err().expect("bad CPF");
+        let e = Document::parse("111.222.333-44").expect_err("bad CPF");
         assert_eq!(words(e.clone(), Lang::En), "“111.222.333-44” is not a valid CPF.");
         assert_eq!(words(e, Lang::PtBr), "“111.222.333-44” não é um CPF válido.");
         let leg = Error::invalid("leg 2: the destination is the source account itself");
