@@ -245,7 +245,9 @@ pub fn render_status(status: StatusCode, template: &impl askama::Template) -> Re
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>Something went wrong</h1>".to_string())).into_response()
+            // No translator here (the template that failed held it): both languages, briefly.
+            let body = "<h1 lang=\"pt-BR\">Algo deu errado</h1><h1 lang=\"en\">Something went wrong</h1>";
+            (StatusCode::INTERNAL_SERVER_ERROR, Html(body.to_string())).into_response()
         }
     }
 }
