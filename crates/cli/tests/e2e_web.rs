@@ -1,7 +1,10 @@
 //! The web pages end to end in headless Chromium against a real local consortium (`bank up
 //! --banks 3`): sign up at two banks, deposit, a cross-bank Pix through its confirmation page, a
 //! three-bank packet and its statement, a packet that fails and moves nothing, and a form posted
-//! from another bank's page refused. Screenshots of the main pages go to target/screenshots/.
+//! from another bank's page refused. The journey is walked twice: in Portuguese (the browser asks
+//! for pt-BR), then in English (chosen with the switch in the page header, remembered in a
+//! cookie); no page may show a message id. Screenshots of the main pages go to
+//! target/screenshots/ (`pt-BR-…`, `en-…`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
 //! /usr/bin/chromedriver the test is skipped, except under CI, where it fails.
@@ -67,7 +70,88 @@ async fn body(c: &Client) -> String {
     text_of(c, "body").await
 }
 
-async fn sign_up(c: &Client, bank: &str, name: &str, document: &str, email: &str, screenshot: Option<&str>) {
+/// What the pages say in one language, as the journey checks it.
+struct Words {
+    /// The screenshots' prefix and the language's tag.
+    tag: &'static str,
+    nothing_done: &'static str,
+    hello: &'static str,
+    deposit_done: &'static str,
+    completed: &'static str,
+    failed: &'static str,
+    total_per_source: &'static str,
+    pix_sent_to: &'static str,
+    pix_received_from: &'static str,
+    nothing_moved: &'static str,
+    signed_out: &'static str,
+}
+
+const PORTUGUESE: Words = Words {
+    tag: "pt-BR",
+    nothing_done: "Nada foi feito",
+    hello: "Olá",
+    deposit_done: "Depósito feito",
+    completed: "concluída",
+    failed: "falhou",
+    total_per_source: "Total por origem",
+    pix_sent_to: "Pix enviado para",
+    pix_received_from: "Pix recebido de",
+    nothing_moved: "Nenhum dinheiro saiu",
+    signed_out: "Você saiu da sua conta",
+};
+
+const ENGLISH: Words = Words {
+    tag: "en",
+    nothing_done: "Nothing was done",
+    hello: "Hello",
+    deposit_done: "Deposit done",
+    completed: "completed",
+    failed: "failed",
+    total_per_source: "Total per source",
+    pix_sent_to: "Pix sent to",
+    pix_received_from: "Pix received from",
+    nothing_moved: "Nothing moved",
+    signed_out: "You are signed out",
+};
+
+/// Every message id of the pages' message files (the same in every language).
+fn message_ids() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/locales/en");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("crates/node/locales/en") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("ftl");
+        for line in text.lines() {
+            if let Some((id, _)) = line.split_once(" =")
+                && !id.is_empty()
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    assert!(ids.len() > 100, "message ids: {ids:?}");
+    ids
+}
+
+/// Fails if the page on screen shows a message id as a word of its own (an untranslated message).
+async fn no_message_id(c: &Client, what: &str) {
+    let text = body(c).await;
+    let word = |ch: Option<char>| ch.is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+    for id in message_ids() {
+        for (at, _) in text.match_indices(id.as_str()) {
+            let (before, after) = (text[..at].chars().next_back(), text[at + id.len()..].chars().next());
+            assert!(word(before) || word(after), "{what} shows the message id {id:?}: {text}");
+        }
+    }
+}
+
+/// Takes a screenshot named after the language, after checking the page shows no message id.
+async fn page_shot(c: &Client, w: &Words, name: &str) {
+    no_message_id(c, &format!("{} {name}", w.tag)).await;
+    shot(c, &format!("{}-{name}", w.tag)).await;
+}
+
+async fn sign_up(c: &Client, w: &Words, bank: &str, name: &str, document: &str, email: &str, screenshot: Option<&str>) {
     c.goto(&format!("{bank}/signup")).await.expect("signup page");
     fill(c, "#name", name).await;
     fill(c, "#document", document).await;
@@ -75,19 +159,19 @@ async fn sign_up(c: &Client, bank: &str, name: &str, document: &str, email: &str
     fill(c, "#phone", "+55 75 99999-1234").await;
     fill(c, "#password", "a long password").await;
     if let Some(name) = screenshot {
-        shot(c, name).await;
+        page_shot(c, w, name).await;
     }
     click(c, "form.card button[type=submit]").await;
     // Waits for the dashboard: right after the click the browser may still show the form's page.
-    wait_until("the dashboard after sign-up", async || text_of(c, "h1").await.starts_with("Hello")).await;
+    wait_until("the dashboard after sign-up", async || text_of(c, "h1").await.starts_with(w.hello)).await;
 }
 
-async fn deposit(c: &Client, bank: &str, amount: &str) {
+async fn deposit(c: &Client, w: &Words, bank: &str, amount: &str) {
     c.goto(&format!("{bank}/deposit")).await.expect("deposit page");
     fill(c, "#amount", amount).await;
     click(c, "form.card button[type=submit]").await;
     // The click returns before the browser lands on the page the deposit redirects to.
-    wait_until("the deposit's result", async || body(c).await.contains("Deposit done")).await;
+    wait_until("the deposit's result", async || body(c).await.contains(w.deposit_done)).await;
 }
 
 async fn available(c: &Client, bank: &str) -> String {
@@ -129,6 +213,7 @@ async fn customers_use_the_pages_in_a_real_browser() {
     wait_until("chromedriver", async || matches!(http.get(&status_url).send().await, Ok(r) if r.status().is_success()))
         .await;
     let profile = dir.path().join("chromium-profile");
+    // The browser asks for Brazilian Portuguese, as our customers' browsers do.
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "chrome".into());
     caps.insert(
@@ -138,59 +223,81 @@ async fn customers_use_the_pages_in_a_real_browser() {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1200,1000", format!("--user-data-dir={}", profile.display()),
+                "--window-size=1200,1000", format!("--user-data-dir={}", profile.display()), "--lang=pt-BR",
             ],
+            "prefs": { "intl.accept_languages": "pt-BR,pt" },
         }),
     );
     let c = ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(&driver_url).await.expect("session");
-    let outcome = run(&c, &bank).await;
+    let mut outcome = run(&c, &bank, &PORTUGUESE, 1).await;
+    if outcome.is_ok() {
+        outcome = switch_to_english(&c, &bank(1)).await;
+    }
+    if outcome.is_ok() {
+        outcome = run(&c, &bank, &ENGLISH, 3).await;
+    }
     let _ = c.close().await;
     outcome.expect("scenario");
 }
 
-async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
+/// The language switch in the page header: English from now on, on every bank of this host.
+async fn switch_to_english(c: &Client, bank: &str) -> Result<(), String> {
+    c.goto(&format!("{bank}/login")).await.map_err(|e| e.to_string())?;
+    wait_until("the sign-in page in Portuguese", async || body(c).await.contains("Entre no")).await;
+    click(c, "#lang-en").await;
+    // The switch posts a form: wait for the page it comes back to, in English.
+    wait_until("the sign-in page in English", async || body(c).await.contains("Sign in to")).await;
+    Ok(())
+}
+
+/// The journey in one language. `base` picks the customers' CPFs (`base` and `base + 1`) so the
+/// second walk opens new accounts.
+async fn run(c: &Client, bank: &impl Fn(u32) -> String, w: &Words, base: u64) -> Result<(), String> {
     let (b1, b2, b3) = (bank(1), bank(2), bank(3));
-    let ana = bank_core::document::Cpf::from_base(1).as_str().to_string();
-    let bia = bank_core::document::Cpf::from_base(2).as_str().to_string();
+    let ana = bank_core::document::Cpf::from_base(base).as_str().to_string();
+    let bia = bank_core::document::Cpf::from_base(base + 1).as_str().to_string();
+    let (ana_email, bia_email) = (format!("ana.{}@example.com", w.tag), format!("bia.{}@example.com", w.tag));
 
     // The sign-in page, then a bad sign-up re-shown with what was typed.
     c.goto(&format!("{b1}/login")).await.map_err(|e| e.to_string())?;
-    shot(c, "01-login").await;
+    let lang = c.find(Locator::Css("html")).await.map_err(|e| e.to_string())?.attr("lang").await;
+    assert_eq!(lang.map_err(|e| e.to_string())?.as_deref(), Some(w.tag), "the page's language");
+    page_shot(c, w, "01-login").await;
     c.goto(&format!("{b1}/signup")).await.map_err(|e| e.to_string())?;
     fill(c, "#name", "Ana Souza").await;
     fill(c, "#document", "111.222.333-44").await;
-    fill(c, "#email", "ana@example.com").await;
+    fill(c, "#email", &ana_email).await;
     fill(c, "#phone", "+55 75 99999-1234").await;
     fill(c, "#password", "a long password").await;
     click(c, "form.card button[type=submit]").await;
     let error = text_of(c, "#form-error").await;
-    assert!(error.contains("Nothing was done"), "{error}");
+    assert!(error.contains(w.nothing_done), "{error}");
     let typed = c.find(Locator::Css("#name")).await.map_err(|e| e.to_string())?.prop("value").await;
     assert_eq!(typed.map_err(|e| e.to_string())?.as_deref(), Some("Ana Souza"));
-    shot(c, "02-signup-error").await;
+    page_shot(c, w, "02-signup-error").await;
 
     // Ana at banks 1 and 2, Bia at bank 3 (one browser: each bank keeps its own cookie).
-    sign_up(c, &b1, "Ana Souza", &ana, "ana@example.com", Some("03-signup")).await;
-    sign_up(c, &b2, "Ana Souza", &ana, "ana@example.com", None).await;
-    sign_up(c, &b3, "Bia Lima", &bia, "bia@example.com", None).await;
-    deposit(c, &b1, "1000,00").await;
-    deposit(c, &b2, "50.00").await;
+    sign_up(c, w, &b1, "Ana Souza", &ana, &ana_email, Some("03-signup")).await;
+    sign_up(c, w, &b2, "Ana Souza", &ana, &ana_email, None).await;
+    sign_up(c, w, &b3, "Bia Lima", &bia, &bia_email, None).await;
+    deposit(c, w, &b1, "1000,00").await;
+    deposit(c, w, &b2, "50.00").await;
     assert_eq!(available(c, &b1).await, "R$ 1.000,00");
-    shot(c, "04-dashboard").await;
+    page_shot(c, w, "04-dashboard").await;
 
     // Pix from bank 1 to Bia at bank 3, through the confirmation page.
     c.goto(&format!("{b1}/pix")).await.map_err(|e| e.to_string())?;
     fill(c, "#key", &bia).await;
     fill(c, "#amount", "25,50").await;
-    shot(c, "05-pix").await;
+    page_shot(c, w, "05-pix").await;
     click(c, "form.card button[type=submit]").await;
     assert_eq!(text_of(c, "#receiver-name").await, "Bia Lima");
     assert!(text_of(c, "#receiver-document").await.starts_with("***."));
     assert!(text_of(c, "#receiver-bank").await.ends_with("(3)"), "the receiver's bank");
-    shot(c, "06-pix-confirm").await;
+    page_shot(c, w, "06-pix-confirm").await;
     click(c, "#send").await;
-    assert_eq!(text_of(c, "#transfer-status").await, "completed", "{}", body(c).await);
-    shot(c, "07-pix-result").await;
+    assert_eq!(text_of(c, "#transfer-status").await, w.completed, "{}", body(c).await);
+    page_shot(c, w, "07-pix-result").await;
     assert_eq!(available(c, &b1).await, "R$ 974,50");
 
     // A three-bank packet: from Ana's accounts at banks 1 and 2 to Bia at bank 3.
@@ -198,19 +305,20 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
     packet_leg(c, 1, 1, &bia, "10").await;
     packet_leg(c, 2, 2, &bia, "20").await;
     click(c, "button[value=review]").await;
-    wait_until("the packet's review", async || body(c).await.contains("Total per source")).await;
-    shot(c, "08-packet-review").await;
+    wait_until("the packet's review", async || body(c).await.contains(w.total_per_source)).await;
+    page_shot(c, w, "08-packet-review").await;
     click(c, "#send-packet").await;
-    assert_eq!(text_of(c, "#transfer-status").await, "completed", "{}", body(c).await);
-    shot(c, "09-packet-result").await;
+    assert_eq!(text_of(c, "#transfer-status").await, w.completed, "{}", body(c).await);
+    page_shot(c, w, "09-packet-result").await;
 
-    // The statement shows it.
+    // The statements say what happened and with whom, in the customer's words.
     c.goto(&format!("{b1}/statement")).await.map_err(|e| e.to_string())?;
     let statement = body(c).await;
-    assert!(statement.contains("Pix sent") && statement.contains("-R$ 10,00"), "{statement}");
-    shot(c, "10-statement").await;
+    assert!(statement.contains(w.pix_sent_to) && statement.contains("-R$ 10,00"), "{statement}");
+    page_shot(c, w, "10-statement").await;
     c.goto(&format!("{b3}/statement")).await.map_err(|e| e.to_string())?;
-    assert_eq!(body(c).await.matches("Pix received").count(), 3, "{}", body(c).await);
+    assert_eq!(body(c).await.matches(w.pix_received_from).count(), 3, "{}", body(c).await);
+    no_message_id(c, "the receiver's statement").await;
 
     // A packet beyond bank 2's money fails whole: nothing moves anywhere.
     let before = (available(c, &b1).await, available(c, &b2).await, available(c, &b3).await);
@@ -218,9 +326,9 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
     packet_leg(c, 1, 1, &bia, "10").await;
     packet_leg(c, 2, 2, &bia, "999").await;
     click(c, "#send-packet").await;
-    assert_eq!(text_of(c, "#transfer-status").await, "failed", "{}", body(c).await);
-    wait_until("the failed packet's page", async || body(c).await.contains("Nothing moved")).await;
-    shot(c, "11-packet-failed").await;
+    assert_eq!(text_of(c, "#transfer-status").await, w.failed, "{}", body(c).await);
+    wait_until("the failed packet's page", async || body(c).await.contains(w.nothing_moved)).await;
+    page_shot(c, w, "11-packet-failed").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = (available(c, &b1).await, available(c, &b2).await, available(c, &b3).await);
     assert_eq!(before, after, "a failed packet moves nothing");
@@ -228,12 +336,14 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
     // Receive: the Pix copia e cola and its QR code.
     c.goto(&format!("{b1}/receive?amount=12,34")).await.map_err(|e| e.to_string())?;
     assert!(text_of(c, "#brcode").await.contains("br.gov.bcb.pix"));
-    shot(c, "12-receive").await;
+    page_shot(c, w, "12-receive").await;
     c.goto(&format!("{b1}/consortium")).await.map_err(|e| e.to_string())?;
-    shot(c, "13-consortium").await;
+    page_shot(c, w, "13-consortium").await;
 
     // A form on another site's page posting to bank 1 is refused by the bank; nothing changes.
-    // (Not from bank 2's page: the banks' pages allow forms to post only to themselves.)
+    // (Not from bank 2's page: the banks' pages allow forms to post only to themselves.) The
+    // language cookie is SameSite=Lax, so a cross-site post does not carry it: the refusal is
+    // in the browser's own language, Portuguese.
     c.goto("about:blank").await.map_err(|e| e.to_string())?;
     let script = format!(
         "const f = document.createElement('form'); f.method = 'post'; f.action = '{b1}/deposit';
@@ -242,16 +352,18 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String) -> Result<(), String> {
          document.body.appendChild(f); f.submit();"
     );
     c.execute(&script, Vec::new()).await.map_err(|e| e.to_string())?;
-    wait_until("the refusal page", async || body(c).await.contains("Request refused")).await;
-    shot(c, "14-cross-site-refused").await;
+    wait_until("the refusal page", async || body(c).await.contains("Pedido recusado")).await;
+    page_shot(c, w, "14-cross-site-refused").await;
     assert_eq!(available(c, &b1).await, after.0, "the cross-site post changed nothing");
 
     // Signing out, and the dashboard on a phone-sized window.
     c.set_window_size(390, 844).await.map_err(|e| e.to_string())?;
     c.goto(&format!("{b1}/")).await.map_err(|e| e.to_string())?;
-    shot(c, "15-dashboard-phone").await;
+    page_shot(c, w, "15-dashboard-phone").await;
     click(c, "nav.menu form button").await;
     // The click returns before the browser lands on the page the sign-out redirects to.
-    wait_until("the signed-out page", async || body(c).await.contains("You are signed out")).await;
+    wait_until("the signed-out page", async || body(c).await.contains(w.signed_out)).await;
+    no_message_id(c, "the signed-out page").await;
+    c.set_window_size(1200, 1000).await.map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -113,6 +113,7 @@ async fn the_sign_in_page_throttles_with_a_friendly_message() {
             .header("content-type", "application/x-www-form-urlencoded")
             .header("origin", node.url.clone())
             .header("sec-fetch-site", "same-origin")
+            .header("accept-language", "en")
             .body(format!("email=c1%40example.com&password={password}"))
             .send()
     };

@@ -1,5 +1,7 @@
 //! The web pages through real nodes: forms posted as a browser would (urlencoded, with a session
-//! cookie), checked against the JSON API's view of the same accounts.
+//! cookie), checked against the JSON API's view of the same accounts. Most tests read the pages
+//! in English (`Accept-Language: en`); `every_page_reads_in_both_languages_without_message_ids`
+//! walks them in Portuguese and English.
 
 use bank_testkit::in_process;
 use bank_testkit::in_process::{TestNode, cpf};
@@ -9,6 +11,8 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
+    /// The browser's `Accept-Language`.
+    accept_language: &'static str,
 }
 
 struct Page {
@@ -35,8 +39,14 @@ fn form(fields: &[(&str, &str)]) -> String {
 }
 
 impl Browser {
+    /// A browser that prefers English.
     fn new(node: &TestNode) -> Browser {
+        Browser::speaking(node, "en-US,en;q=0.9")
+    }
+
+    fn speaking(node: &TestNode, accept_language: &'static str) -> Browser {
         Browser {
+            accept_language,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
@@ -73,6 +83,7 @@ impl Browser {
             .http
             .get(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
+            .header("accept-language", self.accept_language)
             .send()
             .await
             .expect("get");
@@ -90,6 +101,7 @@ impl Browser {
             .http
             .post(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
+            .header("accept-language", self.accept_language)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form(fields));
         for (k, v) in headers {
@@ -256,7 +268,7 @@ async fn deposit_withdraw_and_statement_with_bad_amounts_refused() {
 
     let page = b.get("/statement").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("Deposit (cash)") && page.body.contains("Withdrawal"), "{}", page.body);
+    assert!(page.body.contains("Cash deposit") && page.body.contains("Withdrawal"), "{}", page.body);
     assert!(page.body.contains("badge completed") && page.body.contains("-R$ 34,56"), "{}", page.body);
 
     // Paging: 25 more deposits make a second page.
@@ -450,4 +462,133 @@ async fn receive_keys_brcode_and_consortium_pages() {
     assert!(page.body.contains("Epoch") && page.body.contains("Transfers waiting for the token"), "{}", page.body);
     let css = b.get("/static/web.css").await;
     assert!(css.status == 200 && css.body.contains("--hue"));
+}
+
+/// Every message id of the message files (they are the same in every language; a unit test
+/// checks that).
+fn message_ids() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("locales/en");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("locales/en") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("ftl");
+        for line in text.lines() {
+            if let Some((id, _)) = line.split_once(" =")
+                && !id.is_empty()
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    assert!(ids.len() > 100, "{ids:?}");
+    ids
+}
+
+/// Fails if `body` shows a message id as a word of its own: a message that was not translated.
+fn assert_no_message_id(ids: &[String], what: &str, body: &str) {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    for id in ids {
+        for (at, _) in body.match_indices(id.as_str()) {
+            let before = body[..at].chars().next_back();
+            let after = body[at + id.len()..].chars().next();
+            assert!(word(before) || word(after), "{what} shows the message id {id:?}: {body}");
+        }
+    }
+}
+
+/// Walks every page (and its refusals) in Portuguese, then in English: each is in its language,
+/// and none shows a message id. Statement lines say what happened and with whom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_reads_in_both_languages_without_message_ids() {
+    let ids = message_ids();
+    let c = in_process::cluster(2).await;
+    for (n, accept_language, says) in [
+        (
+            1,
+            "pt-BR,pt;q=0.9,en;q=0.8",
+            ["lang=\"pt-BR\"", "Olá, Ana Souza", "Pix enviado para", "Depósito em dinheiro"],
+        ),
+        (3, "en-US,en;q=0.9", ["lang=\"en\"", "Hello, Ana Souza", "Pix sent to", "Cash deposit"]),
+    ] {
+        let mut ana = Browser::speaking(c.bank(1), accept_language);
+        let mut bia = Browser::speaking(c.bank(2), accept_language);
+        let mut seen = Vec::new();
+        seen.push(("login", ana.get("/login").await));
+        seen.push(("signup", ana.get("/signup").await));
+        let bad =
+            [("kind", "individual"), ("name", "Ana Souza"), ("document", "111.222.333-44"), ("email", "x@example.com")];
+        seen.push(("signup refused", ana.post("/signup", &bad).await));
+        seen.push((
+            "login refused",
+            ana.post("/login", &[("email", "x@example.com"), ("password", "wrong one")]).await,
+        ));
+        ana.sign_up(n, "Ana Souza").await;
+        bia.sign_up(n + 1, "Bia Lima").await;
+        seen.push(("welcome", ana.get("/?notice=signup").await));
+        seen.push(("deposit", ana.get("/deposit").await));
+        seen.push(("deposit refused", ana.post("/deposit", &[("amount", "abc"), ("method", "cash")]).await));
+        assert_eq!(ana.post("/deposit", &[("amount", "100"), ("method", "cash")]).await.status, 303);
+        seen.push(("withdraw", ana.get("/withdraw").await));
+        seen.push(("withdraw refused", ana.post("/withdraw", &[("amount", "5000")]).await));
+        seen.push(("pix", ana.get("/pix").await));
+        seen.push(("pix refused", ana.post("/pix", &[("key", "not a key"), ("amount", "1")]).await));
+        let bia_key = cpf(n + 1);
+        let confirm = ana.post("/pix", &[("key", bia_key.as_str()), ("amount", "25,50")]).await;
+        assert_eq!(confirm.status, 200, "{}", confirm.body);
+        let idem = Browser::input_value(&confirm.body, "idempotency_key");
+        seen.push(("pix confirmation", confirm));
+        let sent = ana.post("/pix/send", &[("idempotency_key", &idem), ("key", &bia_key), ("amount", "25,50")]).await;
+        let location = sent.location.expect("the transfer's page");
+        seen.push(("transfer", ana.get(&location).await));
+        seen.push(("no transfer", ana.get("/transfers/not-a-uuid").await));
+        seen.push(("statement", ana.get("/statement").await));
+        seen.push(("packet", ana.get("/packet").await));
+        seen.push(("packet refused", ana.post("/packet", &[("action", "send")]).await));
+        seen.push(("receive", ana.get("/receive?amount=12,34").await));
+        seen.push(("receive refused", ana.get("/receive?amount=abc").await));
+        seen.push(("consortium", ana.get("/consortium").await));
+        let evil = [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")];
+        seen.push(("cross-site refusal", ana.post_with("/deposit", &[("amount", "1")], &evil).await));
+        let bia_statement = bia.get("/statement").await;
+        let received = if n == 1 { "Pix recebido de" } else { "Pix received from" };
+        assert!(bia_statement.body.contains(received), "{}", bia_statement.body);
+        seen.push(("receiver's statement", bia_statement));
+        assert_eq!(ana.post("/logout", &[]).await.status, 303);
+        seen.push(("signed out", ana.get("/login?notice=logout").await));
+
+        let all: String = seen.iter().map(|(_, page)| page.body.as_str()).collect();
+        for text in says {
+            assert!(all.contains(text), "{accept_language}: no {text:?} in the pages");
+        }
+        for (what, page) in &seen {
+            assert_no_message_id(&ids, &format!("{accept_language} {what}"), &page.body);
+            assert!(!page.body.is_empty(), "{what}");
+        }
+    }
+}
+
+/// The switch in every page's header remembers the language in a SameSite=Lax cookie, which
+/// outranks `Accept-Language`, and comes back only to a page of this bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_switch_is_remembered_in_a_cookie() {
+    let node = in_process::spawn_node().await;
+    let mut b = Browser::speaking(&node, "");
+    let page = b.get("/login").await;
+    assert!(page.body.contains("lang=\"pt-BR\"") && page.body.contains("Entre no"), "pt-BR by default: {}", page.body);
+    assert!(page.body.contains("action=\"/lang\"") && page.body.contains("name=\"back\" value=\"/login\""));
+
+    let switched = b.post("/lang", &[("lang", "en"), ("back", "/login?notice=logout")]).await;
+    assert_eq!((switched.status, switched.location.as_deref()), (303, Some("/login?notice=logout")));
+    let cookie = switched.set_cookie.iter().find(|c| c.starts_with("lang=en")).expect("lang cookie");
+    assert!(cookie.contains("SameSite=Lax") && cookie.contains("Path=/") && cookie.contains("Max-Age="), "{cookie}");
+    let page = b.get("/login?notice=logout").await;
+    assert!(page.body.contains("lang=\"en\"") && page.body.contains("You are signed out"), "{}", page.body);
+
+    // Another site's address is never where the switch goes back to.
+    for back in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+        let page = b.post("/lang", &[("lang", "pt-BR"), ("back", back)]).await;
+        assert_eq!(page.location.as_deref(), Some("/"), "{back}");
+    }
+    let page = b.get("/login").await;
+    assert!(page.body.contains("Entre no"), "back in Portuguese: {}", page.body);
 }

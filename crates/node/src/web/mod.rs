@@ -9,7 +9,9 @@
 //! successful form post answers with a redirect (post/redirect/get).
 
 pub mod brcode;
+pub mod i18n;
 mod pages;
+mod words;
 
 use std::sync::Arc;
 
@@ -21,12 +23,12 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use bank_core::Error;
-use bank_core::error::Attempts;
 use bank_core::ids::{AccountNumber, Fingerprint, IdempotencyKey};
 use sha2::{Digest, Sha256};
 
+pub use self::i18n::{Lang, Tr, when};
+pub use self::words::friendly;
 use crate::service::Bank;
-use crate::service::ServiceError;
 use crate::storage::writer::now_ms;
 
 /// The pages' routes; merged into the node's router.
@@ -46,6 +48,7 @@ pub fn routes() -> Router<Arc<Bank>> {
         .route("/receive", get(pages::receive))
         .route("/receive/keys", post(pages::register_key))
         .route("/consortium", get(pages::consortium))
+        .route("/lang", post(switch_language))
         .route("/static/web.css", get(stylesheet))
         .layer(axum::middleware::from_fn(csrf_guard))
 }
@@ -65,22 +68,28 @@ pub async fn csrf_guard(request: Request, next: Next) -> Response {
         && let Err(why) = same_origin(request.headers())
     {
         tracing::info!(path = %request.uri().path(), why, "cross-site form post refused");
+        let tr = Tr::new(Lang::of_request(request.headers()));
         let body = format!(
-            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Refused</title>\
-             <h1>Request refused</h1><p>This form was sent from another site ({why}). \
-             Nothing was changed. <a href=\"/\">Go to your bank</a>.</p></html>"
+            "<!doctype html><html lang=\"{lang}\"><meta charset=\"utf-8\"><title>{title}</title>\
+             <h1>{heading}</h1><p>{text} <a href=\"/\">{go}</a>.</p></html>",
+            lang = tr.lang.tag(),
+            title = tr.t("csrf-title"),
+            heading = tr.t("csrf-heading"),
+            text = tr.t1("csrf-body", "why", tr.t(why)),
+            go = tr.t("csrf-go"),
         );
         return (StatusCode::FORBIDDEN, Html(body)).into_response();
     }
     next.run(request).await
 }
 
+/// Why a form post is not this bank's own, as a message id.
 fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
         match site.as_bytes() {
             b"same-origin" | b"none" => {}
-            b"same-site" => return Err("another origin of this site"),
-            _ => return Err("a cross-site request"),
+            b"same-site" => return Err(i18n::msg("csrf-why-same-site")),
+            _ => return Err(i18n::msg("csrf-why-cross-site")),
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -89,7 +98,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
         let ok = !host.is_empty()
             && (origin.strip_prefix("http://") == Some(host) || origin.strip_prefix("https://") == Some(host));
         if !ok {
-            return Err("the Origin is not this bank");
+            return Err(i18n::msg("csrf-why-origin"));
         }
     }
     Ok(())
@@ -125,7 +134,8 @@ impl FromRequestParts<Arc<Bank>> for WebSession {
     }
 }
 
-/// What every page shows around its content: the bank's name and colour, and who is signed in.
+/// What every page shows around its content: the bank's name and colour, who is signed in, and
+/// the page's language (its translator, which templates call as `shell.t("nav-pix")`).
 #[derive(Debug, Clone)]
 pub struct Shell {
     pub bank_id: u32,
@@ -134,18 +144,90 @@ pub struct Shell {
     pub hue: u32,
     pub customer: Option<String>,
     pub title: String,
+    pub tr: Tr,
 }
 
 impl Shell {
-    pub fn new(state: &Bank, title: &str, customer: Option<String>) -> Self {
+    /// `title_id` is the message id of the page's title.
+    pub fn new(state: &Bank, tr: &Tr, title_id: &str, customer: Option<String>) -> Self {
         Shell {
             bank_id: state.bank_id.0,
             bank_name: state.bank_name.clone(),
             hue: bank_hue(state.bank_id.0),
             customer,
-            title: title.to_string(),
+            title: tr.t(title_id),
+            tr: tr.clone(),
         }
     }
+
+    /// Message `id` in the page's language.
+    pub fn t(&self, id: &str) -> String {
+        self.tr.t(id)
+    }
+
+    /// Message `id` with one variable.
+    pub fn t1<'a>(&self, id: &str, name: &'a str, value: impl Into<fluent_bundle::FluentValue<'a>>) -> String {
+        self.tr.t1(id, name, value)
+    }
+
+    /// The `lang` attribute of the page.
+    pub fn lang(&self) -> &'static str {
+        self.tr.lang.tag()
+    }
+
+    /// The language switch's choices: tag, own name (message id), and whether it is this page's.
+    pub fn languages(&self) -> Vec<(&'static str, String, bool)> {
+        Lang::ALL.into_iter().map(|l| (l.tag(), self.t(l.name_id()), l == self.tr.lang)).collect()
+    }
+}
+
+/// The page's translator: the language of the request ([`Lang::of_request`]) and where the
+/// language switch comes back to (this page; a form post's page comes back to its form).
+impl<S: Send + Sync> FromRequestParts<S> for Tr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let lang = Lang::of_request(&parts.headers);
+        let path = parts.uri.path();
+        let here = if parts.method == axum::http::Method::GET {
+            parts.uri.path_and_query().map_or(path, |p| p.as_str()).to_string()
+        } else {
+            form_page(path).to_string()
+        };
+        Ok(Tr { lang, here })
+    }
+}
+
+/// The page a form posted to `path` is shown on, for coming back to it by GET.
+fn form_page(path: &str) -> &str {
+    match path {
+        "/pix/send" => "/pix",
+        "/receive/keys" => "/receive",
+        "/logout" => "/login",
+        "/login" | "/signup" | "/deposit" | "/withdraw" | "/pix" | "/packet" => path,
+        _ => "/",
+    }
+}
+
+/// `POST /lang` (`lang`, `back`): remembers the language in a cookie and goes back to the page.
+/// `back` must be a path of this bank (never `//host` or a URL), else the dashboard.
+async fn switch_language(body: axum::body::Bytes) -> Response {
+    let f = Fields::parse(&body);
+    let back = f.get("back");
+    let local = back.starts_with('/') && !back.starts_with("//") && !back.starts_with("/\\");
+    let mut response = Redirect::to(if local { &back } else { "/" }).into_response();
+    if let Some(lang) = Lang::parse(&f.get("lang")) {
+        let cookie = format!(
+            "{}={}; Path=/; SameSite=Lax; HttpOnly; Max-Age={}",
+            i18n::LANG_COOKIE,
+            lang.tag(),
+            i18n::LANG_COOKIE_MAX_AGE_S
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 /// A distinct, stable hue per bank id (golden-angle steps, starting at a blue).
@@ -163,7 +245,9 @@ pub fn render_status(status: StatusCode, template: &impl askama::Template) -> Re
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>Something went wrong</h1>".to_string())).into_response()
+            // No translator here (the template that failed held it): both languages, briefly.
+            let body = "<h1 lang=\"pt-BR\">Algo deu errado</h1><h1 lang=\"en\">Something went wrong</h1>";
+            (StatusCode::INTERNAL_SERVER_ERROR, Html(body.to_string())).into_response()
         }
     }
 }
@@ -206,69 +290,18 @@ pub fn new_idempotency_key() -> String {
 }
 
 /// Parses a typed amount (`1234,56`, `1234.56`, `R$ 1.234,56`) with a message a customer reads.
-pub fn parse_amount(text: &str) -> Result<bank_core::money::Amount, String> {
+pub fn parse_amount(text: &str, tr: &Tr) -> Result<bank_core::money::Amount, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("Type an amount, e.g. 1234,56.".into());
+        return Err(tr.t("err-amount-empty"));
     }
     match bank_core::money::Amount::parse_brl(text) {
         Ok(amount) => Ok(amount),
-        Err(_) if text.starts_with('-') => Err("The amount must be greater than zero.".into()),
-        Err(Error::InvalidInput(d)) if d.contains("greater than zero") => {
-            Err("The amount must be greater than zero.".into())
-        }
-        Err(Error::InvalidInput(d)) if d.contains("at most") => {
-            Err("One operation moves at most R$ 1.000.000,00.".into())
-        }
-        Err(_) => Err(format!("\u{201c}{text}\u{201d} is not an amount of money; type it like 1234,56.")),
+        Err(_) if text.starts_with('-') => Err(tr.t("err-amount-positive")),
+        Err(Error::InvalidInput(d)) if d.contains("greater than zero") => Err(tr.t("err-amount-positive")),
+        Err(Error::InvalidInput(d)) if d.contains("at most") => Err(tr.t("err-amount-too-big")),
+        Err(_) => Err(tr.t1("err-amount-invalid", "input", text)),
     }
-}
-
-/// An error of the core or the API, in words for a customer.
-pub fn friendly(e: &ServiceError) -> String {
-    match e {
-        ServiceError::Internal(_) => "Something went wrong on our side; nothing was changed. Try again.".into(),
-        ServiceError::Core(e) => match e {
-            Error::InsufficientFunds { available_cents, requested_cents, .. } => format!(
-                "Not enough money: {} available, {} asked.",
-                bank_core::money::format_brl(*available_cents),
-                bank_core::money::format_brl(*requested_cents)
-            ),
-            Error::UnknownKey(key) => format!("No account in the consortium has the Pix key {key}."),
-            Error::Overloaded => "The bank is busy right now; nothing was changed. Try again shortly.".into(),
-            Error::TooManyAttempts { attempts: Attempts::SignIns, retry_after_s } => format!(
-                "Too many failed sign-ins. To protect your account, wait {retry_after_s} seconds before \
-                 trying again."
-            ),
-            Error::TooManyAttempts { attempts: Attempts::KeyLookups, retry_after_s } => format!(
-                "Too many lookups of keys nobody has. Check the key, and wait {retry_after_s} seconds \
-                 before looking up another."
-            ),
-            Error::BankUnavailable(d) => format!("A bank could not be reached, so nothing was done: {d}."),
-            Error::IdempotencyMismatch => "This form was already sent with other values; open it again.".into(),
-            other => capitalise(&other.to_string()),
-        },
-    }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    let first = chars.next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
-    let rest: String = chars.collect();
-    let mut out = first + &rest;
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
-}
-
-/// A moment as a customer reads it: `2026-12-04 18:20:00` (UTC, to the second).
-pub fn when(at: bank_core::ids::TimestampMs) -> String {
-    let rfc3339 = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
-    rfc3339.replace('T', " ").chars().take(19).collect()
 }
 
 /// `R$ 1.234,56`.
@@ -302,13 +335,24 @@ mod tests {
 
     #[test]
     fn amounts_are_read_the_brazilian_and_the_dotted_way() {
-        assert_eq!(parse_amount("1234,56").map(|a| a.cents()), Ok(123_456));
-        assert_eq!(parse_amount("1234.56").map(|a| a.cents()), Ok(123_456));
-        assert_eq!(parse_amount("R$ 1.234,56").map(|a| a.cents()), Ok(123_456));
-        assert!(parse_amount("abc").is_err_and(|e| e.contains("not an amount")));
-        assert!(parse_amount("-5").is_err_and(|e| e.contains("greater than zero")));
-        assert!(parse_amount("0").is_err_and(|e| e.contains("greater than zero")));
-        assert!(parse_amount("").is_err());
+        let en = Tr::new(Lang::En);
+        assert_eq!(parse_amount("1234,56", &en).map(|a| a.cents()), Ok(123_456));
+        assert_eq!(parse_amount("1234.56", &en).map(|a| a.cents()), Ok(123_456));
+        assert_eq!(parse_amount("R$ 1.234,56", &en).map(|a| a.cents()), Ok(123_456));
+        assert!(parse_amount("abc", &en).is_err_and(|e| e.contains("not an amount")));
+        assert!(parse_amount("-5", &en).is_err_and(|e| e.contains("greater than zero")));
+        assert!(parse_amount("0", &en).is_err_and(|e| e.contains("greater than zero")));
+        assert!(parse_amount("", &en).is_err());
+        let pt = Tr::new(Lang::PtBr);
+        assert!(parse_amount("abc", &pt).is_err_and(|e| e.contains("não é um valor")));
+        assert!(parse_amount("0", &pt).is_err_and(|e| e.contains("maior que zero")));
         assert_eq!(brl(123_456), "R$ 1.234,56");
+    }
+
+    #[test]
+    fn the_language_switch_comes_back_to_a_page_of_this_bank_only() {
+        assert_eq!(form_page("/pix/send"), "/pix");
+        assert_eq!(form_page("/deposit"), "/deposit");
+        assert_eq!(form_page("/lang"), "/");
     }
 }

@@ -16,7 +16,10 @@ use bank_core::ids::{AccountNumber, BankId, TransferId};
 use bank_core::ledger::{AccountRef, DepositMethod, Destination, Entry, KeyRequest, LEGS_MAX, LegRequest};
 use bank_core::pixkey::PixKey;
 
-use super::{Fields, Shell, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status, when};
+use super::i18n::msg;
+use super::{
+    Fields, Shell, Tr, WebSession, brl, friendly, new_idempotency_key, parse_amount, render, render_status, when,
+};
 use crate::auth::ClientAddr;
 use crate::problem::status_of;
 use crate::service::{self, Bank, ConsortiumStatus, KeyOwner, Membership, RingStatus, ServiceError};
@@ -35,22 +38,51 @@ fn invalid(message: String) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, message)
 }
 
-fn refusal(e: ServiceError) -> (StatusCode, String) {
-    (refused(&e), friendly(&e))
+fn refusal(e: ServiceError, tr: &Tr) -> (StatusCode, String) {
+    (refused(&e), friendly(&e, tr))
 }
 
 /// The signed-in account and its keys; a vanished account signs the browser out.
-async fn me(state: &Arc<Bank>, session: &WebSession) -> Result<(Account, Vec<(String, String)>), Response> {
+async fn me(state: &Arc<Bank>, session: &WebSession, tr: &Tr) -> Result<(Account, Vec<(String, String)>), Response> {
     let view = service::account(state, &session.account).await.map_err(|e| match e {
         ServiceError::Core(Error::Unauthorized(_)) => Redirect::to("/login").into_response(),
-        other => message(state, None, refused(&other), "Something went wrong", &friendly(&other)),
+        other => message(state, tr, None, refused(&other), "title-trouble", &friendly(&other, tr)),
     })?;
-    let keys = view.keys.into_iter().map(|(key, kind)| (key, kind.as_str().to_string())).collect();
+    let keys = view.keys.into_iter().map(|(key, kind)| (key, tr.t(key_kind(kind.as_str())))).collect();
     Ok((view.account, keys))
 }
 
-fn shell(state: &Bank, title: &str, account: &Account) -> Shell {
-    Shell::new(state, title, Some(account.display_name()))
+/// A Pix key's kind as a message id.
+fn key_kind(kind: &str) -> &'static str {
+    match kind {
+        "cpf" => msg("keykind-cpf"),
+        "cnpj" => msg("keykind-cnpj"),
+        "email" => msg("keykind-email"),
+        "phone" => msg("keykind-phone"),
+        _ => msg("keykind-random"),
+    }
+}
+
+/// An account's kind as a message id.
+fn account_kind(kind: &str) -> &'static str {
+    match kind {
+        "company" => msg("kind-company"),
+        "joint" => msg("kind-joint"),
+        _ => msg("kind-individual"),
+    }
+}
+
+/// A transfer's, leg's or entry's state as a message id (the badge's class keeps the code).
+fn status_id(status: &str) -> &'static str {
+    match status {
+        "completed" => msg("status-completed"),
+        "failed" => msg("status-failed"),
+        _ => msg("status-pending"),
+    }
+}
+
+fn shell(state: &Bank, tr: &Tr, title_id: &str, account: &Account) -> Shell {
+    Shell::new(state, tr, title_id, Some(account.display_name()))
 }
 
 #[derive(Template)]
@@ -61,26 +93,32 @@ struct MessagePage {
     message: String,
 }
 
-fn message(state: &Bank, customer: Option<String>, status: StatusCode, heading: &str, text: &str) -> Response {
-    let page = MessagePage {
-        shell: Shell::new(state, heading, customer),
-        heading: heading.to_string(),
-        message: text.to_string(),
-    };
+/// A page that only says something: `heading_id` is its title's message id, `text` is in words.
+fn message(
+    state: &Bank,
+    tr: &Tr,
+    customer: Option<String>,
+    status: StatusCode,
+    heading_id: &str,
+    text: &str,
+) -> Response {
+    let shell = Shell::new(state, tr, heading_id, customer);
+    let page = MessagePage { heading: shell.title.clone(), shell, message: text.to_string() };
     render_status(status, &page)
 }
 
-fn notice_text(code: Option<&String>) -> Option<String> {
-    let text = match code?.as_str() {
-        "signup" => "Your account is open. Welcome!",
-        "signup_nokey" => "Your account is open, but its CPF/CNPJ Pix key could not be registered; see Receive.",
-        "deposit" => "Deposit done.",
-        "withdrawal" => "Withdrawal done.",
-        "key" => "Key registered.",
-        "logout" => "You are signed out.",
+/// The flash a redirect asks for (`?notice=…`), in words.
+fn notice_text(code: Option<&String>, tr: &Tr) -> Option<String> {
+    let id = match code?.as_str() {
+        "signup" => msg("notice-signup"),
+        "signup_nokey" => msg("notice-signup-nokey"),
+        "deposit" => msg("notice-deposit"),
+        "withdrawal" => msg("notice-withdrawal"),
+        "key" => msg("notice-key"),
+        "logout" => msg("notice-logout"),
         _ => return None,
     };
-    Some(text.to_string())
+    Some(tr.t(id))
 }
 
 // ---------------------------------------------------------------- sign in / sign up / out
@@ -94,25 +132,25 @@ struct LoginPage {
     notice: Option<String>,
 }
 
-pub async fn login_form(state: St, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn login_form(state: St, tr: Tr, Query(q): Query<HashMap<String, String>>) -> Response {
     render(&LoginPage {
-        shell: Shell::new(&state, "Sign in", None),
+        shell: Shell::new(&state, &tr, "title-sign-in", None),
         email: String::new(),
         error: None,
-        notice: notice_text(q.get("notice")),
+        notice: notice_text(q.get("notice"), &tr),
     })
 }
 
-pub async fn login(state: St, client: ClientAddr, body: Bytes) -> Response {
+pub async fn login(state: St, tr: Tr, client: ClientAddr, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let email = f.get("email");
     match service::sign_in(&state, client.0, &email, f.get("password")).await {
         Ok(session) => signed_in(&state, &session.token, "/"),
         Err(e) => {
             let page = LoginPage {
-                shell: Shell::new(&state, "Sign in", None),
+                shell: Shell::new(&state, &tr, "title-sign-in", None),
                 email,
-                error: Some(friendly(&e)),
+                error: Some(friendly(&e, &tr)),
                 notice: None,
             };
             let mut response = render_status(refused(&e), &page);
@@ -132,11 +170,11 @@ fn signed_in(state: &Bank, token: &str, to: &str) -> Response {
     response
 }
 
-pub async fn logout(state: St, session: Result<WebSession, Response>) -> Response {
+pub async fn logout(state: St, tr: Tr, session: Result<WebSession, Response>) -> Response {
     if let Ok(session) = session
         && let Err(e) = service::sign_out(&state, session.token_hash).await
     {
-        return message(&state, None, refused(&e), "Could not sign out", "Try again.");
+        return message(&state, &tr, None, refused(&e), "title-sign-out-failed", &tr.t("try-again"));
     }
     let mut response = Redirect::to("/login?notice=logout").into_response();
     let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", super::cookie_name(&state));
@@ -150,6 +188,7 @@ pub async fn logout(state: St, session: Result<WebSession, Response>) -> Respons
 #[template(path = "signup.html")]
 struct SignupPage {
     shell: Shell,
+    password_min: usize,
     kind: String,
     name: String,
     document: String,
@@ -160,10 +199,11 @@ struct SignupPage {
     error: Option<String>,
 }
 
-fn signup_page(state: &Bank, f: &Fields, error: Option<String>) -> SignupPage {
+fn signup_page(state: &Bank, tr: &Tr, f: &Fields, error: Option<String>) -> SignupPage {
     let kind = f.get("kind");
     SignupPage {
-        shell: Shell::new(state, "Open an account", None),
+        shell: Shell::new(state, tr, "title-sign-up", None),
+        password_min: bank_core::account::PASSWORD_LEN_MIN,
         kind: if kind.is_empty() { "individual".into() } else { kind },
         name: f.get("name"),
         document: f.get("document"),
@@ -175,18 +215,18 @@ fn signup_page(state: &Bank, f: &Fields, error: Option<String>) -> SignupPage {
     }
 }
 
-pub async fn signup_form(state: St) -> Response {
-    render(&signup_page(&state, &Fields::default(), None))
+pub async fn signup_form(state: St, tr: Tr) -> Response {
+    render(&signup_page(&state, &tr, &Fields::default(), None))
 }
 
-pub async fn signup(state: St, body: Bytes) -> Response {
+pub async fn signup(state: St, tr: Tr, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     match open_account(&state, &f).await {
         Ok((token, key)) => {
             let to = if key == service::DocumentKey::Missing { "/?notice=signup_nokey" } else { "/?notice=signup" };
             signed_in(&state, &token, to)
         }
-        Err(e) => render_status(refused(&e), &signup_page(&state, &f, Some(friendly(&e)))),
+        Err(e) => render_status(refused(&e), &signup_page(&state, &tr, &f, Some(friendly(&e, &tr)))),
     }
 }
 
@@ -213,37 +253,60 @@ struct EntryRow {
     when: String,
     what: String,
     amount: String,
+    /// The state's code (the badge's class) and its words.
     status: &'static str,
+    status_text: String,
     transfer_id: Option<String>,
-    counterparty: Option<String>,
 }
 
-impl From<&Entry> for EntryRow {
-    fn from(e: &Entry) -> Self {
-        let what = match (e.kind.as_str(), e.method.map(|m| m.as_str())) {
-            ("deposit", Some(m)) => format!("Deposit ({m})"),
-            ("deposit", None) => "Deposit".into(),
-            ("withdrawal", _) => "Withdrawal".into(),
-            ("transfer_out", _) => "Pix sent".into(),
-            ("transfer_in", _) => "Pix received".into(),
-            (other, _) => other.to_string(),
-        };
+impl EntryRow {
+    /// A statement line in the customer's words: what happened and with whom. Internal ids stay
+    /// on the transfer's own page, which the line links to.
+    fn new(e: &Entry, tr: &Tr) -> Self {
         let sign = if e.kind.is_debit() { -1 } else { 1 };
         EntryRow {
-            when: when(e.created_at),
-            what,
+            when: when(tr.lang, e.created_at),
+            what: entry_words(
+                e.kind.as_str(),
+                e.kind.is_debit(),
+                e.method.map(|m| m.as_str()),
+                e.counterparty.as_deref(),
+                tr,
+            ),
             amount: brl(sign * e.amount.cents()),
             status: e.status.as_str(),
+            status_text: tr.t(status_id(e.status.as_str())),
             transfer_id: e.transfer_id.map(|t| t.to_string()),
-            counterparty: e.counterparty.clone(),
         }
+    }
+}
+
+/// What a statement line says. The kind is matched by its code, so a kind this code does not
+/// know yet (the statement grows kinds) still reads as money in or out, with its counterparty.
+fn entry_words(kind: &str, debit: bool, method: Option<&str>, counterparty: Option<&str>, tr: &Tr) -> String {
+    let (with, plain) = match (kind, method) {
+        ("deposit", Some("cash")) => return tr.t("entry-deposit-cash"),
+        ("deposit", Some("boleto")) => return tr.t("entry-deposit-boleto"),
+        ("deposit", Some("qr")) => return tr.t("entry-deposit-qr"),
+        ("deposit", _) => return tr.t("entry-deposit"),
+        ("withdrawal", _) => return tr.t("entry-withdrawal"),
+        ("transfer_out", _) => (msg("entry-pix-sent"), msg("entry-pix-sent-plain")),
+        ("transfer_in", _) => (msg("entry-pix-received"), msg("entry-pix-received-plain")),
+        (refund, _) if refund.contains("refund") && debit => (msg("entry-refund-sent"), msg("entry-refund-sent-plain")),
+        (refund, _) if refund.contains("refund") => (msg("entry-refund-received"), msg("entry-refund-received-plain")),
+        _ if debit => (msg("entry-other-out"), msg("entry-other-out-plain")),
+        _ => (msg("entry-other-in"), msg("entry-other-in-plain")),
+    };
+    match counterparty.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(counterparty) => tr.t1(with, "counterparty", counterparty),
+        None => tr.t(plain),
     }
 }
 
 struct AccountRow {
     bank_name: String,
     number: String,
-    kind: &'static str,
+    kind: String,
     available: String,
     blocked: String,
 }
@@ -254,31 +317,38 @@ struct DashboardPage {
     shell: Shell,
     holder: String,
     number: String,
-    kind: &'static str,
+    kind: String,
     available: String,
     blocked: String,
     posted: String,
     accounts: Vec<AccountRow>,
     unreachable: Vec<String>,
+    /// The banks not reached, in a sentence.
+    unreachable_text: String,
     entries: Vec<EntryRow>,
     notice: Option<String>,
 }
 
-pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (account, _) = match me(&state, &session).await {
+pub async fn dashboard(state: St, tr: Tr, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let found = match service::consortium_accounts(&state, &session.account).await {
         Ok(found) => found,
-        Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Dashboard", &friendly(&e)),
+        Err(e) => {
+            let customer = Some(account.display_name());
+            return message(&state, &tr, customer, refused(&e), "title-dashboard", &friendly(&e, &tr));
+        }
     };
     let entries = service::statement(&state, &session.account, None, None, 8).await.map(|(e, _)| e).unwrap_or_default();
+    let unreachable: Vec<String> =
+        found.unreachable.iter().map(|&id| format!("{} ({})", service::bank_name(&state, id), id.0)).collect();
     render(&DashboardPage {
-        shell: shell(&state, "Dashboard", &account),
+        shell: shell(&state, &tr, "title-dashboard", &account),
         holder: account.display_name(),
         number: account.number.to_string(),
-        kind: account.kind.as_str(),
+        kind: tr.t(account_kind(account.kind.as_str())),
         available: brl(account.available_cents()),
         blocked: brl(account.held_cents),
         posted: brl(account.posted_cents),
@@ -288,18 +358,19 @@ pub async fn dashboard(state: St, session: WebSession, Query(q): Query<HashMap<S
             .map(|a| AccountRow {
                 bank_name: a.bank_name.clone(),
                 number: a.number.to_string(),
-                kind: a.kind.as_str(),
+                kind: tr.t(account_kind(a.kind.as_str())),
                 available: brl(a.available_cents()),
                 blocked: brl(a.held_cents),
             })
             .collect(),
-        unreachable: found
-            .unreachable
-            .iter()
-            .map(|&id| format!("{} ({})", service::bank_name(&state, id), id.0))
-            .collect(),
-        entries: entries.iter().map(EntryRow::from).collect(),
-        notice: notice_text(q.get("notice")),
+        unreachable_text: tr.t2(
+            "dashboard-unreachable",
+            ("count", unreachable.len()),
+            ("banks", unreachable.join(", ")),
+        ),
+        unreachable,
+        entries: entries.iter().map(|e| EntryRow::new(e, &tr)).collect(),
+        notice: notice_text(q.get("notice"), &tr),
     })
 }
 
@@ -315,21 +386,23 @@ struct StatementPage {
 
 const STATEMENT_PAGE: usize = 20;
 
-pub async fn statement(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (account, _) = match me(&state, &session).await {
+pub async fn statement(state: St, tr: Tr, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let before = q.get("before").and_then(|b| b.parse::<u64>().ok()).filter(|&b| b > 0);
     match service::statement(&state, &session.account, None, before, STATEMENT_PAGE).await {
         Ok((entries, next)) => render(&StatementPage {
-            shell: shell(&state, "Statement", &account),
+            shell: shell(&state, &tr, "title-statement", &account),
             number: account.number.to_string(),
-            entries: entries.iter().map(EntryRow::from).collect(),
+            entries: entries.iter().map(|e| EntryRow::new(e, &tr)).collect(),
             next,
             first_page: before.is_none(),
         }),
-        Err(e) => message(&state, Some(account.display_name()), refused(&e), "Statement", &friendly(&e)),
+        Err(e) => {
+            message(&state, &tr, Some(account.display_name()), refused(&e), "title-statement", &friendly(&e, &tr))
+        }
     }
 }
 
@@ -339,7 +412,7 @@ pub async fn statement(state: St, session: WebSession, Query(q): Query<HashMap<S
 #[template(path = "money_form.html")]
 struct MoneyPage {
     shell: Shell,
-    heading: &'static str,
+    heading: String,
     action: &'static str,
     is_deposit: bool,
     available: String,
@@ -357,10 +430,19 @@ enum MoneyMove {
 }
 
 impl MoneyMove {
+    /// The page title's message id.
+    fn title(self) -> &'static str {
+        match self {
+            MoneyMove::Deposit => msg("title-deposit"),
+            MoneyMove::Withdrawal => msg("title-withdraw"),
+        }
+    }
+
+    /// The heading's and the button's message id.
     fn heading(self) -> &'static str {
         match self {
-            MoneyMove::Deposit => "Deposit",
-            MoneyMove::Withdrawal => "Withdraw",
+            MoneyMove::Deposit => msg("money-deposit"),
+            MoneyMove::Withdrawal => msg("money-withdraw"),
         }
     }
 
@@ -372,11 +454,18 @@ impl MoneyMove {
     }
 }
 
-fn money_page(state: &Bank, account: &Account, way: MoneyMove, f: &Fields, error: Option<String>) -> MoneyPage {
+fn money_page(
+    state: &Bank,
+    tr: &Tr,
+    account: &Account,
+    way: MoneyMove,
+    f: &Fields,
+    error: Option<String>,
+) -> MoneyPage {
     let key = f.get("idempotency_key");
     MoneyPage {
-        shell: shell(state, way.heading(), account),
-        heading: way.heading(),
+        shell: shell(state, tr, way.title(), account),
+        heading: tr.t(way.heading()),
         action: way.path(),
         is_deposit: way == MoneyMove::Deposit,
         available: brl(account.available_cents()),
@@ -387,27 +476,27 @@ fn money_page(state: &Bank, account: &Account, way: MoneyMove, f: &Fields, error
     }
 }
 
-pub async fn deposit_form(state: St, session: WebSession) -> Response {
-    money_form(state, session, MoneyMove::Deposit).await
+pub async fn deposit_form(state: St, tr: Tr, session: WebSession) -> Response {
+    money_form(state, tr, session, MoneyMove::Deposit).await
 }
 
-pub async fn withdraw_form(state: St, session: WebSession) -> Response {
-    money_form(state, session, MoneyMove::Withdrawal).await
+pub async fn withdraw_form(state: St, tr: Tr, session: WebSession) -> Response {
+    money_form(state, tr, session, MoneyMove::Withdrawal).await
 }
 
-async fn money_form(state: St, session: WebSession, way: MoneyMove) -> Response {
-    match me(&state, &session).await {
-        Ok((account, _)) => render(&money_page(&state, &account, way, &Fields::default(), None)),
+async fn money_form(state: St, tr: Tr, session: WebSession, way: MoneyMove) -> Response {
+    match me(&state, &session, &tr).await {
+        Ok((account, _)) => render(&money_page(&state, &tr, &account, way, &Fields::default(), None)),
         Err(r) => r,
     }
 }
 
-pub async fn deposit(state: St, session: WebSession, body: Bytes) -> Response {
-    money_post(state, session, body, MoneyMove::Deposit).await
+pub async fn deposit(state: St, tr: Tr, session: WebSession, body: Bytes) -> Response {
+    money_post(state, tr, session, body, MoneyMove::Deposit).await
 }
 
-pub async fn withdraw(state: St, session: WebSession, body: Bytes) -> Response {
-    money_post(state, session, body, MoneyMove::Withdrawal).await
+pub async fn withdraw(state: St, tr: Tr, session: WebSession, body: Bytes) -> Response {
+    money_post(state, tr, session, body, MoneyMove::Withdrawal).await
 }
 
 /// Runs the money form's deposit or withdrawal, as the API does.
@@ -416,25 +505,26 @@ async fn move_money(
     account: AccountNumber,
     way: MoneyMove,
     f: &Fields,
+    tr: &Tr,
 ) -> Result<(), (StatusCode, String)> {
-    let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
+    let amount = parse_amount(&f.get("amount"), tr).map_err(invalid)?;
     match way {
         MoneyMove::Deposit => {
-            let method = DepositMethod::parse(&f.get("method")).map_err(|e| refusal(e.into()))?;
+            let method = DepositMethod::parse(&f.get("method")).map_err(|e| refusal(e.into(), tr))?;
             let idem = f.idempotency("/deposit", &format!("{}|{}", amount.cents(), method.as_str()));
-            service::deposit(state, account, amount, method, idem).await.map_err(refusal)?;
+            service::deposit(state, account, amount, method, idem).await.map_err(|e| refusal(e, tr))?;
         }
         MoneyMove::Withdrawal => {
             let idem = f.idempotency("/withdraw", &amount.cents().to_string());
-            service::withdraw(state, account, amount, idem).await.map_err(refusal)?;
+            service::withdraw(state, account, amount, idem).await.map_err(|e| refusal(e, tr))?;
         }
     }
     Ok(())
 }
 
-async fn money_post(state: St, session: WebSession, body: Bytes, way: MoneyMove) -> Response {
+async fn money_post(state: St, tr: Tr, session: WebSession, body: Bytes, way: MoneyMove) -> Response {
     let f = Fields::parse(&body);
-    match move_money(&state, session.account.clone(), way, &f).await {
+    match move_money(&state, session.account.clone(), way, &f, &tr).await {
         Ok(()) => {
             let notice = match way {
                 MoneyMove::Deposit => "/?notice=deposit",
@@ -442,8 +532,8 @@ async fn money_post(state: St, session: WebSession, body: Bytes, way: MoneyMove)
             };
             Redirect::to(notice).into_response()
         }
-        Err((status, error)) => match me(&state, &session).await {
-            Ok((account, _)) => render_status(status, &money_page(&state, &account, way, &f, Some(error))),
+        Err((status, error)) => match me(&state, &session, &tr).await {
+            Ok((account, _)) => render_status(status, &money_page(&state, &tr, &account, way, &f, Some(error))),
             Err(r) => r,
         },
     }
@@ -462,10 +552,10 @@ struct PixPage {
     error: Option<String>,
 }
 
-fn pix_page(state: &Bank, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
+fn pix_page(state: &Bank, tr: &Tr, account: &Account, f: &Fields, error: Option<String>) -> PixPage {
     let key = f.get("idempotency_key");
     PixPage {
-        shell: shell(state, "Pix", account),
+        shell: shell(state, tr, "title-pix", account),
         available: brl(account.available_cents()),
         key: f.get("key"),
         amount: f.get("amount"),
@@ -485,32 +575,34 @@ struct PixConfirmPage {
     idempotency_key: String,
 }
 
-pub async fn pix_form(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (account, _) = match me(&state, &session).await {
+pub async fn pix_form(state: St, tr: Tr, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let f = Fields(q.into_iter().filter(|(k, _)| k == "key" || k == "amount").collect());
-    render(&pix_page(&state, &account, &f, None))
+    render(&pix_page(&state, &tr, &account, &f, None))
 }
 
 /// Checks the key and the amount, and shows whom the money would go to.
-pub async fn pix_confirm(state: St, session: WebSession, client: ClientAddr, body: Bytes) -> Response {
+pub async fn pix_confirm(state: St, tr: Tr, session: WebSession, client: ClientAddr, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    let (account, _) = match me(&state, &session).await {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let checked = async {
-        let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
-        let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
-        let receiver = service::lookup_key(&state, (&account.number, client.0), &key).await.map_err(refusal)?;
+        let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into(), &tr))?;
+        let amount = parse_amount(&f.get("amount"), &tr).map_err(invalid)?;
+        let receiver =
+            service::lookup_key(&state, (&account.number, client.0), &key).await.map_err(|e| refusal(e, &tr))?;
         if amount.cents() > account.available_cents() {
-            return Err(refusal(ServiceError::Core(Error::InsufficientFunds {
+            let short = Error::InsufficientFunds {
                 account: account.number.clone(),
                 available_cents: account.available_cents(),
                 requested_cents: amount.cents(),
-            })));
+            };
+            return Err(refusal(ServiceError::Core(short), &tr));
         }
         Ok((receiver, amount))
     }
@@ -519,7 +611,7 @@ pub async fn pix_confirm(state: St, session: WebSession, client: ClientAddr, bod
         Ok((receiver, amount)) => {
             let key = f.get("idempotency_key");
             render(&PixConfirmPage {
-                shell: shell(&state, "Confirm the Pix", &account),
+                shell: shell(&state, &tr, "title-pix-confirm", &account),
                 key: f.get("key"),
                 amount: f.get("amount"),
                 amount_brl: brl(amount.cents()),
@@ -527,24 +619,24 @@ pub async fn pix_confirm(state: St, session: WebSession, client: ClientAddr, bod
                 idempotency_key: if key.is_empty() { new_idempotency_key() } else { key },
             })
         }
-        Err((status, error)) => render_status(status, &pix_page(&state, &account, &f, Some(error))),
+        Err((status, error)) => render_status(status, &pix_page(&state, &tr, &account, &f, Some(error))),
     }
 }
 
-pub async fn pix_send(state: St, session: WebSession, body: Bytes) -> Response {
+pub async fn pix_send(state: St, tr: Tr, session: WebSession, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let sent = async {
-        let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into()))?;
-        let amount = parse_amount(&f.get("amount")).map_err(invalid)?;
+        let key = PixKey::parse(&f.get("key")).map_err(|e| refusal(e.into(), &tr))?;
+        let amount = parse_amount(&f.get("amount"), &tr).map_err(invalid)?;
         let idem = f.idempotency("/pix/send", &format!("{}|{}", key.normalized(), amount.cents()));
         let legs = vec![LegRequest { from: None, to: Destination::Key(key), amount }];
-        service::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(refusal)
+        service::transfer(&state, session.account.clone(), legs, None, idem).await.map_err(|e| refusal(e, &tr))
     }
     .await;
     match sent {
         Ok(answer) => Redirect::to(&format!("/transfers/{}", answer.transfer.id)).into_response(),
-        Err((status, error)) => match me(&state, &session).await {
-            Ok((account, _)) => render_status(status, &pix_page(&state, &account, &f, Some(error))),
+        Err((status, error)) => match me(&state, &session, &tr).await {
+            Ok((account, _)) => render_status(status, &pix_page(&state, &tr, &account, &f, Some(error))),
             Err(r) => r,
         },
     }
@@ -557,6 +649,7 @@ struct LegView {
     to: String,
     amount: String,
     status: &'static str,
+    status_text: String,
 }
 
 #[derive(Template)]
@@ -565,32 +658,34 @@ struct TransferPage {
     shell: Shell,
     id: String,
     status: &'static str,
+    status_text: String,
     failure: String,
     created_at: String,
     total: String,
     legs: Vec<LegView>,
 }
 
-pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<String>) -> Response {
-    let (account, _) = match me(&state, &session).await {
+pub async fn transfer_detail(state: St, tr: Tr, session: WebSession, Path(id): Path<String>) -> Response {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let customer = Some(account.display_name());
     let Ok(id) = uuid::Uuid::try_parse(&id).map(TransferId) else {
-        return message(&state, customer, StatusCode::NOT_FOUND, "No such transfer", "A transfer id is a UUID.");
+        return message(&state, &tr, customer, StatusCode::NOT_FOUND, "title-no-transfer", &tr.t("err-transfer-id"));
     };
     let t = match service::transfer_of(&state, &session.account, id).await {
         Ok(t) => t,
-        Err(e) => return message(&state, customer, refused(&e), "No such transfer", &friendly(&e)),
+        Err(e) => return message(&state, &tr, customer, refused(&e), "title-no-transfer", &friendly(&e, &tr)),
     };
     let bank = |id: BankId| service::bank_name(&state, id);
     render(&TransferPage {
-        shell: shell(&state, "Transfer", &account),
+        shell: shell(&state, &tr, "title-transfer", &account),
         id: t.id.to_string(),
         status: t.status.as_str(),
-        failure: t.failure.as_ref().map(|f| friendly_failure(f.code.as_str(), &f.detail)).unwrap_or_default(),
-        created_at: when(t.created_at),
+        status_text: tr.t(status_id(t.status.as_str())),
+        failure: t.failure.as_ref().map(|f| friendly_failure(f.code.as_str(), &f.detail, &tr)).unwrap_or_default(),
+        created_at: when(tr.lang, t.created_at),
         total: brl(t.legs.iter().map(|l| l.amount.cents()).sum()),
         legs: t
             .legs
@@ -602,20 +697,28 @@ pub async fn transfer_detail(state: St, session: WebSession, Path(id): Path<Stri
                     l.to.holder_name,
                     bank(l.to.bank_id),
                     l.to.number,
-                    l.to.key.as_ref().map(|k| format!(" (key {})", k.normalized())).unwrap_or_default()
+                    l.to.key
+                        .as_ref()
+                        .map(|k| format!(" {}", tr.t1("transfer-to-key", "key", k.normalized())))
+                        .unwrap_or_default()
                 ),
                 amount: brl(l.amount.cents()),
                 status: l.status.as_str(),
+                status_text: tr.t(status_id(l.status.as_str())),
             })
             .collect(),
     })
 }
 
-fn friendly_failure(code: &str, detail: &str) -> String {
+/// Why a transfer failed, in words: the stored detail is the API's English, so known codes get
+/// their own sentence and only an unknown one quotes it.
+fn friendly_failure(code: &str, detail: &str, tr: &Tr) -> String {
     match code {
-        "insufficient_funds" => format!("A source did not have enough money ({detail})."),
-        "bank_unavailable" => format!("A bank could not be reached ({detail})."),
-        _ => format!("{detail}."),
+        "insufficient_funds" => tr.t("failure-insufficient"),
+        "bank_unavailable" => tr.t("failure-bank-unavailable"),
+        "expired" => tr.t("failure-expired"),
+        "unknown_key" => tr.t("failure-unknown-key"),
+        _ => tr.t1("failure-refused", "detail", detail.trim_end_matches('.')),
     }
 }
 
@@ -655,7 +758,7 @@ struct PacketPage {
 
 const PACKET_ROWS_SHOWN: usize = 3;
 
-async fn sources(state: &Arc<Bank>, session: &WebSession) -> Result<Vec<SourceOption>, ServiceError> {
+async fn sources(state: &Arc<Bank>, session: &WebSession, tr: &Tr) -> Result<Vec<SourceOption>, ServiceError> {
     let found = service::consortium_accounts(state, &session.account).await?;
     Ok(found
         .accounts
@@ -664,7 +767,12 @@ async fn sources(state: &Arc<Bank>, session: &WebSession) -> Result<Vec<SourceOp
             let available = a.available_cents();
             SourceOption {
                 value: format!("{}:{}", a.bank_id.0, a.number),
-                label: format!("{} · {} ({} available)", a.bank_name, a.number, brl(available)),
+                label: tr.t3(
+                    "packet-source",
+                    ("bank", a.bank_name.as_str()),
+                    ("number", a.number.to_string()),
+                    ("available", brl(available)),
+                ),
                 available_cents: available,
             }
         })
@@ -681,17 +789,19 @@ fn empty_rows(from: usize, to: usize) -> impl Iterator<Item = PacketRow> {
     })
 }
 
-pub async fn packet_form(state: St, session: WebSession) -> Response {
-    let (account, _) = match me(&state, &session).await {
+pub async fn packet_form(state: St, tr: Tr, session: WebSession) -> Response {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let sources = match sources(&state, &session).await {
+    let sources = match sources(&state, &session, &tr).await {
         Ok(s) => s,
-        Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Packet", &friendly(&e)),
+        Err(e) => {
+            return message(&state, &tr, Some(account.display_name()), refused(&e), "title-packet", &friendly(&e, &tr));
+        }
     };
     render(&PacketPage {
-        shell: shell(&state, "Packet", &account),
+        shell: shell(&state, &tr, "title-packet", &account),
         sources,
         rows: empty_rows(0, PACKET_ROWS_SHOWN).collect(),
         totals: Vec::new(),
@@ -710,7 +820,7 @@ struct PacketLegs {
 }
 
 /// Parses every filled row (blank rows are skipped); a row that does not parse gets its error.
-fn packet_legs(rows: &mut [PacketRow], sources: &[SourceOption]) -> PacketLegs {
+fn packet_legs(rows: &mut [PacketRow], sources: &[SourceOption], tr: &Tr) -> PacketLegs {
     let mut legs = Vec::new();
     let mut per_source: BTreeMap<String, i64> = BTreeMap::new();
     let mut meaning = String::new();
@@ -718,7 +828,7 @@ fn packet_legs(rows: &mut [PacketRow], sources: &[SourceOption]) -> PacketLegs {
         if row.key.trim().is_empty() && row.amount.trim().is_empty() {
             continue;
         }
-        match packet_leg(row, sources) {
+        match packet_leg(row, sources, tr) {
             Ok(leg) => {
                 *per_source.entry(row.from.clone()).or_default() += leg.amount.cents();
                 meaning.push_str(&format!("{}>{:?}={};", row.from, row.key.trim(), leg.amount.cents()));
@@ -743,27 +853,30 @@ fn packet_legs(rows: &mut [PacketRow], sources: &[SourceOption]) -> PacketLegs {
 }
 
 /// One filled row as a leg, or what is wrong with it, in words.
-fn packet_leg(row: &PacketRow, sources: &[SourceOption]) -> Result<LegRequest, String> {
-    let source = sources.iter().find(|s| s.value == row.from).ok_or("Choose a source among your accounts.")?;
-    let (bank, number) = source.value.split_once(':').ok_or("Choose a source among your accounts.")?;
+fn packet_leg(row: &PacketRow, sources: &[SourceOption], tr: &Tr) -> Result<LegRequest, String> {
+    let choose = || tr.t("packet-choose-source");
+    let source = sources.iter().find(|s| s.value == row.from).ok_or_else(choose)?;
+    let (bank, number) = source.value.split_once(':').ok_or_else(choose)?;
     let from = AccountRef {
-        bank_id: BankId(bank.parse().map_err(|_| "Choose a source among your accounts.")?),
-        number: AccountNumber::parse(number).map_err(|_| "Choose a source among your accounts.")?,
+        bank_id: BankId(bank.parse().map_err(|_| choose())?),
+        number: AccountNumber::parse(number).map_err(|_| choose())?,
     };
-    let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into()))?;
-    let amount = parse_amount(&row.amount)?;
+    let key = PixKey::parse(&row.key).map_err(|e| friendly(&e.into(), tr))?;
+    let amount = parse_amount(&row.amount, tr)?;
     Ok(LegRequest { from: Some(from), to: Destination::Key(key), amount })
 }
 
-pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
+pub async fn packet(state: St, tr: Tr, session: WebSession, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    let (account, _) = match me(&state, &session).await {
+    let (account, _) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let sources = match sources(&state, &session).await {
+    let sources = match sources(&state, &session, &tr).await {
         Ok(s) => s,
-        Err(e) => return message(&state, Some(account.display_name()), refused(&e), "Packet", &friendly(&e)),
+        Err(e) => {
+            return message(&state, &tr, Some(account.display_name()), refused(&e), "title-packet", &friendly(&e, &tr));
+        }
     };
     let (froms, keys, amounts) = (f.all("from"), f.all("key"), f.all("amount"));
     let count = froms.len().max(keys.len()).max(amounts.len()).min(LEGS_MAX);
@@ -777,7 +890,7 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         if key.is_empty() { new_idempotency_key() } else { key }
     };
     let page = |rows, totals, error: Option<String>, sources| PacketPage {
-        shell: shell(&state, "Packet", &account),
+        shell: shell(&state, &tr, "title-packet", &account),
         sources,
         rows,
         totals,
@@ -789,13 +902,13 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
         rows.extend(empty_rows(n, (n + 1).min(LEGS_MAX)));
         return render(&page(rows, Vec::new(), None, sources));
     }
-    let PacketLegs { legs, totals, meaning } = packet_legs(&mut rows, &sources);
+    let PacketLegs { legs, totals, meaning } = packet_legs(&mut rows, &sources, &tr);
     let row_errors = rows.iter().any(|r| r.error.is_some());
     if row_errors || legs.is_empty() || action != "send" {
         let error = if row_errors {
-            Some("Some legs need fixing (see below).".to_string())
+            Some(tr.t("packet-fix-legs"))
         } else if legs.is_empty() {
-            Some("Fill in at least one leg: a source, a Pix key and an amount.".to_string())
+            Some(tr.t("packet-fill-one"))
         } else {
             None
         };
@@ -805,7 +918,7 @@ pub async fn packet(state: St, session: WebSession, body: Bytes) -> Response {
     let idem = f.idempotency("/packet", &meaning);
     match service::transfer(&state, session.account.clone(), legs, None, idem).await {
         Ok(answer) => Redirect::to(&format!("/transfers/{}", answer.transfer.id)).into_response(),
-        Err(e) => render_status(refused(&e), &page(rows, totals, Some(friendly(&e)), sources)),
+        Err(e) => render_status(refused(&e), &page(rows, totals, Some(friendly(&e, &tr)), sources)),
     }
 }
 
@@ -825,8 +938,8 @@ struct ReceivePage {
     notice: Option<String>,
 }
 
-pub async fn receive(state: St, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (account, keys) = match me(&state, &session).await {
+pub async fn receive(state: St, tr: Tr, session: WebSession, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (account, keys) = match me(&state, &session, &tr).await {
         Ok(found) => found,
         Err(r) => return r,
     };
@@ -834,7 +947,7 @@ pub async fn receive(state: St, session: WebSession, Query(q): Query<HashMap<Str
     let wanted = q.get("key").cloned().unwrap_or_default();
     let key = keys.iter().find(|k| k.0 == wanted).or(keys.first()).map(|k| k.0.clone()).unwrap_or_default();
     let mut page = ReceivePage {
-        shell: shell(&state, "Receive", &account),
+        shell: shell(&state, &tr, "title-receive", &account),
         keys,
         key: key.clone(),
         amount: amount.clone(),
@@ -842,9 +955,9 @@ pub async fn receive(state: St, session: WebSession, Query(q): Query<HashMap<Str
         payload: None,
         qr: None,
         error: None,
-        notice: notice_text(q.get("notice")),
+        notice: notice_text(q.get("notice"), &tr),
     };
-    let cents = if amount.trim().is_empty() { Ok(None) } else { parse_amount(&amount).map(|a| Some(a.cents())) };
+    let cents = if amount.trim().is_empty() { Ok(None) } else { parse_amount(&amount, &tr).map(|a| Some(a.cents())) };
     match cents {
         Err(e) => {
             page.error = Some(e);
@@ -862,36 +975,38 @@ pub async fn receive(state: St, session: WebSession, Query(q): Query<HashMap<Str
     render(&page)
 }
 
-pub async fn register_key(state: St, session: WebSession, body: Bytes) -> Response {
+pub async fn register_key(state: St, tr: Tr, session: WebSession, body: Bytes) -> Response {
     let f = Fields::parse(&body);
     let request = match f.get("type").as_str() {
         "email" => Ok(KeyRequest::Email),
         "phone" => Ok(KeyRequest::Phone),
         "random" => Ok(KeyRequest::Random(uuid::Uuid::new_v4())),
-        _ => Err(ServiceError::Core(Error::invalid("choose a key type: e-mail, phone or random"))),
+        _ => Err((StatusCode::BAD_REQUEST, tr.t("receive-choose-type"))),
     };
     let result = match request {
-        Ok(request) => service::register_key(&state, session.account.clone(), request).await,
+        Ok(request) => {
+            service::register_key(&state, session.account.clone(), request).await.map_err(|e| refusal(e, &tr))
+        }
         Err(e) => Err(e),
     };
     match result {
         Ok(_) => Redirect::to("/receive?notice=key").into_response(),
-        Err(e) => {
-            let (account, keys) = match me(&state, &session).await {
+        Err((status, error)) => {
+            let (account, keys) = match me(&state, &session, &tr).await {
                 Ok(found) => found,
                 Err(r) => return r,
             };
             render_status(
-                refused(&e),
+                status,
                 &ReceivePage {
-                    shell: shell(&state, "Receive", &account),
+                    shell: shell(&state, &tr, "title-receive", &account),
                     keys,
                     key: String::new(),
                     amount: String::new(),
                     amount_brl: String::new(),
                     payload: None,
                     qr: None,
-                    error: Some(friendly(&e)),
+                    error: Some(error),
                     notice: None,
                 },
             )
@@ -905,7 +1020,9 @@ struct MemberRow {
     id: String,
     name: String,
     url: String,
-    state: String,
+    /// The state's code (the badge's class) and its words.
+    state: &'static str,
+    state_text: String,
     /// Its clock against this bank's, in words ("—" for this bank, or before any answer).
     clock: String,
 }
@@ -929,46 +1046,69 @@ fn json_number(value: impl Into<serde_json::Value>) -> String {
     }
 }
 
+/// The ring's role as a message id.
+fn role_id(role: &str) -> Option<&'static str> {
+    Some(match role {
+        "idle" => msg("role-idle"),
+        "holding" => msg("role-holding"),
+        "passing" => msg("role-passing"),
+        "pre-candidate" => msg("role-pre-candidate"),
+        "candidate" => msg("role-candidate"),
+        _ => return None,
+    })
+}
+
 /// The ring in words (in the order a person reads it).
-fn ring_facts(bank_id: BankId, ring: &RingStatus, mode: &str) -> Vec<(String, String)> {
+fn ring_facts(bank_id: BankId, ring: &RingStatus, mode: &str, tr: &Tr) -> Vec<(String, String)> {
     if mode == "concurrent" {
-        return vec![("Token ring".into(), "off: every bank starts its cross-bank work at once".into())];
+        return vec![(tr.t("ring-token-ring"), tr.t("ring-off"))];
     }
-    let bank = |id: Option<BankId>| id.map_or_else(|| "—".into(), |id| format!("bank {}", id.0));
-    let last_seen = |ms: Option<u64>| ms.map_or_else(|| "not yet".into(), |ms| format!("{ms} ms ago"));
-    let facts = |epoch: u64, holder, role: &str, seen, rotations: f64, queue_len: usize| {
+    let bank = |id: Option<BankId>| id.map_or_else(|| "—".into(), |id| tr.t1("ring-bank", "id", id.0));
+    let last_seen = |ms: Option<u64>| ms.map_or_else(|| tr.t("ring-not-yet"), |ms| tr.t1("ring-ms-ago", "ms", ms));
+    let role = |role: &str| role_id(role).map_or_else(|| role.to_string(), |id| tr.t(id));
+    let facts = |epoch: u64, holder, role: String, seen, rotations: f64, queue_len: usize| {
         vec![
-            ("Epoch".into(), epoch.to_string()),
-            ("Last known holder".into(), bank(holder)),
-            ("This bank".into(), role.to_string()),
-            ("Token last here".into(), last_seen(seen)),
-            ("Visits per second".into(), json_number(rotations)),
-            ("Transfers waiting for the token".into(), queue_len.to_string()),
+            (tr.t("ring-epoch"), epoch.to_string()),
+            (tr.t("ring-holder"), bank(holder)),
+            (tr.t("ring-this-bank"), role),
+            (tr.t("ring-last-here"), last_seen(seen)),
+            (tr.t("ring-visits"), json_number(rotations)),
+            (tr.t("ring-waiting"), queue_len.to_string()),
         ]
     };
     match ring {
         RingStatus::Token(r) => {
             let rotations = (r.rotations_per_s * 100.0).round() / 100.0;
-            let mut out = facts(r.epoch, r.holder, r.role, r.last_seen_ms, rotations, r.queue_len);
+            let mut out = facts(r.epoch, r.holder, role(r.role), r.last_seen_ms, rotations, r.queue_len);
             if !r.suspected.is_empty() {
                 let suspected = r.suspected.iter().map(|&b| bank(Some(b))).collect::<Vec<_>>().join(", ");
-                out.push(("Not heard from".into(), suspected));
+                out.push((tr.t("ring-not-heard"), suspected));
             }
             out
         }
-        RingStatus::NoToken => facts(0, None, "—", None, 0.0, 0),
-        RingStatus::Alone => facts(0, Some(bank_id), "—", Some(0), 0.0, 0),
+        RingStatus::NoToken => facts(0, None, "—".into(), None, 0.0, 0),
+        RingStatus::Alone => facts(0, Some(bank_id), "—".into(), Some(0), 0.0, 0),
     }
 }
 
-fn member_rows(status: &ConsortiumStatus) -> Vec<MemberRow> {
+/// A member's state as a message id.
+fn member_state_id(state: &str) -> &'static str {
+    match state {
+        "up" => msg("member-up"),
+        "suspected" => msg("member-suspected"),
+        _ => msg("member-unknown"),
+    }
+}
+
+fn member_rows(status: &ConsortiumStatus, tr: &Tr) -> Vec<MemberRow> {
     match &status.members {
         Membership::Alone { name, url } => {
             vec![MemberRow {
                 id: status.bank_id.0.to_string(),
                 name: name.clone(),
                 url: url.clone(),
-                state: "up".into(),
+                state: "up",
+                state_text: tr.t("member-up"),
                 clock: "—".into(),
             }]
         }
@@ -978,33 +1118,47 @@ fn member_rows(status: &ConsortiumStatus) -> Vec<MemberRow> {
                 id: m.id.0.to_string(),
                 name: m.name.clone(),
                 url: m.url.clone(),
-                state: m.state.as_str().into(),
-                clock: clock_words(m.clock),
+                state: m.state.as_str(),
+                state_text: tr.t(member_state_id(m.state.as_str())),
+                clock: clock_words(m.clock, tr),
             })
             .collect(),
     }
 }
 
 /// A peer's clock in words: agreeing, or how far off and that work with it is refused.
-fn clock_words(clock: Option<service::PeerClock>) -> String {
+fn clock_words(clock: Option<service::PeerClock>, tr: &Tr) -> String {
     match clock {
         None => "—".into(),
         Some(c) if c.disagrees => {
-            let way = if c.offset_ms > 0 { "ahead" } else { "behind" };
-            format!("{} ms {way}: disagrees, cross-bank work with it refused", c.offset_ms.abs())
+            let way = if c.offset_ms > 0 { msg("clock-ahead") } else { msg("clock-behind") };
+            tr.t1(way, "ms", c.offset_ms.unsigned_abs())
         }
-        Some(c) => format!("agrees ({:+} ms ± {} ms)", c.offset_ms, c.uncertainty_ms),
+        Some(c) => tr.t2(
+            "clock-agrees",
+            ("offset", format!("{:+}", c.offset_ms)),
+            ("uncertainty", c.uncertainty_ms.to_string()),
+        ),
+    }
+}
+
+/// The mode's words, with its code (as the status route names it).
+fn mode_words(mode: &str, tr: &Tr) -> String {
+    match mode {
+        "token-ring" => tr.t("mode-token-ring"),
+        "concurrent" => tr.t("mode-concurrent"),
+        other => other.to_string(),
     }
 }
 
 /// Shows the consortium as `GET /api/v1/consortium/status` reports it (the same service call).
-pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Response {
+pub async fn consortium(state: St, tr: Tr, session: Result<WebSession, Response>) -> Response {
     let customer = match &session {
         Ok(s) => service::account(&state, &s.account).await.ok().map(|view| view.account.display_name()),
         Err(_) => None,
     };
     let mut page = ConsortiumPage {
-        shell: Shell::new(&state, "Consortium", customer),
+        shell: Shell::new(&state, &tr, "title-consortium", customer),
         mode: String::new(),
         in_doubt: String::new(),
         members: Vec::new(),
@@ -1013,14 +1167,14 @@ pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Res
     };
     match service::consortium_status(&state).await {
         Ok(status) => {
-            page.mode = status.mode.as_str().to_string();
+            page.mode = mode_words(status.mode.as_str(), &tr);
             page.in_doubt = status.in_doubt.to_string();
-            page.members = member_rows(&status);
-            page.ring = ring_facts(status.bank_id, &status.ring, &page.mode);
+            page.members = member_rows(&status, &tr);
+            page.ring = ring_facts(status.bank_id, &status.ring, status.mode.as_str(), &tr);
             render(&page)
         }
         Err(e) => {
-            page.error = Some(format!("The status could not be read: {}", friendly(&e)));
+            page.error = Some(tr.t1("consortium-unreadable", "reason", friendly(&e, &tr)));
             render_status(StatusCode::SERVICE_UNAVAILABLE, &page)
         }
     }
@@ -1030,6 +1184,7 @@ pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Res
 mod tests {
     use super::*;
     use crate::storage::ring::RingSnapshot;
+    use crate::web::Lang;
 
     fn texts(facts: Vec<(String, String)>) -> Vec<String> {
         facts.into_iter().map(|(what, value)| format!("{what}: {value}")).collect()
@@ -1039,7 +1194,8 @@ mod tests {
     /// writes them (`0.0`, `2.0`), absent facts as a dash.
     #[test]
     fn ring_facts_read_as_the_status_json_did() {
-        let alone = texts(ring_facts(BankId(1), &RingStatus::Alone, "token-ring"));
+        let en = Tr::new(Lang::En);
+        let alone = texts(ring_facts(BankId(1), &RingStatus::Alone, "token-ring", &en));
         assert_eq!(
             alone,
             [
@@ -1051,31 +1207,53 @@ mod tests {
                 "Transfers waiting for the token: 0"
             ]
         );
-        let no_token = texts(ring_facts(BankId(1), &RingStatus::NoToken, "token-ring"));
+        let no_token = texts(ring_facts(BankId(1), &RingStatus::NoToken, "token-ring", &en));
         assert_eq!((no_token[1].as_str(), no_token[3].as_str()), ("Last known holder: —", "Token last here: not yet"));
         let snapshot = RingSnapshot {
             epoch: 7,
-            role: "holder",
+            role: "holding",
             holder: Some(BankId(2)),
             last_seen_ms: Some(15),
             rotations_per_s: 1.996,
             queue_len: 3,
             suspected: vec![BankId(3), BankId(4)],
         };
-        let token = texts(ring_facts(BankId(1), &RingStatus::Token(snapshot), "token-ring"));
+        let token = texts(ring_facts(BankId(1), &RingStatus::Token(snapshot.clone()), "token-ring", &en));
         assert_eq!(
             token,
             [
                 "Epoch: 7",
                 "Last known holder: bank 2",
-                "This bank: holder",
+                "This bank: holding",
                 "Token last here: 15 ms ago",
                 "Visits per second: 2.0",
                 "Transfers waiting for the token: 3",
                 "Not heard from: bank 3, bank 4"
             ]
         );
-        let off = texts(ring_facts(BankId(1), &RingStatus::NoToken, "concurrent"));
+        let pt = texts(ring_facts(BankId(1), &RingStatus::Token(snapshot), "token-ring", &Tr::new(Lang::PtBr)));
+        assert_eq!(pt[2], "Este banco: com a ficha");
+        assert_eq!(pt[3], "Ficha vista aqui: há 15 ms");
+        let off = texts(ring_facts(BankId(1), &RingStatus::NoToken, "concurrent", &en));
         assert_eq!(off, ["Token ring: off: every bank starts its cross-bank work at once"]);
+    }
+
+    /// Every kind of statement line reads in the customer's words in both languages; a kind this
+    /// code does not know yet still says money in or out and with whom.
+    #[test]
+    fn statement_lines_say_what_happened_and_with_whom() {
+        let (pt, en) = (Tr::new(Lang::PtBr), Tr::new(Lang::En));
+        let bruno = Some("Bruno Lima · Automobili");
+        assert_eq!(entry_words("transfer_out", true, None, bruno, &pt), "Pix enviado para Bruno Lima · Automobili");
+        assert_eq!(entry_words("transfer_in", false, None, bruno, &pt), "Pix recebido de Bruno Lima · Automobili");
+        assert_eq!(entry_words("transfer_out", true, None, bruno, &en), "Pix sent to Bruno Lima · Automobili");
+        assert_eq!(entry_words("transfer_in", false, None, None, &en), "Pix received");
+        assert_eq!(entry_words("deposit", false, Some("cash"), None, &pt), "Depósito em dinheiro");
+        assert_eq!(entry_words("deposit", false, Some("boleto"), None, &en), "Deposit by boleto");
+        assert_eq!(entry_words("withdrawal", true, None, None, &pt), "Saque");
+        assert_eq!(entry_words("refund_in", false, None, bruno, &pt), "Devolução de Bruno Lima · Automobili");
+        assert_eq!(entry_words("refund_out", true, None, bruno, &en), "Refund sent to Bruno Lima · Automobili");
+        assert_eq!(entry_words("fee", true, None, Some("Eleven"), &pt), "Saída · Eleven");
+        assert_eq!(entry_words("bonus", false, None, Some("  "), &en), "Money in");
     }
 }
