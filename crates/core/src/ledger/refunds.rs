@@ -170,7 +170,14 @@ impl Ledger {
 
     /// Keeps a posted Pix leg; the receiver's bank also keeps it as refundable (a refund itself
     /// is not refundable).
-    pub(super) fn record_pix_leg(&mut self, pix: PixLeg, changes: &mut Vec<Change>) {
+    pub(super) fn record_pix_leg(&mut self, mut pix: PixLeg, changes: &mut Vec<Change>) {
+        // A payer who named an account at another bank did not know its holder: this bank does.
+        if pix.to.bank_id == self.bank_id && pix.to.holder_name.is_empty() {
+            pix.to.holder_name = self.accounts.get(&pix.to.number).map(|a| a.display_name()).unwrap_or_default();
+        }
+        if pix.to.bank_id == self.bank_id && pix.to_document.is_empty() {
+            pix.to_document = self.masked_document_here(&pix.to.number);
+        }
         if pix.to.bank_id == self.bank_id && pix.refund_of.is_none() {
             let refundable = Refundable {
                 receiver: pix.to.number.clone(),
