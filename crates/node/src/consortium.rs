@@ -311,15 +311,15 @@ impl ConsortiumConfig {
                 Some(text) => InstitutionCode::parse(text).map_err(|e| format!("{at}: institution_code: {e}"))?,
                 None => InstitutionCode::derived(id),
             };
+            let member = Member { id, name: name.to_string(), url, public_key };
+            if members.insert(id, member).is_some() {
+                return Err(format!("{at}: id {id} is listed twice"));
+            }
             if let Some(other) = codes_seen.insert(code.clone(), id) {
                 return Err(format!("{at}: institution_code {code} is also bank {other}'s"));
             }
             if m.institution_code.is_some() {
                 institution_codes.insert(id, code);
-            }
-            let member = Member { id, name: name.to_string(), url, public_key };
-            if members.insert(id, member).is_some() {
-                return Err(format!("{at}: id {id} is listed twice"));
             }
         }
         if let Some(bank) = keys.get(&operator_key.to_bytes()) {
@@ -736,5 +736,32 @@ mod tests {
             assert!(err.contains(why), "{why}: {err}");
         }
         assert!(ConsortiumConfig::add_member("not toml [", &member(1, "http://a:1", 1)).is_err());
+    }
+
+    #[test]
+    fn institution_codes_are_read_validated_derived_when_missing_and_written_by_add_member() {
+        let draft = ConsortiumConfig::draft(&key(100).verifying_key());
+        let member = |id: u32| Member {
+            id: BankId(id),
+            name: format!("Bank {id}"),
+            url: format!("http://10.0.0.{id}:8081"),
+            public_key: key(id as u8).verifying_key(),
+        };
+        let one = ConsortiumConfig::add_member(&draft, &member(1)).expect("first");
+        assert!(one.contains("institution_code = \"90000001\""), "add_member assigns a code: {one}");
+        let config = ConsortiumConfig::parse(&one).expect("valid");
+        assert_eq!(config.institution_code(BankId(1)).as_str(), "90000001");
+        assert_eq!(ConsortiumConfig::parse(&config.to_toml()).expect("round trip"), config);
+        // An old file without codes loads, with derived ones.
+        let old = one.replace("institution_code = \"90000001\"\n", "");
+        let config = ConsortiumConfig::parse(&old).expect("an old file loads");
+        assert_eq!(config.institution_code(BankId(1)).as_str(), "90000001");
+        let given = one.replace("90000001", "12345678");
+        assert_eq!(ConsortiumConfig::parse(&given).expect("given").institution_code(BankId(1)).as_str(), "12345678");
+        let bad = one.replace("90000001", "1234");
+        assert!(ConsortiumConfig::parse(&bad).expect_err("short").contains("institution_code"));
+        let two = ConsortiumConfig::add_member(&one, &member(2)).expect("second");
+        let clash = two.replace("90000002", "90000001");
+        assert!(ConsortiumConfig::parse(&clash).expect_err("clash").contains("also bank 1's"));
     }
 }
