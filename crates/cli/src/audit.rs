@@ -15,6 +15,9 @@
 //!    [`KEYS_PER_ACCOUNT_MAX`] keys. A key missing from some directory is named and
 //!    waited for, but is "cannot tell", not a violation: a registration reaches the banks one by
 //!    one, and nothing read says whether one is still on its way.
+//! 8. **no Pix refunded beyond its amount** (issue 12) — at the receiver's bank, every leg's
+//!    completed refunds plus refunds in flight fit its amount, and the refunds posted anywhere
+//!    (each counted once, however many banks keep it) add up to no more than the leg's amount.
 //!
 //! # Reading a live consortium
 //!
@@ -56,7 +59,8 @@ use bank_core::ledger::KEYS_PER_ACCOUNT_MAX;
 use bank_core::money::format_brl;
 use bank_node::consortium::{ConsortiumConfig, Member, SigningKey, read_signing_key};
 use bank_node::interbank::audit::{
-    AuditAccount, AuditCoordinatorRecord, AuditHold, AuditList, AuditPixKey, AuditQuery, AuditSnapshot, AuditTotals,
+    AuditAccount, AuditCoordinatorRecord, AuditHold, AuditList, AuditPixKey, AuditPixLeg, AuditQuery, AuditSnapshot,
+    AuditTotals,
 };
 use bank_node::interbank::sign::{OPERATOR, fresh_nonce, sign, unix_now_ms};
 use serde::Serialize;
@@ -107,6 +111,8 @@ pub struct BankData {
     /// `None` when this bank has no coordinator records table.
     pub coordinator_records: Option<Vec<CoordinatorView>>,
     pub pix_keys: Vec<AuditPixKey>,
+    /// Posted Pix legs kept by this bank (empty for a bank from before refunds).
+    pub pix_legs: Vec<AuditPixLeg>,
     /// The Pix keys are the consortium-wide directory (a `bank_id` column), not only this bank's.
     pub directory: bool,
     /// Everything came from one answer, hence one read transaction (no list needed a second
@@ -241,6 +247,9 @@ impl BankData {
             }
             if let Some(p) = &page.pix_keys {
                 data.pix_keys.extend(p.items.iter().cloned());
+            }
+            if let Some(p) = &page.pix_legs {
+                data.pix_legs.extend(p.items.iter().cloned());
             }
         }
         if !has_coordinator_table {
@@ -769,7 +778,69 @@ pub fn check(snapshots: &[BankSnapshot]) -> Verdict {
         })
     };
 
-    Verdict { invariants: vec![inv1, inv2, inv3, inv5, inv7], unreachable, in_flight, recheck }
+    let inv8 = check_refunds(&reachable, &unreachable_note);
+    Verdict { invariants: vec![inv1, inv2, inv3, inv5, inv7, inv8], unreachable, in_flight, recheck }
+}
+
+/// Invariant 8 (issue 12): no Pix leg is refunded beyond its amount. At its receiver's bank,
+/// refunded + reserved ≤ amount; and the refunds posted anywhere, each counted once (both ends
+/// keep a posted leg), add up to no more than the amount of the leg they refund.
+fn check_refunds(reachable: &[(BankId, &BankData)], unreachable_note: &Option<String>) -> InvariantVerdict {
+    let mut problems = Problems::default();
+    // (transfer, leg) → amount, from any bank that keeps the leg.
+    let mut amounts: BTreeMap<(&str, u16), i64> = BTreeMap::new();
+    // refund (transfer, leg) → (refunded transfer, leg, amount), each refund once.
+    let mut refunds: BTreeMap<(&str, u16), (&str, u16, i64)> = BTreeMap::new();
+    let mut legs = 0usize;
+    for (id, data) in reachable {
+        for leg in &data.pix_legs {
+            match (&leg.refund_of, leg.refund_of_leg) {
+                (Some(of), Some(of_leg)) => {
+                    refunds.insert((leg.transfer_id.as_str(), leg.leg), (of.as_str(), of_leg, leg.amount_cents));
+                }
+                _ => {
+                    amounts.insert((leg.transfer_id.as_str(), leg.leg), leg.amount_cents);
+                    if leg.to_bank == *id {
+                        legs += 1;
+                        if leg.refunded_cents + leg.reserved_cents > leg.amount_cents {
+                            problems.push(format!(
+                                "Pix {} leg {} at bank {id}: {} refunded and {} being refunded of {}",
+                                leg.transfer_id,
+                                leg.leg,
+                                format_brl(leg.refunded_cents),
+                                format_brl(leg.reserved_cents),
+                                format_brl(leg.amount_cents)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut refunded: BTreeMap<(&str, u16), i64> = BTreeMap::new();
+    for (of, of_leg, cents) in refunds.values() {
+        *refunded.entry((*of, *of_leg)).or_default() += cents;
+    }
+    for ((of, of_leg), sum) in &refunded {
+        if let Some(&amount) = amounts.get(&(*of, *of_leg))
+            && *sum > amount
+        {
+            problems.push(format!(
+                "Pix {of} leg {of_leg}: refunds posted add up to {} of {}",
+                format_brl(*sum),
+                format_brl(amount)
+            ));
+        }
+    }
+    let total = problems.total;
+    let count = refunds.len();
+    finish(8, "no Pix is refunded beyond its amount", problems, unreachable_note, None, || {
+        if total == 0 {
+            format!("{} received, {} posted; none beyond its Pix", plural(legs, "Pix leg"), plural(count, "refund"))
+        } else {
+            format!("{} refunded beyond their amount", plural(total, "Pix leg"))
+        }
+    })
 }
 
 /// The verdict of an invariant from its problems: violated if any, else cannot tell when a bank
@@ -919,6 +990,7 @@ fn next_of(page: &AuditSnapshot, list: AuditList) -> Option<String> {
         AuditList::Decisions => page.decisions.as_ref().and_then(|p| p.next.clone()),
         AuditList::CoordinatorRecords => page.coordinator_records.as_ref().and_then(|p| p.next.clone()),
         AuditList::PixKeys => page.pix_keys.as_ref().and_then(|p| p.next.clone()),
+        AuditList::PixLegs => page.pix_legs.as_ref().and_then(|p| p.next.clone()),
     }
 }
 
@@ -1277,6 +1349,43 @@ mod tests {
         verdict.invariants.iter().find(|i| i.number == number).expect("invariant").problems.join(" | ")
     }
 
+    /// Leg `leg` of `tx`, paid from bank `from` to bank `to`; a refund names what it refunds.
+    fn pix_leg(tx: &str, from: u32, to: u32, cents: i64, refund_of: Option<&str>, refunded: (i64, i64)) -> AuditPixLeg {
+        AuditPixLeg {
+            id: format!("{tx}:00"),
+            transfer_id: tx.into(),
+            leg: 0,
+            from_bank: BankId(from),
+            to_bank: BankId(to),
+            amount_cents: cents,
+            refund_of: refund_of.map(Into::into),
+            refund_of_leg: refund_of.map(|_| 0),
+            refunded_cents: refunded.0,
+            reserved_cents: refunded.1,
+        }
+    }
+
+    #[test]
+    fn a_pix_refunded_beyond_its_amount_violates_invariant_8() {
+        let mut banks = clean();
+        // Bank 2 paid bank 1 R$ 10; bank 1 refunded R$ 6 (both ends keep both legs).
+        for i in 0..2 {
+            data(&mut banks[i]).pix_legs.push(pix_leg("t1", 2, 1, 1_000, None, (600, 0)));
+            data(&mut banks[i]).pix_legs.push(pix_leg("r1", 1, 2, 600, Some("t1"), (0, 0)));
+        }
+        let verdict = check(&banks);
+        assert_eq!(status(&verdict, 8), Status::Holds, "{:?}", verdict.invariants);
+        // A second R$ 6 refund posted at the payer's bank: R$ 12 of R$ 10.
+        data(&mut banks[1]).pix_legs.push(pix_leg("r2", 1, 2, 600, Some("t1"), (0, 0)));
+        let verdict = check(&banks);
+        assert_eq!(status(&verdict, 8), Status::Violated);
+        assert!(problems(&verdict, 8).contains("refunds posted add up to R$ 12,00 of R$ 10,00"), "{verdict:?}");
+        // The receiver's own figures past the amount are a violation too.
+        let mut banks = clean();
+        data(&mut banks[0]).pix_legs.push(pix_leg("t1", 2, 1, 1_000, None, (600, 600)));
+        assert_eq!(status(&check(&banks), 8), Status::Violated);
+    }
+
     #[test]
     fn a_clean_consortium_holds_everything() {
         let verdict = check(&clean());
@@ -1285,7 +1394,7 @@ mod tests {
         }
         assert!(verdict.all_hold() && !verdict.worth_waiting());
         assert_eq!(verdict.exit_code(), 0);
-        assert_eq!(verdict.invariants.iter().map(|i| i.number).collect::<Vec<_>>(), [1, 2, 3, 5, 7]);
+        assert_eq!(verdict.invariants.iter().map(|i| i.number).collect::<Vec<_>>(), [1, 2, 3, 5, 7, 8]);
         assert!(render(&clean(), &verdict).contains("verdict: all invariants hold"));
     }
 
@@ -1535,6 +1644,7 @@ mod tests {
             }),
             coordinator_records: None,
             pix_keys: None,
+            pix_legs: None,
             truncated: false,
         };
         let data = BankData::from_pages(

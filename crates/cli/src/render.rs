@@ -50,12 +50,18 @@ pub fn account(account: &Account) -> String {
     out
 }
 
+/// A statement line in the customer's words: what happened and with whom ("Pix to Bruno Lima ·
+/// Automobili"); internal ids stay on the transfer's detail.
 fn entry_label(entry: &Entry) -> String {
     match (entry.kind, &entry.counterparty) {
         (EntryKind::TransferOut, Some(who)) => format!("Pix to {who}"),
         (EntryKind::TransferIn, Some(who)) => format!("Pix from {who}"),
         (EntryKind::TransferOut, None) => "Pix sent".to_owned(),
         (EntryKind::TransferIn, None) => "Pix received".to_owned(),
+        (EntryKind::RefundOut, Some(who)) => format!("Refund to {who}"),
+        (EntryKind::RefundIn, Some(who)) => format!("Refund from {who}"),
+        (EntryKind::RefundOut, None) => "Refund sent".to_owned(),
+        (EntryKind::RefundIn, None) => "Refund received".to_owned(),
         (EntryKind::Deposit, _) => match entry.method {
             Some(method) => format!("Deposit ({})", method.as_str()),
             None => "Deposit".to_owned(),
@@ -82,10 +88,7 @@ pub fn statement(page: &Statement) -> String {
     table.set_header(["#", "Date", "Description", "Amount", "Status"]);
     for entry in &page.entries {
         let amount = format_brl(entry.signed_cents());
-        let status = match entry.status {
-            Status::Completed => String::new(),
-            other => other.to_string(),
-        };
+        let status = entry.status.to_string();
         table.add_row(vec![
             Cell::new(entry.id).set_alignment(CellAlignment::Right),
             Cell::new(short_time(&entry.created_at)),
@@ -128,6 +131,12 @@ pub fn transfer(transfer: &Transfer) -> String {
             leg.from.number,
             leg.status
         );
+        if let Some(e2e) = &leg.end_to_end_id {
+            let _ = writeln!(out, "    end-to-end id {e2e}");
+        }
+    }
+    if let Some(of) = &transfer.refund_of {
+        let _ = writeln!(out, "  Refund of {} (transfer {}, leg {})", of.end_to_end_id, of.transfer_id, of.leg);
     }
     if let Some(description) = &transfer.description {
         let _ = writeln!(out, "  Description: {description}");
@@ -198,6 +207,21 @@ mod tests {
         assert!(text.contains("Pix to Bia"), "{text}");
         assert!(text.contains("2025-03-04 05:06:07"), "{text}");
         assert!(text.contains("bank statement --before cursor-1"), "{text}");
+    }
+
+    #[test]
+    fn statement_names_the_counterparty_and_its_bank_marks_refunds_and_fills_the_status() {
+        let mut refund = entry(3, "refund_in", "credit", 600, Some("Bruno Lima · Automobili"));
+        refund["refund_of"] = json!("0190b1a4-7c2e-7d5e-9f00-000000000009");
+        let mut failed = entry(2, "transfer_out", "debit", 100, Some("Bruno Lima · Automobili"));
+        failed["status"] = json!("failed");
+        let page: Statement =
+            serde_json::from_value(json!({ "entries": [refund, failed], "next": null })).expect("page");
+        let text = statement(&page);
+        assert!(text.contains("Refund from Bruno Lima · Automobili"), "{text}");
+        assert!(text.contains("Pix to Bruno Lima · Automobili"), "{text}");
+        assert!(text.contains("completed") && text.contains("failed"), "every line has a status: {text}");
+        assert!(!text.contains("coordinated by"), "{text}");
     }
 
     #[test]

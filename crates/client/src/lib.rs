@@ -235,6 +235,17 @@ impl Client {
         self.call(Method::GET, &["transfers", &id.to_string()], None::<&()>, None).await
     }
 
+    /// `POST /api/v1/transfers/{id}/refunds` under `key`: refunds (part of) a Pix the customer
+    /// received; the refund executed answers `Ok` even when `failed`.
+    pub async fn refund_with_key(&self, id: Uuid, request: &NewRefund, key: Uuid) -> Result<Transfer> {
+        self.call(Method::POST, &["transfers", &id.to_string(), "refunds"], Some(request), Some(key)).await
+    }
+
+    /// `GET /api/v1/transfers/{id}/receipt` (the customer's first leg of it).
+    pub async fn receipt(&self, id: Uuid) -> Result<Receipt> {
+        self.call(Method::GET, &["transfers", &id.to_string(), "receipt"], None::<&()>, None).await
+    }
+
     /// `GET /api/v1/statement`: a page of entries, newest first. Pass a page's `next` as `before`
     /// to get the following page.
     pub async fn statement(&self, limit: Option<u32>, before: Option<&str>) -> Result<Statement> {

@@ -224,6 +224,10 @@ pub enum EntryKind {
     Withdrawal,
     TransferOut,
     TransferIn,
+    /// A refund this account sent back to the payer of a Pix it had received.
+    RefundOut,
+    /// A refund of a Pix this account had sent.
+    RefundIn,
 }
 
 impl EntryKind {
@@ -233,6 +237,8 @@ impl EntryKind {
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::TransferOut => "transfer_out",
             EntryKind::TransferIn => "transfer_in",
+            EntryKind::RefundOut => "refund_out",
+            EntryKind::RefundIn => "refund_in",
         }
     }
 }
@@ -285,9 +291,13 @@ pub struct Entry {
     pub status: Status,
     #[serde(default)]
     pub method: Option<DepositMethod>,
+    /// The other side in the customer's words: name and bank ("Bruno Lima · Automobili").
     #[serde(default)]
     pub counterparty: Option<String>,
     pub created_at: String,
+    /// For a refund's line: the transfer it refunds.
+    #[serde(default)]
+    pub refund_of: Option<Uuid>,
 }
 
 impl Entry {
@@ -386,6 +396,59 @@ pub struct Leg {
     pub to: LegDestination,
     pub amount_cents: i64,
     pub status: Status,
+    /// The Pix end-to-end id (`E…`, `D…` for a refund), the same at both banks.
+    #[serde(default)]
+    pub end_to_end_id: Option<String>,
+}
+
+/// The Pix leg a refund refunds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundOf {
+    pub transfer_id: Uuid,
+    pub leg: u16,
+    pub end_to_end_id: String,
+}
+
+/// `POST /api/v1/transfers/{id}/refunds` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRefund {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leg: Option<u16>,
+    pub amount_cents: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One side of a Pix on its receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub name: String,
+    pub document: String,
+    pub bank_id: u32,
+    pub bank_name: String,
+    pub institution_code: String,
+}
+
+/// `GET /api/v1/transfers/{id}/receipt`: a Pix receipt (comprovante) of one leg.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub transfer_id: Uuid,
+    pub leg: u16,
+    pub end_to_end_id: String,
+    pub payer: Party,
+    pub receiver: Party,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub amount_cents: i64,
+    pub status: Status,
+    pub created_at: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub refunded_cents: i64,
+    #[serde(default)]
+    pub refundable_cents: Option<i64>,
+    #[serde(default)]
+    pub refund_of: Option<RefundOf>,
 }
 
 /// Why a transfer failed: a stable code (`insufficient_funds`, `bank_unavailable`, ...).
@@ -425,6 +488,9 @@ pub struct Transfer {
     #[serde(default)]
     pub description: Option<String>,
     pub created_at: String,
+    /// For a refund: the Pix leg it refunds.
+    #[serde(default)]
+    pub refund_of: Option<RefundOf>,
 }
 
 /// One of the customer's accounts somewhere in the consortium.

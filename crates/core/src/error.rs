@@ -25,6 +25,13 @@ pub enum Error {
     BankUnavailable(String),
     #[error("the bank is overloaded; try again shortly")]
     Overloaded,
+    /// The transfer cannot be refunded by this customer: not a Pix they received, not
+    /// completed, older than the refund window, or already refunded in full.
+    #[error("{0}")]
+    NotRefundable(String),
+    /// A refund larger than what is left to refund of the Pix.
+    #[error("at most {remaining_cents} centavos of this Pix can still be refunded, {requested_cents} requested")]
+    RefundExceedsAmount { remaining_cents: i64, requested_cents: i64 },
     /// Too many failed attempts lately (sign-ins, or lookups of keys nobody has); the next one
     /// is allowed after a pause.
     #[error("too many failed {}; try again in {retry_after_s} s", attempts.as_str())]
@@ -54,6 +61,8 @@ impl Error {
             Error::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             Error::BankUnavailable(_) => ErrorCode::BankUnavailable,
             Error::Overloaded => ErrorCode::Overloaded,
+            Error::NotRefundable(_) => ErrorCode::NotRefundable,
+            Error::RefundExceedsAmount { .. } => ErrorCode::RefundExceedsAmount,
             Error::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
         }
     }
@@ -103,11 +112,13 @@ pub enum ErrorCode {
     /// A prepare reached a participant that had already decided the transaction.
     AlreadyDecided,
     TooManyAttempts,
+    NotRefundable,
+    RefundExceedsAmount,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidInput,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -121,6 +132,8 @@ impl ErrorCode {
         ErrorCode::Expired,
         ErrorCode::AlreadyDecided,
         ErrorCode::TooManyAttempts,
+        ErrorCode::NotRefundable,
+        ErrorCode::RefundExceedsAmount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +151,8 @@ impl ErrorCode {
             ErrorCode::Expired => "expired",
             ErrorCode::AlreadyDecided => "already_decided",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::NotRefundable => "not_refundable",
+            ErrorCode::RefundExceedsAmount => "refund_exceeds_amount",
         }
     }
 

@@ -131,6 +131,108 @@ pub struct Fingerprint(pub [u8; 32]);
 #[serde(transparent)]
 pub struct TimestampMs(pub i64);
 
+/// A bank's 8-digit institution code (like a real ISPB), from the consortium file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InstitutionCode(String);
+
+impl InstitutionCode {
+    /// The code a bank gets when the consortium file names none (files from before codes
+    /// existed): `9` then the bank id in seven digits, so it never clashes between members.
+    pub fn derived(bank: BankId) -> Self {
+        InstitutionCode(format!("9{:07}", bank.0 % 10_000_000))
+    }
+
+    /// Exactly eight ASCII digits.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.len() == 8 && text.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(InstitutionCode(text.to_string()))
+        } else {
+            Err(Error::invalid(format!("{} is not an institution code (8 digits)", quoted(text))))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for InstitutionCode {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        InstitutionCode::parse(&s)
+    }
+}
+
+impl From<InstitutionCode> for String {
+    fn from(c: InstitutionCode) -> String {
+        c.0
+    }
+}
+
+impl fmt::Display for InstitutionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an end-to-end id identifies: a payment (`E`) or a refund of one (`D`, devolução).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndToEndKind {
+    Payment,
+    Refund,
+}
+
+/// Length of an end-to-end id: 1 + 8 + 12 + 11.
+pub const END_TO_END_ID_LEN: usize = 32;
+
+/// The end-to-end id of leg `leg` of `transfer`, in the Pix format: `E` (or `D`) + the payer
+/// bank's institution code + `yyyyMMddHHmm` (UTC) + 11 upper-case alphanumerics.
+///
+/// It is derived from the transfer id alone (a UUIDv7: its time and 74 random bits), so every
+/// bank computes the same id with nothing more to store or send: the time part is the id's
+/// minute, and the 11 characters encode, in base 36, the millisecond within that minute, the leg
+/// and 36 of the id's random bits — two transfers share an end-to-end id only if they were made
+/// in the same millisecond with the same 36 random bits.
+pub fn end_to_end_id(kind: EndToEndKind, payer: &InstitutionCode, transfer: TransferId, leg: u16) -> String {
+    let bytes = transfer.0.as_bytes();
+    let mut ms_bytes = [0u8; 8];
+    ms_bytes[2..].copy_from_slice(&bytes[..6]);
+    let ms = u64::from_be_bytes(ms_bytes);
+    let mut rand_bytes = [0u8; 8];
+    rand_bytes.copy_from_slice(&bytes[8..]);
+    let random = u64::from_be_bytes(rand_bytes) & ((1 << 36) - 1);
+    let in_minute = ms % 60_000;
+    let mut value = (in_minute << 40) | (u64::from(leg & 0xF) << 36) | random;
+    let mut tail = [b'0'; 11];
+    for slot in tail.iter_mut().rev() {
+        *slot = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(value % 36) as usize];
+        value /= 36;
+    }
+    debug_assert_eq!(value, 0, "56 bits fit in 11 base-36 digits");
+    let prefix = match kind {
+        EndToEndKind::Payment => 'E',
+        EndToEndKind::Refund => 'D',
+    };
+    let tail = std::str::from_utf8(&tail).expect("ASCII");
+    format!("{prefix}{payer}{}{tail}", utc_minute((ms / 60_000) as i64))
+}
+
+/// `yyyyMMddHHmm` of a Unix minute, UTC (the civil-from-days algorithm of H. Hinnant).
+fn utc_minute(minutes: i64) -> String {
+    let (days, minute_of_day) = (minutes.div_euclid(1440), minutes.rem_euclid(1440));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}{:02}{:02}", minute_of_day / 60, minute_of_day % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +272,35 @@ mod tests {
         assert!(at <= v7(1_000, 0));
         assert!(at < v7(1_001, 0));
         assert_eq!(TransferId::first_at(-5), TransferId::first_at(0));
+    }
+
+    #[test]
+    fn an_end_to_end_id_has_the_pix_format_and_the_transfer_minute() {
+        // 2026-12-04 23:18:27.123 UTC, as a UUIDv7.
+        let ms: u128 = 1_796_426_307_123;
+        let id = TransferId(Uuid::from_u128((ms << 80) | (0x7 << 76) | 0xABCD_EF01_2345));
+        let code = InstitutionCode::parse("12345678").expect("valid");
+        let e2e = end_to_end_id(EndToEndKind::Payment, &code, id, 0);
+        assert_eq!(e2e.len(), END_TO_END_ID_LEN);
+        assert!(e2e.starts_with("E12345678202612042318"), "{e2e}");
+        assert!(e2e[21..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()), "{e2e}");
+        let refund = end_to_end_id(EndToEndKind::Refund, &code, id, 0);
+        assert_eq!(&refund[1..], &e2e[1..]);
+        assert!(refund.starts_with('D'));
+        assert_ne!(end_to_end_id(EndToEndKind::Payment, &code, id, 1), e2e, "each leg has its own");
+    }
+
+    #[test]
+    fn utc_minutes_are_civil_dates() {
+        assert_eq!(utc_minute(0), "197001010000");
+        assert_eq!(utc_minute(951_782_400 / 60), "200002290000");
+        assert_eq!(utc_minute(1_796_426_307 / 60), "202612042318");
+    }
+
+    #[test]
+    fn institution_codes_are_eight_digits_and_derive_per_bank() {
+        assert!(InstitutionCode::parse("1234567").is_err());
+        assert!(InstitutionCode::parse("1234567a").is_err());
+        assert_eq!(InstitutionCode::derived(BankId(3)).as_str(), "90000003");
     }
 }

@@ -40,6 +40,9 @@ use crate::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, Ti
 use crate::money::Amount;
 use crate::pixkey::{KeyType, PixKey};
 
+mod refunds;
+pub use refunds::{REFUND_WINDOW_MS, RefundOf, RefundRequest, Refundable};
+
 /// Largest balance a deposit or an in-bank transfer may bring an account to (R$ 100 bilhões), far
 /// beyond any real account and far below `i64::MAX`, so sums over many accounts cannot overflow.
 /// A credit of a committed cross-bank transaction is posted even past it: a participant that voted
@@ -172,6 +175,31 @@ pub struct Transfer {
     pub description: Option<String>,
     pub actor: AccountNumber,
     pub created_at: TimestampMs,
+    /// The Pix leg this transfer refunds (a devolução), if it is a refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<RefundOf>,
+}
+
+/// What both ends of one Pix leg know of it: the coordinator sends it with the prepare to the
+/// payer's and the receiver's bank, and each keeps it once the leg is posted, for receipts,
+/// statements and refunds (the receiver's bank is the one that may refund it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PixLeg {
+    pub transfer_id: TransferId,
+    /// The leg's position in its transfer (0 for a single Pix).
+    pub leg: u16,
+    pub from: AccountRef,
+    pub from_name: String,
+    /// The payer's document, masked (`***.456.789-**`); empty when unknown.
+    pub from_document: String,
+    pub to: LegEnd,
+    /// The receiver's document, masked; empty when unknown.
+    pub to_document: String,
+    pub amount: Amount,
+    /// When the coordinator planned the transfer.
+    pub created_at: TimestampMs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<RefundOf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +209,10 @@ pub enum EntryKind {
     Withdrawal,
     TransferOut,
     TransferIn,
+    /// A refund this account sent back to the payer of a Pix it had received.
+    RefundOut,
+    /// A refund of a Pix this account had sent.
+    RefundIn,
 }
 
 impl EntryKind {
@@ -190,11 +222,13 @@ impl EntryKind {
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::TransferOut => "transfer_out",
             EntryKind::TransferIn => "transfer_in",
+            EntryKind::RefundOut => "refund_out",
+            EntryKind::RefundIn => "refund_in",
         }
     }
 
     pub fn is_debit(self) -> bool {
-        matches!(self, EntryKind::Withdrawal | EntryKind::TransferOut)
+        matches!(self, EntryKind::Withdrawal | EntryKind::TransferOut | EntryKind::RefundOut)
     }
 }
 
@@ -210,6 +244,9 @@ pub struct Entry {
     pub status: Status,
     pub counterparty: Option<String>,
     pub created_at: TimestampMs,
+    /// For a refund's line: the transfer it refunds (the original Pix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<TransferId>,
 }
 
 /// The refusal of a key beyond [`KEYS_PER_ACCOUNT_MAX`].
@@ -245,6 +282,9 @@ pub struct Legs {
     /// Pix keys to reserve, then record, in the bank's directory (a key registration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyClaim>,
+    /// The Pix legs that touch this bank (as payer's or receiver's bank), for its records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pix: Vec<PixLeg>,
 }
 
 impl Legs {
@@ -345,6 +385,9 @@ pub struct HoldSet {
     /// Keys this transaction reserves in the directory (a key registration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyClaim>,
+    /// The Pix legs of the transaction that touch this bank (recorded when posted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pix: Vec<PixLeg>,
 }
 
 /// What storage must write, in order, for an applied operation.
@@ -380,6 +423,25 @@ pub enum Change {
     Settled {
         transfer: TransferId,
         settlement: Settlement,
+    },
+    /// A Pix leg touching this bank was posted (completed): kept for receipts and refunds.
+    PixLegRecorded(Box<PixLeg>),
+    /// How much of a Pix leg received here is refunded and how much is reserved by refunds in
+    /// flight (replacing the previous figures).
+    RefundState {
+        of: RefundOf,
+        refunded_cents: i64,
+        reserved_cents: i64,
+    },
+    /// A refund was begun: it reserves `amount` of the leg it refunds until it settles.
+    RefundOpened {
+        refund: TransferId,
+        of: RefundOf,
+        amount: Amount,
+    },
+    /// A refund settled (completed or failed); its reservation is gone.
+    RefundClosed {
+        refund: TransferId,
     },
 }
 
@@ -461,6 +523,16 @@ pub struct Ledger {
     /// Settlements here, by transaction (UUIDv7 ids sort by time, so the oldest can be
     /// forgotten in one split; storage keeps them all, see [`Ledger::forget_settlements_before`]).
     settled: BTreeMap<TransferId, Settlement>,
+    /// Pix legs received here that may still be refunded, with what is refunded and reserved:
+    /// the refund invariant (Σ completed refunds ≤ amount) lives here. Bounded by the refund
+    /// window: legs older than [`REFUND_WINDOW_MS`] with nothing in flight are forgotten
+    /// (storage keeps them all), see [`Ledger::forget_refundable_before`].
+    refundable: BTreeMap<RefundOf, Refundable>,
+    /// Refunds begun here and not settled yet, with the leg and amount each reserves. Bounded by
+    /// the transfers in flight (the token queue's and the coordinator's limits).
+    refunds_open: BTreeMap<TransferId, (RefundOf, Amount)>,
+    /// The member banks' names, for statement lines in customers' words.
+    bank_names: BTreeMap<BankId, String>,
     next_account_seq: u64,
     next_entry_id: u64,
 }
@@ -481,6 +553,9 @@ impl Ledger {
             idempotency: RecentKeys::new(IDEMPOTENCY_CACHE_DEFAULT),
             holds: BTreeMap::new(),
             settled: BTreeMap::new(),
+            refundable: BTreeMap::new(),
+            refunds_open: BTreeMap::new(),
+            bank_names: BTreeMap::new(),
             next_account_seq: 1,
             next_entry_id: 1,
         }
@@ -869,6 +944,7 @@ impl Ledger {
             status: Status::Completed,
             counterparty: None,
             created_at: now,
+            refund_of: None,
         }
     }
 
@@ -947,6 +1023,17 @@ impl Ledger {
         members: &BTreeSet<BankId>,
         changes: &mut Vec<Change>,
     ) -> Result<Plan, Error> {
+        self.plan_transfer_as(request, None, members, changes)
+    }
+
+    /// [`Ledger::plan_transfer`], for a transfer that may be the refund of a Pix leg.
+    fn plan_transfer_as(
+        &mut self,
+        request: TransferRequest,
+        refund_of: Option<RefundOf>,
+        members: &BTreeSet<BankId>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Plan, Error> {
         let actor = self
             .accounts
             .get(&request.actor)
@@ -963,7 +1050,7 @@ impl Ledger {
                 }
         });
         if local {
-            return self.transfer(request, changes).map(Plan::Done);
+            return self.transfer_as(request, refund_of, changes).map(Plan::Done);
         }
         if request.legs.is_empty() || request.legs.len() > LEGS_MAX {
             return Err(Error::invalid(format!("a transfer has between 1 and {LEGS_MAX} legs")));
@@ -975,7 +1062,11 @@ impl Ledger {
         for (i, leg) in request.legs.iter().enumerate() {
             let n = i + 1;
             let (from, from_name) = self.plan_source(actor, customer.as_ref(), leg, n, members)?;
-            let to = self.plan_destination(&leg.to, n, members)?;
+            let mut to = self.plan_destination(&leg.to, n, members)?;
+            if let Some(original) = refund_of.and_then(|r| self.refundable.get(&r)) {
+                // A refund goes to an account at another bank: its holder is the original payer.
+                to.holder_name.clone_from(&original.payer_name);
+            }
             if to.bank_id == from.bank_id && to.number == from.number {
                 return Err(Error::invalid(format!("leg {n}: the destination is the source account itself")));
             }
@@ -985,7 +1076,13 @@ impl Ledger {
             // document of its own) spends only that account, here, already checked above.
             debited.on_behalf_of = customer.clone().or_else(|| actor.holders.first().map(|h| h.document.clone()));
             per_bank.entry(to.bank_id).or_default().credits.push((to.number.clone(), leg.amount));
-            legs.push(TransferLeg { from, from_name, to, amount: leg.amount, status: Status::Pending });
+            let leg = TransferLeg { from, from_name, to, amount: leg.amount, status: Status::Pending };
+            let pix = self.pix_leg(request.transfer_id, i, &leg, customer.as_ref(), request.now, refund_of);
+            per_bank.entry(leg.from.bank_id).or_default().pix.push(pix.clone());
+            if leg.to.bank_id != leg.from.bank_id {
+                per_bank.entry(leg.to.bank_id).or_default().pix.push(pix);
+            }
+            legs.push(leg);
         }
         let transfer = Transfer {
             id: request.transfer_id,
@@ -995,6 +1092,7 @@ impl Ledger {
             description,
             actor: request.actor.clone(),
             created_at: request.now,
+            refund_of,
         };
         changes.push(Change::TransferRecorded(Box::new(transfer.clone())));
         let outcome = Outcome::Transfer(transfer.clone());
@@ -1075,6 +1173,16 @@ impl Ledger {
     /// executes: every leg is posted, or — when a source lacks the money — it is recorded as
     /// failed with `insufficient_funds` and nothing moves.
     pub fn transfer(&mut self, request: TransferRequest, changes: &mut Vec<Change>) -> Result<Outcome, Error> {
+        self.transfer_as(request, None, changes)
+    }
+
+    /// [`Ledger::transfer`], for a transfer that may be the refund of a Pix leg.
+    fn transfer_as(
+        &mut self,
+        request: TransferRequest,
+        refund_of: Option<RefundOf>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Error> {
         let actor = self
             .accounts
             .get(&request.actor)
@@ -1117,6 +1225,7 @@ impl Ledger {
             description,
             actor: request.actor.clone(),
             created_at: request.now,
+            refund_of,
         };
         self.record_local_transfer(&transfer, &finals, changes);
         let outcome = Outcome::Transfer(transfer);
@@ -1209,18 +1318,24 @@ impl Ledger {
             self.set_balance(number, *posted, held, changes);
         }
         changes.push(Change::TransferRecorded(Box::new(transfer.clone())));
-        for leg in &transfer.legs {
+        let (out_kind, in_kind) = Self::entry_kinds(transfer.refund_of.as_ref());
+        let refund_of = transfer.refund_of.map(|r| r.transfer_id);
+        for (i, leg) in transfer.legs.iter().enumerate() {
             let (from, to, amount) = (&leg.from.number, &leg.to, leg.amount);
-            let mut out = self.new_entry(from, EntryKind::TransferOut, amount, transfer.created_at);
+            let mut out = self.new_entry(from, out_kind, amount, transfer.created_at);
             out.transfer_id = Some(transfer.id);
             out.status = transfer.status;
-            out.counterparty = Some(format!("{} ({})", to.holder_name, to.number));
+            out.counterparty = Some(self.counterparty(&to.holder_name, to.bank_id));
+            out.refund_of = refund_of;
             changes.push(Change::EntryAdded(Box::new(out)));
             if transfer.status == Status::Completed {
-                let mut inbound = self.new_entry(&to.number, EntryKind::TransferIn, amount, transfer.created_at);
+                let mut inbound = self.new_entry(&to.number, in_kind, amount, transfer.created_at);
                 inbound.transfer_id = Some(transfer.id);
-                inbound.counterparty = Some(format!("{} ({from})", leg.from_name));
+                inbound.counterparty = Some(self.counterparty(&leg.from_name, leg.from.bank_id));
+                inbound.refund_of = refund_of;
                 changes.push(Change::EntryAdded(Box::new(inbound)));
+                let pix = self.pix_leg(transfer.id, i, leg, None, transfer.created_at, transfer.refund_of);
+                self.record_pix_leg(pix, changes);
             }
         }
     }
@@ -1237,10 +1352,12 @@ impl Ledger {
             if !self.accounts.contains_key(&account) {
                 continue;
             }
-            let mut line = self.new_entry(&account, EntryKind::TransferOut, leg.amount, transfer.created_at);
+            let kind = Self::entry_kinds(transfer.refund_of.as_ref()).0;
+            let mut line = self.new_entry(&account, kind, leg.amount, transfer.created_at);
             line.transfer_id = Some(transfer.id);
             line.status = Status::Failed;
-            line.counterparty = Some(format!("{} ({}, bank {})", leg.to.holder_name, leg.to.number, leg.to.bank_id));
+            line.counterparty = Some(self.counterparty(&leg.to.holder_name, leg.to.bank_id));
+            line.refund_of = transfer.refund_of.map(|r| r.transfer_id);
             changes.push(Change::EntryAdded(Box::new(line)));
         }
     }
@@ -1352,18 +1469,7 @@ impl Ledger {
         for (number, (posted, held)) in finals {
             self.set_balance(&number, posted, held, changes);
         }
-        // The statement's lines of this bank's legs, now that they are posted.
-        let lines = set
-            .debits
-            .iter()
-            .map(|d| (d, EntryKind::TransferOut))
-            .chain(set.credits.iter().map(|c| (c, EntryKind::TransferIn)));
-        for ((number, amount), kind) in lines {
-            let mut entry = self.new_entry(number, kind, *amount, set.placed_at);
-            entry.transfer_id = Some(transfer);
-            entry.counterparty = Some(format!("Pix {} (coordinated by bank {})", transfer, set.coordinator));
-            changes.push(Change::EntryAdded(Box::new(entry)));
-        }
+        self.record_posted_lines(transfer, &set, changes);
         for claim in &set.keys {
             self.key_reservations.remove(&claim.key);
             if claim.owner.bank_id == self.bank_id {
@@ -1430,6 +1536,7 @@ impl Ledger {
         for (key, owner) in &self.keys {
             assert!(self.accounts.contains_key(owner), "key {key} names a missing account");
         }
+        self.assert_refund_invariants();
     }
 
     /// The key type a [`KeyRequest`] produces, for messages.

@@ -28,6 +28,8 @@ fn random_consortia_keep_every_invariant() {
         assert!(total.keys_registered > 10 && total.ring_visits > 100, "{total:?}");
         // The key races take accounts to the key limit, where the check above has teeth.
         assert!(total.accounts_at_key_limit > 10, "{total:?}");
+        // Refunds race (two or three of ~60 % of one leg at once) and complete, across crashes.
+        assert!(total.refunds > 10 && total.refunds_refused > 10, "{total:?}");
     }
 }
 

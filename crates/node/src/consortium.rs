@@ -13,6 +13,7 @@
 //! name = "Eleven"
 //! url = "http://127.0.0.1:8081"
 //! public_key = "<base64 of bank 1's Ed25519 public key>"
+//! institution_code = "90000001"   # 8 digits, like an ISPB: the start of its Pix end-to-end ids
 //!
 //! # Optional: the token ring's timing (DESIGN.md §5), the same for every bank since every bank
 //! # reads this file. Defaults as shown; a wide-area consortium needs a longer hop timeout.
@@ -34,7 +35,9 @@
 //! no members, more than [`MEMBERS_MAX`] members, an id of 0, duplicate ids, URLs or public keys,
 //! a URL that is not a bare `http(s)://host:port` origin, a key that is not base64 of a valid
 //! Ed25519 point, and an operator key equal to a bank's key are all refused with a message that
-//! names the member and the field.
+//! names the member and the field. So are an institution code that is not 8 digits and one
+//! listed twice; a member without one (a file from before codes existed) gets
+//! [`InstitutionCode::derived`] from its id, and `bank up` / `bank consortium add` write it out.
 //!
 //! A bank's **secret** key never appears in the consortium file: it lives in a file of its own
 //! holding the base64 of the 32-byte Ed25519 seed, readable only by its owner (mode 0600; a key
@@ -51,7 +54,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use bank_core::ids::BankId;
+use bank_core::ids::{BankId, InstitutionCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -165,6 +168,9 @@ pub struct ConsortiumConfig {
     pub members: BTreeMap<BankId, Member>,
     pub ring: RingTiming,
     pub node: NodeSettings,
+    /// Each member's institution code as the file gives it; a member missing here has its
+    /// derived one (see [`ConsortiumConfig::institution_code`]).
+    pub institution_codes: BTreeMap<BankId, InstitutionCode>,
 }
 
 /// What a node needs to take part in a consortium: the members, the operator's key and its own
@@ -174,6 +180,8 @@ pub struct Consortium {
     pub members: BTreeMap<BankId, Member>,
     pub operator_key: VerifyingKey,
     pub signing_key: SigningKey,
+    /// Every member's institution code (given or derived).
+    pub institution_codes: BTreeMap<BankId, InstitutionCode>,
 }
 
 impl Consortium {
@@ -194,7 +202,13 @@ impl Consortium {
                 member.name
             )));
         }
-        Ok(Consortium { members: config.members.clone(), operator_key: config.operator_key, signing_key })
+        let institution_codes = config.members.keys().map(|&id| (id, config.institution_code(id))).collect();
+        Ok(Consortium {
+            members: config.members.clone(),
+            operator_key: config.operator_key,
+            signing_key,
+            institution_codes,
+        })
     }
 }
 
@@ -225,6 +239,8 @@ struct RawMember {
     name: String,
     url: String,
     public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    institution_code: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -271,6 +287,8 @@ impl ConsortiumConfig {
         let mut members = BTreeMap::new();
         let mut urls = BTreeMap::new();
         let mut keys = BTreeMap::new();
+        let mut institution_codes = BTreeMap::new();
+        let mut codes_seen = BTreeMap::new();
         for (index, m) in raw.members.iter().enumerate() {
             let at = format!("member #{} (id {}, {:?})", index + 1, m.id, m.name);
             if m.id == 0 {
@@ -289,9 +307,19 @@ impl ConsortiumConfig {
             if let Some(other) = keys.insert(public_key.to_bytes(), id) {
                 return Err(format!("{at}: public_key is also bank {other}'s; every bank needs its own key"));
             }
+            let code = match &m.institution_code {
+                Some(text) => InstitutionCode::parse(text).map_err(|e| format!("{at}: institution_code: {e}"))?,
+                None => InstitutionCode::derived(id),
+            };
             let member = Member { id, name: name.to_string(), url, public_key };
             if members.insert(id, member).is_some() {
                 return Err(format!("{at}: id {id} is listed twice"));
+            }
+            if let Some(other) = codes_seen.insert(code.clone(), id) {
+                return Err(format!("{at}: institution_code {code} is also bank {other}'s"));
+            }
+            if m.institution_code.is_some() {
+                institution_codes.insert(id, code);
             }
         }
         if let Some(bank) = keys.get(&operator_key.to_bytes()) {
@@ -306,7 +334,7 @@ impl ConsortiumConfig {
             listen: raw_node.listen,
             data: raw_node.data,
         };
-        Ok(ConsortiumConfig { operator_key, members, ring, node })
+        Ok(ConsortiumConfig { operator_key, members, ring, node, institution_codes })
     }
 
     /// The text of a consortium being assembled: the operator's public key and no members yet
@@ -331,6 +359,7 @@ impl ConsortiumConfig {
             name: member.name.clone(),
             url: member.url.clone(),
             public_key: encode_public_key(&member.public_key),
+            institution_code: Some(InstitutionCode::derived(member.id).to_string()),
         });
         let text = toml::to_string(&raw).expect("a consortium file serialises");
         ConsortiumConfig::parse(&text)?;
@@ -350,6 +379,7 @@ impl ConsortiumConfig {
                     name: m.name.clone(),
                     url: m.url.clone(),
                     public_key: encode_public_key(&m.public_key),
+                    institution_code: self.institution_codes.get(&m.id).map(ToString::to_string),
                 })
                 .collect(),
             ring: (self.ring != RingTiming::default()).then_some(self.ring),
@@ -362,6 +392,19 @@ impl ConsortiumConfig {
         };
         // Serialising plain strings, integers and tables cannot fail.
         toml::to_string(&raw).expect("a consortium file serialises")
+    }
+
+    /// Bank `id`'s institution code: the file's, or the one derived from its id.
+    pub fn institution_code(&self, id: BankId) -> InstitutionCode {
+        self.institution_codes.get(&id).cloned().unwrap_or_else(|| InstitutionCode::derived(id))
+    }
+
+    /// Gives every member without one its derived institution code, so the file written next
+    /// names every code (`bank up`).
+    pub fn assign_institution_codes(&mut self) {
+        for &id in self.members.keys() {
+            self.institution_codes.entry(id).or_insert_with(|| InstitutionCode::derived(id));
+        }
     }
 
     /// The address bank `id` listens on when nothing else says: its URL's port, on the URL's IP
@@ -693,5 +736,32 @@ mod tests {
             assert!(err.contains(why), "{why}: {err}");
         }
         assert!(ConsortiumConfig::add_member("not toml [", &member(1, "http://a:1", 1)).is_err());
+    }
+
+    #[test]
+    fn institution_codes_are_read_validated_derived_when_missing_and_written_by_add_member() {
+        let draft = ConsortiumConfig::draft(&key(100).verifying_key());
+        let member = |id: u32| Member {
+            id: BankId(id),
+            name: format!("Bank {id}"),
+            url: format!("http://10.0.0.{id}:8081"),
+            public_key: key(id as u8).verifying_key(),
+        };
+        let one = ConsortiumConfig::add_member(&draft, &member(1)).expect("first");
+        assert!(one.contains("institution_code = \"90000001\""), "add_member assigns a code: {one}");
+        let config = ConsortiumConfig::parse(&one).expect("valid");
+        assert_eq!(config.institution_code(BankId(1)).as_str(), "90000001");
+        assert_eq!(ConsortiumConfig::parse(&config.to_toml()).expect("round trip"), config);
+        // An old file without codes loads, with derived ones.
+        let old = one.replace("institution_code = \"90000001\"\n", "");
+        let config = ConsortiumConfig::parse(&old).expect("an old file loads");
+        assert_eq!(config.institution_code(BankId(1)).as_str(), "90000001");
+        let given = one.replace("90000001", "12345678");
+        assert_eq!(ConsortiumConfig::parse(&given).expect("given").institution_code(BankId(1)).as_str(), "12345678");
+        let bad = one.replace("90000001", "1234");
+        assert!(ConsortiumConfig::parse(&bad).expect_err("short").contains("institution_code"));
+        let two = ConsortiumConfig::add_member(&one, &member(2)).expect("second");
+        let clash = two.replace("90000002", "90000001");
+        assert!(ConsortiumConfig::parse(&clash).expect_err("clash").contains("also bank 1's"));
     }
 }

@@ -120,6 +120,12 @@ fn recover(
     let since = storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms);
     let mut recovered = storage::load_bank(&conn, config.bank_id, since)?;
     recovered.ledger.set_idempotency_cache_limit(config.limits.idempotency_cache_max);
+    // Statement lines name the counterparty's bank by name (customers' words, issue 12).
+    let mut names = vec![(config.bank_id, config.name.clone())];
+    if let Some(consortium) = &config.consortium {
+        names.extend(consortium.members.values().filter(|m| m.id != config.bank_id).map(|m| (m.id, m.name.clone())));
+    }
+    recovered.ledger.set_bank_names(names);
     let last_entries = storage::LastEntries::load(&conn)?;
     let bank = bank_core::bank::Bank::recover(bank_config, recovered, now)
         .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;

@@ -19,8 +19,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) | Error::UnknownKey(_) => StatusCode::NOT_FOUND,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::IdempotencyMismatch | Error::InsufficientFunds { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Conflict(_) | Error::NotRefundable(_) => StatusCode::CONFLICT,
+        Error::IdempotencyMismatch | Error::InsufficientFunds { .. } | Error::RefundExceedsAmount { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         Error::BankUnavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
     }
@@ -39,6 +41,8 @@ fn title_of(code: &str) -> &'static str {
         "overloaded" => "Overloaded",
         "bank_unavailable" => "Bank unavailable",
         "too_many_attempts" => "Too many attempts",
+        "not_refundable" => "Not refundable",
+        "refund_exceeds_amount" => "Refund exceeds the amount",
         _ => "Internal error",
     }
 }

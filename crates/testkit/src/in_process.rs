@@ -261,6 +261,7 @@ pub async fn cluster_with(n: u32, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         members,
         ring: Default::default(),
         node: NodeSettings::default(),
+        institution_codes: Default::default(),
     };
     let mut cluster = Cluster { nodes: Vec::new(), config, keys, operator };
     for id in 1..=n {

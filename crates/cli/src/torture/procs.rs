@@ -81,7 +81,13 @@ pub fn write_consortium(layout: &Layout, net: &Net, banks: u32) -> Result<Consor
     }
     write_key_files(&layout.operator_key(), &generate_signing_key()?)?;
     let operator_key = read_public_key(&public_key_path(&layout.operator_key()))?;
-    let config = ConsortiumConfig { operator_key, members, ring: Default::default(), node: NodeSettings::default() };
+    let config = ConsortiumConfig {
+        operator_key,
+        members,
+        ring: Default::default(),
+        node: NodeSettings::default(),
+        institution_codes: Default::default(),
+    };
     let file = layout.consortium_file();
     std::fs::write(&file, format!("# Written by `bank torture` for one run.\n\n{}", config.to_toml()))
         .with_context(|| format!("cannot write {}", file.display()))?;

@@ -58,7 +58,7 @@ use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use crate::ledger::{
     Change, DepositMethod, Failure, IdempotencyRecord, KeyRequest, Ledger, Legs, LegsByBank, Opened, Outcome, Plan,
-    Settlement, Status, Transfer, TransferRequest,
+    REFUND_WINDOW_MS, RefundRequest, Settlement, Status, Transfer, TransferRequest,
 };
 use crate::money::Amount;
 use crate::pixkey::PixKey;
@@ -161,6 +161,8 @@ pub enum Input {
         idem: (IdempotencyKey, Fingerprint),
     },
     Transfer(Box<TransferRequest>),
+    /// Refunds (part of) a Pix leg received here: a transfer back to its payer.
+    Refund(Box<RefundRequest>),
     /// Registers a key consortium-wide (`request: None`: the account's CPF/CNPJ key), as the
     /// two-phase transaction `id` (chosen by the driver: the core has no randomness).
     ClaimKey {
@@ -391,6 +393,13 @@ impl Bank {
                 self.recall_idempotency(&request.actor, request.idempotency_key, recall)?;
                 self.transfer(now, *request, recall, &mut fx)?
             }
+            Input::Refund(request) => {
+                self.recall_idempotency(&request.actor, request.idempotency_key, recall)?;
+                let mut request = *request;
+                request.now = now.wall;
+                let plan = self.ledger.plan_refund(request, &self.config.members, &mut self.changes);
+                self.run_plan(now, plan, recall, &mut fx)?
+            }
             Input::ClaimKey { id, account, request } => self.claim_key(now, id, account, request, recall, &mut fx)?,
             Input::Deliver { from, messages } => {
                 for msg in messages {
@@ -460,7 +469,20 @@ impl Bank {
         fx: &mut Effects,
     ) -> Result<Result<Reply, Error>, R::Error> {
         request.now = now.wall;
-        let (transfer, legs) = match self.ledger.plan_transfer(request, &self.config.members, &mut self.changes) {
+        let plan = self.ledger.plan_transfer(request, &self.config.members, &mut self.changes);
+        self.run_plan(now, plan, recall, fx)
+    }
+
+    /// Carries out a planned transfer (or refund): an in-bank one is done; a cross-bank one is
+    /// begun at once (`concurrent`) or queued for the token.
+    fn run_plan<R: Recall>(
+        &mut self,
+        now: Now,
+        plan: Result<Plan, Error>,
+        recall: &mut R,
+        fx: &mut Effects,
+    ) -> Result<Result<Reply, Error>, R::Error> {
+        let (transfer, legs) = match plan {
             Err(e) => return Ok(Err(e)),
             Ok(Plan::Done(outcome)) => return Ok(Ok(Reply::Outcome(outcome))),
             Ok(Plan::CrossBank { transfer, legs }) => (transfer, legs),
@@ -520,6 +542,7 @@ impl Bank {
         let bound = TransferId::first_at(now.wall.0.saturating_sub(self.config.decision_memory_ms));
         self.coordinator.forget_finished_before(bound);
         self.ledger.forget_settlements_before(bound);
+        self.ledger.forget_refundable_before(TimestampMs(now.wall.0.saturating_sub(REFUND_WINDOW_MS)));
         let out = self.coordinator.tick(now.wall);
         self.carry_out_coordinator(out, fx);
         let unqueued = std::mem::take(&mut self.unqueued);
@@ -718,8 +741,9 @@ impl Bank {
         fx.persist.push(Persist::Ledger(Change::TransferRecorded(Box::new(transfer.clone()))));
         if status == Status::Failed {
             self.ledger.record_failed_lines(&transfer, &mut self.changes);
-            self.flush(fx);
         }
+        self.ledger.close_refund(id, status, &mut self.changes);
+        self.flush(fx);
     }
 
     /// A ring message from `from`: fed to the gate, or dropped when too old.

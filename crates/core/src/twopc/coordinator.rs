@@ -398,6 +398,7 @@ fn prepare_message(coordinator: BankId, tx: TransferId, expires_at: TimestampMs,
         credits: legs.credits.clone(),
         on_behalf_of: legs.on_behalf_of.clone(),
         keys: legs.keys.clone(),
+        pix: legs.pix.clone(),
     }
 }
 
@@ -437,9 +438,18 @@ mod tests {
         let mut legs = LegsByBank::new();
         legs.insert(
             B2,
-            Legs { debits: vec![(account.clone(), amount)], credits: vec![], on_behalf_of: None, keys: vec![] },
+            Legs {
+                debits: vec![(account.clone(), amount)],
+                credits: vec![],
+                on_behalf_of: None,
+                keys: vec![],
+                pix: vec![],
+            },
         );
-        legs.insert(B3, Legs { debits: vec![], credits: vec![(account, amount)], on_behalf_of: None, keys: vec![] });
+        legs.insert(
+            B3,
+            Legs { debits: vec![], credits: vec![(account, amount)], on_behalf_of: None, keys: vec![], pix: vec![] },
+        );
         legs
     }
 

@@ -104,7 +104,7 @@ use serde::{Deserialize, Serialize};
 use crate::document::Document;
 use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, TimestampMs, TransferId};
-use crate::ledger::{KeyClaim, Settlement};
+use crate::ledger::{KeyClaim, PixLeg, Settlement};
 use crate::money::Amount;
 
 pub use crate::ledger::{Legs, LegsByBank};
@@ -180,6 +180,9 @@ pub enum Message {
         /// Pix keys to reserve (a key registration).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         keys: Vec<KeyClaim>,
+        /// The Pix legs touching the participant, kept there once posted (receipts, refunds).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pix: Vec<PixLeg>,
     },
     /// Participant → coordinator: the answer to a prepare (the same on every repeat).
     Vote { tx: TransferId, from: BankId, vote: Vote },
@@ -326,6 +329,7 @@ mod tests {
                 credits: vec![(AccountNumber::from_seq(2), amount)],
                 on_behalf_of: None,
                 keys: Vec::new(),
+                pix: Vec::new(),
             },
             Message::Vote { tx, from: BankId(2), vote: Vote::Yes },
             Message::Vote {

@@ -95,7 +95,7 @@ impl Participant {
         changes: &mut Vec<Change>,
     ) -> Vec<ParticipantOutput> {
         match msg {
-            Message::Prepare { tx, coordinator, expires_at, debits, credits, on_behalf_of, keys } => {
+            Message::Prepare { tx, coordinator, expires_at, debits, credits, on_behalf_of, keys, pix } => {
                 if coordinator != from {
                     return refused(from, tx, format!("a prepare naming bank {coordinator} as coordinator"));
                 }
@@ -117,7 +117,7 @@ impl Participant {
                         detail: format!("the customer is not a holder of account {number} at bank {}", self.bank),
                     }
                 } else {
-                    let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at, keys };
+                    let set = HoldSet { debits, credits, placed_at: now, coordinator, expires_at, keys, pix };
                     Vote::from(ledger.place_holds(tx, set, changes))
                 };
                 vec![ParticipantOutput::Send { to: coordinator, msg: Message::Vote { tx, from: self.bank, vote } }]
@@ -256,6 +256,7 @@ mod tests {
             credits: vec![(credit.clone(), cents(amount_cents))],
             on_behalf_of: Some(Document::Cpf(Cpf::from_base(1))),
             keys: Vec::new(),
+            pix: Vec::new(),
         }
     }
 

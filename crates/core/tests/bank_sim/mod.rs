@@ -32,6 +32,11 @@
 //! initial balance plus deposits minus withdrawals plus the legs of committed transfers (money is
 //! conserved and every packet is all-or-nothing, §8.1–3); every acknowledged operation is in the
 //! store (§8.4); every bank's directory agrees (§8.7).
+//!
+//! Refunds (devoluções): customers also refund Pix legs received, two or three refunds of about
+//! 60 % of one leg at once, so they race, under the same crashes. After every step each ledger
+//! asserts that a leg's refunded and reserved sums fit its amount; at the end, that the refunded
+//! sum of every leg equals its completed refunds, never exceeds it, and nothing stays reserved.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,8 +49,8 @@ use bank_core::contact::{Email, Phone};
 use bank_core::document::{Cpf, Document};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    AccountRef, Change, DepositMethod, Destination, KEYS_PER_ACCOUNT_MAX, KeyRequest, LegRequest, Outcome, Settlement,
-    Status, TransferRequest,
+    AccountRef, Change, DepositMethod, Destination, KEYS_PER_ACCOUNT_MAX, KeyRequest, LegRequest, Outcome, RefundOf,
+    RefundRequest, Settlement, Status, TransferRequest,
 };
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{Epoch, RingDurable, RingMessage, RingSettings, Tick};
@@ -252,6 +257,8 @@ enum Asked {
     /// account, to bank, to account, cents)`.
     Transfer(BankId, Vec<Leg>),
     Key(PixKey, BankId, AccountNumber),
+    /// A refund of a Pix leg, begun at the receiver's bank: its one leg, and the leg it refunds.
+    Refund(BankId, Leg, RefundOf),
 }
 
 /// Counts over a run, to show what the seeds exercise.
@@ -272,6 +279,9 @@ pub struct Stats {
     pub messages: usize,
     pub ring_visits: usize,
     pub steps: usize,
+    /// Refunds that completed, and refunds refused (mostly for exceeding what was left).
+    pub refunds: usize,
+    pub refunds_refused: usize,
 }
 
 #[derive(Debug)]
@@ -324,6 +334,8 @@ impl Tally for Stats {
         self.messages += other.messages;
         self.ring_visits += other.ring_visits;
         self.steps += other.steps;
+        self.refunds += other.refunds;
+        self.refunds_refused += other.refunds_refused;
     }
 }
 
@@ -663,6 +675,45 @@ impl World {
         }
     }
 
+    /// Two or three refunds of about 60 % of one Pix leg received at a random bank, at once (they
+    /// race: at most one fits), each by the receiver's bank.
+    fn refund_race(&mut self) {
+        let at = BankId(self.rng.below(self.knobs.banks) as u32 + 1);
+        let Some(bank) = &self.machines[self.index(at)].bank else { return };
+        let legs: Vec<(RefundOf, AccountNumber, AccountRef, i64)> = bank
+            .ledger()
+            .refundable_iter()
+            .map(|(of, r)| (*of, r.receiver.clone(), r.payer.clone(), r.amount.cents()))
+            .collect();
+        if legs.is_empty() {
+            return;
+        }
+        let (of, receiver, payer, amount) = legs[self.rng.below(legs.len())].clone();
+        let cents = (amount * 6 / 10).max(1);
+        for _ in 0..self.rng.range((2, 4)) {
+            let request = RefundRequest {
+                idempotency_key: IdempotencyKey(self.fresh_uuid()),
+                fingerprint: Fingerprint([2; 32]),
+                actor: account(0),
+                original: of.transfer_id,
+                leg: Some(of.leg),
+                amount: Amount::from_cents(cents).expect("a positive amount"),
+                reason: None,
+                transfer_id: TransferId(self.fresh_uuid()),
+                now: TimestampMs(0),
+            };
+            let leg = (at, receiver.clone(), payer.bank_id, payer.number.clone(), cents);
+            match self.call(at, Input::Refund(Box::new(request)), Crash::Random) {
+                Some(Ok(Reply::Outcome(Outcome::Transfer(t)))) => {
+                    self.asked.insert(t.id, Asked::Refund(at, leg, of));
+                }
+                Some(Ok(other)) => panic!("seed {}: a refund answered {other:?}", self.seed),
+                Some(Err(_)) => self.stats.refunds_refused += 1,
+                None => {}
+            }
+        }
+    }
+
     /// A random customer operation at a random up bank.
     fn submit_random(&mut self) {
         let banks = self.knobs.banks;
@@ -675,6 +726,9 @@ impl World {
         let own = account(self.rng.below(self.knobs.accounts_per_bank));
         if self.knobs.key_race == KeyRace::OneAccount && self.rng.per_mille(700) {
             return self.claim_key(BankId(1), account(0));
+        }
+        if self.rng.per_mille(100) {
+            return self.refund_race();
         }
         match self.rng.below(10) {
             0..=3 => {
@@ -832,9 +886,28 @@ impl World {
         self.check_final();
     }
 
-    fn check_final(&self) {
+    /// Every leg's refunded sum, in memory and in the store, is the sum of its completed refunds
+    /// (`refunded`, by receiver's bank and leg), fits its amount, and nothing stays reserved.
+    fn check_refunds(&self, refunded: &BTreeMap<(BankId, RefundOf), i64>) {
+        let at = format!("seed {}", self.seed);
+        for machine in &self.machines {
+            let bank = machine.bank.as_ref().expect("every bank is up at the end");
+            assert_eq!(bank.ledger().refunds_open(), 0, "{at}: bank {} has refunds open", machine.id);
+            for (of, r) in bank.ledger().refundable_iter() {
+                let want = refunded.get(&(machine.id, *of)).copied().unwrap_or(0);
+                assert_eq!((r.refunded_cents, r.reserved_cents), (want, 0), "{at}: bank {} leg {of:?}", machine.id);
+                assert!(want <= r.amount.cents(), "{at}: leg {of:?} refunded beyond its amount");
+                let stored = &machine.store.ledger.pix_legs[of];
+                assert_eq!((stored.1, stored.2), (want, 0), "{at}: bank {} leg {of:?} not durable", machine.id);
+            }
+        }
+    }
+
+    fn check_final(&mut self) {
         let at = format!("seed {}", self.seed);
         let mut expected = self.external.clone();
+        let mut refunded: BTreeMap<(BankId, RefundOf), i64> = BTreeMap::new();
+        let mut refunds_done = 0;
         for (tx, asked) in &self.asked {
             let decision = self.decisions.get(tx).copied();
             match asked {
@@ -859,8 +932,24 @@ impl World {
                     assert_eq!(self.keys.get(key), Some(&(*bank, number.clone())), "{at}: key {tx} not recorded");
                 }
                 Asked::Key(..) => {}
+                Asked::Refund(at_bank, (fb, fa, tb, ta, cents), of) => {
+                    let record = &self.machines[self.index(*at_bank)].store.ledger.transfers[tx];
+                    let completed = match decision {
+                        None if fb == tb => record.status == Status::Completed,
+                        decision => decision == Some(Decision::Committed),
+                    };
+                    assert_eq!(record.refund_of, Some(*of), "{at}: refund {tx} names its leg");
+                    if completed {
+                        *expected.entry((*fb, fa.clone())).or_default() -= cents;
+                        *expected.entry((*tb, ta.clone())).or_default() += cents;
+                        *refunded.entry((*at_bank, *of)).or_default() += cents;
+                        refunds_done += 1;
+                    }
+                }
             }
         }
+        self.stats.refunds = refunds_done;
+        self.check_refunds(&refunded);
         for machine in &self.machines {
             let bank = machine.bank.as_ref().expect("every bank is up at the end");
             for a in bank.ledger().accounts() {

@@ -17,5 +17,6 @@ mod idempotency;
 mod keys;
 mod model;
 mod permissions;
+mod refunds;
 mod rejections;
 mod transfers;

@@ -12,7 +12,8 @@ pub use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, Idempotenc
 pub use bank_core::ledger::{
     AccountRef, BALANCE_MAX_CENTS, Change, DESCRIPTION_LEN_MAX, DepositMethod, Destination, Entry, EntryKind, Failure,
     HoldSet, IdempotencyRecord, KEYS_PER_ACCOUNT_MAX, KeyClaim, KeyRequest, LEGS_MAX, Ledger, LegEnd, LegRequest,
-    Outcome, OutcomeRef, Settlement, Status, Transfer, TransferLeg, TransferRequest,
+    Outcome, OutcomeRef, PixLeg, Plan, REFUND_WINDOW_MS, RefundOf, RefundRequest, Settlement, Status, Transfer,
+    TransferLeg, TransferRequest,
 };
 pub use bank_core::pixkey::PixKey;
 pub use bank_core::twopc::{Decision, Vote};
@@ -121,6 +122,7 @@ pub fn holding(
         coordinator: OTHER_BANK,
         expires_at: TimestampMs(placed_at.0 + 5_000),
         keys: Vec::new(),
+        pix: Vec::new(),
     }
 }
 
@@ -285,12 +287,14 @@ pub fn completed_entry(id: u64, account: &AccountNumber, kind: EntryKind, amount
         status: Status::Completed,
         counterparty: None,
         created_at: NOW,
+        refund_of: None,
     }
 }
 
-/// How an entry names the other side of a transfer: "Name (number)".
-pub fn counterparty(name: &str, number: &AccountNumber) -> Option<String> {
-    Some(format!("{name} ({number})"))
+/// How an entry names the other side of a transfer: "Name · Bank" (a ledger with no bank
+/// names says "bank 1"); the account number is for the detail page only.
+pub fn counterparty(name: &str, _number: &AccountNumber) -> Option<String> {
+    Some(format!("{name} · bank {BANK}"))
 }
 
 /// A completed transfer `id` by `actor` at [`NOW`], with no description and no failure.
@@ -303,6 +307,7 @@ pub fn completed_transfer(id: TransferId, actor: &AccountNumber, legs: Vec<Trans
         description: None,
         actor: actor.clone(),
         created_at: NOW,
+        refund_of: None,
     }
 }
 

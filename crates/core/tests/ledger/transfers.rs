@@ -41,6 +41,18 @@ fn a_transfer_by_key_moves_money_and_emits_every_change_in_order() {
             Change::TransferRecorded(Box::new(transfer.clone())),
             entry_added(&out),
             entry_added(&inbound),
+            Change::PixLegRecorded(Box::new(PixLeg {
+                transfer_id: id,
+                leg: 0,
+                from: here(&w.alice),
+                from_name: "Alice Souza".into(),
+                from_document: cpf(1).masked(),
+                to: transfer.legs[0].to.clone(),
+                to_document: cpf(2).masked(),
+                amount: cents(300),
+                created_at: NOW,
+                refund_of: None,
+            })),
             remembered(&w.alice, key(1), OutcomeRef::Transfer(transfer.id)),
         ]
     );

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use bank_core::account::Account;
 use bank_core::ids::{AccountNumber, BankId, IdempotencyKey, TransferId};
-use bank_core::ledger::{Change, HoldSet, IdempotencyRecord, Ledger, RemoteKey, Settlement, Transfer};
+use bank_core::ledger::{
+    Change, HoldSet, IdempotencyRecord, Ledger, PixLeg, RefundOf, Refundable, RemoteKey, Settlement, Transfer,
+};
+use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 
 /// One bank's ledger tables.
@@ -22,6 +25,10 @@ pub struct LedgerStore {
     next_entry_id: u64,
     /// Transfer records (the `transfers` table), newest version of each.
     pub transfers: BTreeMap<TransferId, Transfer>,
+    /// Posted Pix legs touching this bank, with (refunded, reserved) cents (the `pix_legs` table).
+    pub pix_legs: BTreeMap<RefundOf, (PixLeg, i64, i64)>,
+    /// Refunds begun here and not settled (the `refunds_open` table).
+    refunds_open: BTreeMap<TransferId, (RefundOf, Amount)>,
 }
 
 impl LedgerStore {
@@ -54,6 +61,21 @@ impl LedgerStore {
                 self.holds.remove(&transfer);
                 self.settlements.insert(transfer, settlement);
             }
+            Change::PixLegRecorded(pix) => {
+                let of = RefundOf { transfer_id: pix.transfer_id, leg: pix.leg };
+                self.pix_legs.entry(of).or_insert((*pix, 0, 0));
+            }
+            Change::RefundState { of, refunded_cents, reserved_cents } => {
+                let row = self.pix_legs.get_mut(&of).expect("the refunded leg is stored");
+                (row.1, row.2) = (refunded_cents, reserved_cents);
+                assert!(row.1 + row.2 <= row.0.amount.cents(), "the CHECK of pix_legs: {row:?}");
+            }
+            Change::RefundOpened { refund, of, amount } => {
+                self.refunds_open.insert(refund, (of, amount));
+            }
+            Change::RefundClosed { refund } => {
+                self.refunds_open.remove(&refund);
+            }
         }
     }
 
@@ -69,6 +91,22 @@ impl LedgerStore {
         for (tx, settlement) in self.settlements.range(remembered_since..) {
             ledger.restore_settlement(*tx, *settlement);
         }
+        for (of, (pix, refunded_cents, reserved_cents)) in &self.pix_legs {
+            if pix.to.bank_id == bank && pix.refund_of.is_none() {
+                let refundable = Refundable {
+                    receiver: pix.to.number.clone(),
+                    payer: pix.from.clone(),
+                    payer_name: pix.from_name.clone(),
+                    payer_document: pix.from_document.clone(),
+                    amount: pix.amount,
+                    refunded_cents: *refunded_cents,
+                    reserved_cents: *reserved_cents,
+                    received_at: pix.created_at,
+                };
+                ledger.restore_refundable(*of, refundable);
+            }
+        }
+        self.refunds_open.iter().for_each(|(refund, (of, amount))| ledger.restore_refund_open(*refund, *of, *amount));
         ledger.restore_next_entry_id(self.next_entry_id);
         ledger
     }

@@ -140,6 +140,30 @@ pub struct TransferIn {
     pub description: Option<String>,
 }
 
+/// A refund (devolução) of a Pix leg the signed-in customer received.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundIn {
+    /// Which leg of the transfer (0 for a single Pix); needed only when the customer received
+    /// several legs of it.
+    #[schema(minimum = 0, maximum = 15, example = 0)]
+    pub leg: Option<u16>,
+    #[schema(minimum = 1, maximum = 100_000_000, example = 500)]
+    pub amount_cents: i64,
+    #[schema(max_length = 140, example = "charged twice")]
+    pub reason: Option<String>,
+}
+
+/// Which receipt, for a transfer of several legs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptQuery {
+    /// The leg (default: the first one the signed-in customer sent or received).
+    #[param(value_type = Option<u16>, minimum = 0, maximum = 15)]
+    pub leg: Option<String>,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -251,9 +275,13 @@ pub struct EntryOut {
     pub status: &'static str,
     #[schema(value_type = Option<DepositMethodName>)]
     pub method: Option<&'static str>,
+    /// Who is on the other side, in the customer's words: name and bank ("Bruno Lima · Automobili").
     pub counterparty: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// For a refund's line (`refund_out`, `refund_in`): the transfer it refunds.
+    #[schema(format = Uuid)]
+    pub refund_of: Option<String>,
 }
 
 impl From<&Entry> for EntryOut {
@@ -269,6 +297,7 @@ impl From<&Entry> for EntryOut {
             method: e.method.map(|m| m.as_str()),
             counterparty: e.counterparty.clone(),
             created_at: rfc3339(e.created_at),
+            refund_of: e.refund_of.map(|t| t.to_string()),
         }
     }
 }
@@ -300,6 +329,101 @@ pub struct LegOut {
     pub amount_cents: i64,
     #[schema(value_type = StatusName)]
     pub status: &'static str,
+    /// The Pix end-to-end id: `E` (`D` for a refund) + the payer bank's institution code +
+    /// `yyyyMMddHHmm` (UTC) + 11 alphanumerics; the same at both banks.
+    #[schema(
+        min_length = 32,
+        max_length = 32,
+        pattern = "^[ED][0-9]{20}[0-9A-Z]{11}$",
+        example = "E90000001202612042318ABCDEF12345"
+    )]
+    pub end_to_end_id: String,
+}
+
+/// The Pix leg a refund refunds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundOfOut {
+    #[schema(format = Uuid)]
+    pub transfer_id: String,
+    pub leg: u16,
+    #[schema(min_length = 32, max_length = 32)]
+    pub end_to_end_id: String,
+}
+
+impl From<&crate::service::RefundRef> for RefundOfOut {
+    fn from(r: &crate::service::RefundRef) -> Self {
+        RefundOfOut { transfer_id: r.transfer_id.to_string(), leg: r.leg, end_to_end_id: r.end_to_end_id.clone() }
+    }
+}
+
+/// One side of a Pix on its receipt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartyOut {
+    pub name: String,
+    /// Masked (`***.456.789-**`); empty when the bank does not know it.
+    pub document: String,
+    pub bank_id: u32,
+    pub bank_name: String,
+    /// The bank's 8-digit institution code.
+    pub institution_code: String,
+}
+
+impl From<&crate::service::Party> for PartyOut {
+    fn from(p: &crate::service::Party) -> Self {
+        PartyOut {
+            name: p.name.clone(),
+            document: p.document.clone(),
+            bank_id: p.bank_id.0,
+            bank_name: p.bank_name.clone(),
+            institution_code: p.institution_code.clone(),
+        }
+    }
+}
+
+/// A Pix receipt (comprovante) of one leg.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptOut {
+    #[schema(format = Uuid)]
+    pub transfer_id: String,
+    pub leg: u16,
+    #[schema(min_length = 32, max_length = 32)]
+    pub end_to_end_id: String,
+    pub payer: PartyOut,
+    pub receiver: PartyOut,
+    /// The Pix key the payer used, if any.
+    pub key: Option<String>,
+    pub amount_cents: i64,
+    #[schema(value_type = StatusName)]
+    pub status: &'static str,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub description: Option<String>,
+    /// The sum of this leg's completed refunds.
+    pub refunded_cents: i64,
+    /// What the signed-in customer may still refund (only for its receiver; refunds in flight
+    /// count as refunded).
+    pub refundable_cents: Option<i64>,
+    pub refund_of: Option<RefundOfOut>,
+}
+
+impl From<&crate::service::Receipt> for ReceiptOut {
+    fn from(r: &crate::service::Receipt) -> Self {
+        ReceiptOut {
+            transfer_id: r.transfer_id.to_string(),
+            leg: r.leg,
+            end_to_end_id: r.end_to_end_id.clone(),
+            payer: PartyOut::from(&r.payer),
+            receiver: PartyOut::from(&r.receiver),
+            key: r.key.clone(),
+            amount_cents: r.amount_cents,
+            status: r.status.as_str(),
+            created_at: rfc3339(r.created_at),
+            description: r.description.clone(),
+            refunded_cents: r.refunded_cents,
+            refundable_cents: r.refundable_cents,
+            refund_of: r.refund_of.as_ref().map(RefundOfOut::from),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -322,10 +446,15 @@ pub struct TransferOut {
     pub description: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// For a refund: the Pix leg it refunds.
+    pub refund_of: Option<RefundOfOut>,
 }
 
-impl From<&Transfer> for TransferOut {
-    fn from(t: &Transfer) -> Self {
+impl TransferOut {
+    /// The transfer with each leg's end-to-end id (`e2e`, in leg order) and, for a refund, the
+    /// leg it refunds.
+    pub fn new(t: &Transfer, e2e: Vec<String>, refund_of: Option<RefundOfOut>) -> Self {
+        let mut e2e = e2e.into_iter();
         TransferOut {
             id: t.id.to_string(),
             status: t.status.as_str(),
@@ -342,6 +471,7 @@ impl From<&Transfer> for TransferOut {
                     },
                     amount_cents: l.amount.cents(),
                     status: l.status.as_str(),
+                    end_to_end_id: e2e.next().unwrap_or_default(),
                 })
                 .collect(),
             failure: t
@@ -351,6 +481,7 @@ impl From<&Transfer> for TransferOut {
             decision: None,
             description: t.description.clone(),
             created_at: rfc3339(t.created_at),
+            refund_of,
         }
     }
 }
@@ -383,9 +514,10 @@ pub struct ConsortiumAccountsOut {
     pub unreachable_banks: Vec<u32>,
 }
 
-impl From<&crate::service::TransferAnswer> for TransferOut {
-    fn from(answer: &crate::service::TransferAnswer) -> Self {
-        let mut out = TransferOut::from(&answer.transfer);
+impl TransferOut {
+    /// A transfer as answered at its deadline (with the decision taken so far, if pending).
+    pub fn answered(answer: &crate::service::TransferAnswer, e2e: Vec<String>, refund_of: Option<RefundOfOut>) -> Self {
+        let mut out = TransferOut::new(&answer.transfer, e2e, refund_of);
         out.decision = answer.decision.map(|d| match d {
             Decision::Committed => "commit",
             Decision::Aborted => "abort",

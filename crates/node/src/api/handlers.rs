@@ -140,7 +140,10 @@ pub async fn me(state: State, session: Session) -> ApiResult<Json<AccountOut>> {
 fn outcome_response(outcome: Outcome) -> Response {
     match outcome {
         Outcome::Entry(e) => (StatusCode::CREATED, Json(EntryOut::from(&e))).into_response(),
-        Outcome::Transfer(t) => (StatusCode::CREATED, Json(TransferOut::from(&t))).into_response(),
+        // Deposits and withdrawals answer entries; a transfer is shaped by its own routes.
+        Outcome::Transfer(t) => {
+            ApiError::Internal(format!("a deposit or withdrawal answered transfer {}", t.id)).into_response()
+        }
         // The writer reads replays back before answering; one reaching here is a bug.
         Outcome::Replayed(r) => ApiError::Internal(format!("unresolved replay {r:?}")).into_response(),
     }
@@ -275,7 +278,7 @@ pub async fn transfer(
     let idempotency = (idem.0, bank_core::ids::Fingerprint(body.digest));
     let answer =
         service::transfer(&state, session.account.clone(), legs, input.description.clone(), idempotency).await?;
-    Ok((StatusCode::CREATED, Json(TransferOut::from(&answer))).into_response())
+    Ok((StatusCode::CREATED, Json(super::pix::answered_out(&state, &answer))).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/transfers/{id}", tag = "money", summary = "A transfer",
@@ -285,8 +288,8 @@ pub async fn transfer(
     responses((status = 200, description = "The transfer.", body = TransferOut), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 404, response = super::openapi::NotFound), (status = 503, response = super::openapi::Unavailable),))]
 pub async fn get_transfer(state: State, session: Session, Path(id): Path<String>) -> ApiResult<Json<TransferOut>> {
     let id = uuid::Uuid::try_parse(&id).map(TransferId).map_err(|_| invalid("a transfer id is a UUID"))?;
-    let transfer = service::transfer_of(&state, &session.account, id).await?;
-    Ok(Json(TransferOut::from(&transfer)))
+    let (transfer, numbers) = service::transfer_view(&state, &session.account, id).await?;
+    Ok(Json(super::pix::transfer_out(&state, &transfer, Some(&numbers))))
 }
 
 #[utoipa::path(get, path = "/api/v1/statement", tag = "money", summary = "Statement",

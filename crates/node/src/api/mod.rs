@@ -7,6 +7,7 @@
 pub mod dto;
 mod handlers;
 pub mod openapi;
+mod pix;
 mod reference;
 
 /// Problems are answered in one place, shared with `interbank`; kept reachable here.
@@ -62,6 +63,8 @@ pub fn documented() -> OpenApiRouter<Arc<Bank>> {
         .routes(routes!(handlers::lookup_key))
         .routes(routes!(handlers::transfer))
         .routes(routes!(handlers::get_transfer))
+        .routes(routes!(pix::refund))
+        .routes(routes!(pix::receipt))
         .routes(routes!(handlers::statement))
         .routes(routes!(handlers::consortium_accounts))
         .routes(routes!(handlers::consortium_status))

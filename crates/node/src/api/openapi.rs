@@ -151,10 +151,22 @@ fn deposit_methods() -> [&'static str; 3] {
     list.map(DepositMethod::as_str)
 }
 
-fn entry_kinds() -> [&'static str; 4] {
-    let list = [EntryKind::Deposit, EntryKind::Withdrawal, EntryKind::TransferOut, EntryKind::TransferIn];
+fn entry_kinds() -> [&'static str; 6] {
+    let list = [
+        EntryKind::Deposit,
+        EntryKind::Withdrawal,
+        EntryKind::TransferOut,
+        EntryKind::TransferIn,
+        EntryKind::RefundOut,
+        EntryKind::RefundIn,
+    ];
     let _: fn(EntryKind) = |k| match k {
-        EntryKind::Deposit | EntryKind::Withdrawal | EntryKind::TransferOut | EntryKind::TransferIn => {}
+        EntryKind::Deposit
+        | EntryKind::Withdrawal
+        | EntryKind::TransferOut
+        | EntryKind::TransferIn
+        | EntryKind::RefundOut
+        | EntryKind::RefundIn => {}
     };
     list.map(EntryKind::as_str)
 }
@@ -215,10 +227,13 @@ problem_response!(BadRequest, "`invalid_input`: malformed or invalid input; noth
 problem_response!(Unauthorized, "`unauthorized`: no valid session token (or wrong credentials).");
 problem_response!(Forbidden, "`forbidden`: the session may not act on that account.");
 problem_response!(NotFound, "`not_found` or `unknown_key`: no such account, transfer or key.");
-problem_response!(Conflict, "`conflict`: taken already (a document, an e-mail, a key).");
+problem_response!(
+    Conflict,
+    "`conflict`: taken already (a document, an e-mail, a key); `not_refundable`: that Pix cannot be refunded."
+);
 problem_response!(
     Unprocessable,
-    "`insufficient_funds`, or `idempotency_mismatch` (the key was used with another body)."
+    "`insufficient_funds`, `refund_exceeds_amount`, or `idempotency_mismatch` (the key was used with another body)."
 );
 problem_response!(Unavailable, "`overloaded` or `bank_unavailable`: try again shortly.");
 

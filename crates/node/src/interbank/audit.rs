@@ -22,6 +22,9 @@
 //!   bank, or by the bank of its `bank_id` column when the schema has one) and, when the schema has
 //!   the consortium directory table `remote_keys`, the other banks' keys it knows (type inferred
 //!   from the key), merged in key order;
+//! - `pix_legs` (when the schema has the table): every posted Pix leg kept here, with its payer's and
+//!   receiver's banks, the leg it refunds (for a refund) and, at the receiver's bank, what is
+//!   refunded and reserved of it — for the check that no Pix is refunded beyond its amount;
 //! - `schema`: which of those optional tables/columns this bank has.
 //!
 //! # Bounds and paging
@@ -65,16 +68,18 @@ pub enum AuditList {
     Decisions,
     CoordinatorRecords,
     PixKeys,
+    PixLegs,
 }
 
 impl AuditList {
     /// The paged lists, in the order of the snapshot.
-    pub const PAGED: [AuditList; 5] = [
+    pub const PAGED: [AuditList; 6] = [
         AuditList::Accounts,
         AuditList::Holds,
         AuditList::Decisions,
         AuditList::CoordinatorRecords,
         AuditList::PixKeys,
+        AuditList::PixLegs,
     ];
 
     /// The name used in `?list=`.
@@ -86,6 +91,7 @@ impl AuditList {
             AuditList::Decisions => "decisions",
             AuditList::CoordinatorRecords => "coordinator_records",
             AuditList::PixKeys => "pix_keys",
+            AuditList::PixLegs => "pix_legs",
         }
     }
 }
@@ -150,6 +156,9 @@ pub struct AuditSnapshot {
     pub decisions: Option<Page<AuditDecision>>,
     pub coordinator_records: Option<Page<AuditCoordinatorRecord>>,
     pub pix_keys: Option<Page<AuditPixKey>>,
+    /// Absent from banks whose schema has no Pix legs (and on pages of other lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pix_legs: Option<Page<AuditPixLeg>>,
     /// True when some list of this answer has a `next` page.
     pub truncated: bool,
 }
@@ -168,6 +177,9 @@ pub struct AuditSchema {
     /// consortium-wide directory.
     #[serde(default)]
     pub remote_keys: bool,
+    /// The table `pix_legs` (posted Pix legs, refunds) exists.
+    #[serde(default)]
+    pub pix_legs: bool,
 }
 
 impl AuditSchema {
@@ -240,6 +252,26 @@ pub struct AuditPixKey {
     pub bank_id: BankId,
 }
 
+/// A posted Pix leg kept by this bank (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPixLeg {
+    /// `transfer_id:leg` (two digits): the paging key.
+    pub id: String,
+    pub transfer_id: String,
+    pub leg: u16,
+    pub from_bank: BankId,
+    pub to_bank: BankId,
+    pub amount_cents: i64,
+    /// For a refund: the transfer and leg it refunds.
+    #[serde(default)]
+    pub refund_of: Option<String>,
+    #[serde(default)]
+    pub refund_of_leg: Option<u16>,
+    /// At the receiver's bank: the sum of completed refunds, and of refunds in flight.
+    pub refunded_cents: i64,
+    pub reserved_cents: i64,
+}
+
 /// `GET /interbank/v1/audit` (operator only).
 pub async fn audit(state: super::State, signed: OperatorSigned) -> std::result::Result<Json<AuditSnapshot>, ApiError> {
     let Query(query) = Query::<AuditQuery>::try_from_uri(&signed.uri)
@@ -258,7 +290,7 @@ pub fn check_query(query: &AuditQuery) -> std::result::Result<(), String> {
         return Err(format!("limit must be 1 to {PAGE_ROWS_MAX}"));
     }
     if query.after.is_some() && matches!(query.list, None | Some(AuditList::Totals)) {
-        return Err("after needs list=<accounts|holds|decisions|coordinator_records|pix_keys>".into());
+        return Err("after needs list=<accounts|holds|decisions|coordinator_records|pix_keys|pix_legs>".into());
     }
     Ok(())
 }
@@ -289,6 +321,7 @@ pub fn read_snapshot(
         .then(|| if schema.coordinator_records { coordinator_records(&tx, after, limit) } else { Ok(empty()) })
         .transpose()?;
     let pix_keys = wants(AuditList::PixKeys).then(|| pix_keys(&tx, bank_id, schema, after, limit)).transpose()?;
+    let pix_legs = (schema.pix_legs && wants(AuditList::PixLegs)).then(|| pix_legs(&tx, after, limit)).transpose()?;
     tx.commit()?;
     let truncated = [
         accounts.as_ref().map(|p| p.next.is_some()),
@@ -296,6 +329,7 @@ pub fn read_snapshot(
         decisions.as_ref().map(|p| p.next.is_some()),
         coordinator_records.as_ref().map(|p| p.next.is_some()),
         pix_keys.as_ref().map(|p| p.next.is_some()),
+        pix_legs.as_ref().map(|p| p.next.is_some()),
     ]
     .into_iter()
     .flatten()
@@ -311,6 +345,7 @@ pub fn read_snapshot(
         decisions,
         coordinator_records,
         pix_keys,
+        pix_legs,
         truncated,
     })
 }
@@ -324,6 +359,7 @@ fn read_schema(conn: &Connection) -> Result<AuditSchema> {
         coordinator_records: table_exists(conn, "coordinator_records")?,
         pix_keys_bank_id: has_column(conn, "pix_keys", "bank_id")?,
         remote_keys: table_exists(conn, "remote_keys")?,
+        pix_legs: table_exists(conn, "pix_legs")?,
     })
 }
 
@@ -444,6 +480,33 @@ fn holds(conn: &Connection, after: &str, limit: usize) -> Result<Page<AuditHold>
         limit,
         |r| Ok(AuditHold { transfer_id: r.get(0)?, placed_at: r.get(1)?, body: json_or_text(r.get(2)?) }),
         |h| &h.transfer_id,
+    )
+}
+
+fn pix_legs(conn: &Connection, after: &str, limit: usize) -> Result<Page<AuditPixLeg>> {
+    page(
+        conn,
+        "SELECT transfer_id || ':' || printf('%02d', leg) AS id, transfer_id, leg, \
+                CAST(json_extract(body, '$.from.bank_id') AS INTEGER), to_bank, amount_cents, refund_of, \
+                json_extract(body, '$.refund_of.leg'), refunded_cents, reserved_cents \
+         FROM pix_legs WHERE transfer_id || ':' || printf('%02d', leg) > ?1 ORDER BY transfer_id, leg LIMIT ?2",
+        after,
+        limit,
+        |r| {
+            Ok(AuditPixLeg {
+                id: r.get(0)?,
+                transfer_id: r.get(1)?,
+                leg: r.get(2)?,
+                from_bank: BankId(r.get(3)?),
+                to_bank: BankId(r.get(4)?),
+                amount_cents: r.get(5)?,
+                refund_of: r.get(6)?,
+                refund_of_leg: r.get(7)?,
+                refunded_cents: r.get(8)?,
+                reserved_cents: r.get(9)?,
+            })
+        },
+        |l| &l.id,
     )
 }
 

@@ -33,6 +33,8 @@ use sign::Verifier;
 pub struct Interbank {
     pub self_id: BankId,
     pub members: BTreeMap<BankId, Member>,
+    /// Every member's institution code (the start of its Pix end-to-end ids).
+    pub institution_codes: BTreeMap<BankId, bank_core::ids::InstitutionCode>,
     pub operator_key: VerifyingKey,
     /// Checks member banks' requests.
     pub verifier: Verifier,
@@ -73,6 +75,7 @@ impl Interbank {
         let peers = PeerClient::new(self_id, consortium.signing_key.clone(), urls, options)?;
         Ok(Interbank {
             self_id,
+            institution_codes: consortium.institution_codes.clone(),
             members: consortium.members.clone(),
             operator_key: consortium.operator_key,
             verifier,
@@ -172,6 +175,7 @@ mod tests {
             members: [(BankId(1), member(1, &one))].into_iter().collect(),
             operator_key: operator.verifying_key(),
             signing_key: one.clone(),
+            institution_codes: Default::default(),
         };
         let interbank = Interbank::new(BankId(1), &consortium, &Limits::default()).expect("a consortium of one");
         assert_eq!(interbank.operator_verifier.self_id(), BankId(1));

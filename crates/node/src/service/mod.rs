@@ -8,6 +8,7 @@
 
 mod consortium;
 mod customer;
+mod refund;
 mod transfer;
 
 pub use consortium::{
@@ -17,6 +18,10 @@ pub use consortium::{
 pub use customer::{
     DocumentKey, OpenedAccount, SignedIn, account, deposit, open_account, open_session, sign_in, sign_out, statement,
     visible_accounts, withdraw,
+};
+pub use refund::{
+    Party, Receipt, RefundAsk, RefundRef, end_to_end_ids, institution_code, leg_end_to_end_id, original_end_to_end_id,
+    receipt, refund, transfer_view,
 };
 pub use transfer::{TransferAnswer, register_consortium_key, register_key, transfer, transfer_of};
 

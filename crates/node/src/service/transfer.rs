@@ -47,7 +47,19 @@ pub async fn transfer(
     // Watched before it is submitted: a transfer that waits for the token may be begun — and
     // decided — by another command, before this request is told it was queued.
     let progress = bank.driver.watch(id);
-    let submitted = submit(bank, request).await;
+    let submitted = submit(bank, bank.writer.transfer(request).await);
+    answer_when_due(bank, id, progress, submitted, deadline).await
+}
+
+/// The answer of a transfer (or refund) `id` just submitted: at once if it was refused, ran here
+/// or is a repeat; else once it is finished, or pending at `deadline`.
+pub(super) async fn answer_when_due(
+    bank: &Arc<Bank>,
+    id: TransferId,
+    progress: tokio::sync::watch::Receiver<Progress>,
+    submitted: OpResult<(Transfer, Vec<crate::storage::writer::ProtocolOutput>)>,
+    deadline: tokio::time::Instant,
+) -> OpResult<TransferAnswer> {
     let outputs = match submitted {
         Ok((pending, outputs)) if pending.id == id && pending.status == Status::Pending => outputs,
         other => {
@@ -114,12 +126,13 @@ async fn refuse_where_clocks_disagree(
     Ok(())
 }
 
-/// Hands a transfer to the writer: the transfer as planned and the protocol's first outputs.
-async fn submit(
+/// What the writer answered a transfer (or refund): the transfer as planned and the protocol's
+/// first outputs.
+pub(super) fn submit(
     bank: &Arc<Bank>,
-    request: TransferRequest,
+    answered: Result<(Outcome, Vec<crate::storage::writer::ProtocolOutput>), Error>,
 ) -> OpResult<(Transfer, Vec<crate::storage::writer::ProtocolOutput>)> {
-    let (outcome, outputs) = match bank.writer.transfer(request).await {
+    let (outcome, outputs) = match answered {
         Ok(done) => done,
         Err(e) => {
             bank.metrics.operation("transfer", "rejected");

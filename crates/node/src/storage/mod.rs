@@ -37,8 +37,8 @@ use bank_core::bank::Recovered;
 use bank_core::contact::{Email, Phone};
 use bank_core::ids::{AccountNumber, BankId, EntryId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use bank_core::ledger::{
-    Change, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, OutcomeRef, Settlement,
-    Status,
+    Change, DepositMethod, Entry, EntryKind, HoldSet, IdempotencyRecord, Ledger, Outcome, OutcomeRef, PixLeg, RefundOf,
+    Settlement, Status,
 };
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
@@ -198,15 +198,18 @@ fn kind_from(text: &str) -> Result<EntryKind> {
         "withdrawal" => Ok(EntryKind::Withdrawal),
         "transfer_out" => Ok(EntryKind::TransferOut),
         "transfer_in" => Ok(EntryKind::TransferIn),
+        "refund_out" => Ok(EntryKind::RefundOut),
+        "refund_in" => Ok(EntryKind::RefundIn),
         _ => Err(corrupt(format!("entry kind {text:?}"))),
     }
 }
 
-/// Columns: id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at.
+/// Columns: id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at,
+/// refund_of.
 pub(crate) const ENTRY_COLUMNS: &str =
-    "id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at";
+    "id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at, refund_of";
 
-type RawEntry = (i64, String, Option<String>, String, Option<String>, i64, String, Option<String>, i64);
+type RawEntry = (i64, String, Option<String>, String, Option<String>, i64, String, Option<String>, i64, Option<String>);
 
 pub(crate) fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
     Ok((
@@ -219,11 +222,12 @@ pub(crate) fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
         row.get(6)?,
         row.get(7)?,
         row.get(8)?,
+        row.get(9)?,
     ))
 }
 
 pub(crate) fn entry_from_raw(raw: RawEntry) -> Result<Entry> {
-    let (id, account, transfer_id, kind, method, amount, status, counterparty, created_at) = raw;
+    let (id, account, transfer_id, kind, method, amount, status, counterparty, created_at, refund_of) = raw;
     Ok(Entry {
         id: EntryId(id as u64),
         account: AccountNumber::parse(&account).map_err(corrupt)?,
@@ -234,6 +238,7 @@ pub(crate) fn entry_from_raw(raw: RawEntry) -> Result<Entry> {
         status: status_from(&status)?,
         counterparty,
         created_at: TimestampMs(created_at),
+        refund_of: refund_of.as_deref().map(parse_uuid).transpose()?.map(TransferId),
     })
 }
 
@@ -565,6 +570,7 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
     }
     // Idempotency records stay on disk: memory's bounded cache fills as requests come, and a key
     // it lacks is read back within the batch (`read_idempotency`).
+    load_refunds(conn, &mut ledger, bank_id)?;
     let next_entry: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
     ledger.restore_next_entry_id(next_entry as u64);
     ledger.assert_invariants();
@@ -611,7 +617,7 @@ fn write_account(tx: &Transaction<'_>, a: &Account) -> Result<()> {
 /// A statement line (append-only), linked to its account's previous line.
 fn write_entry(tx: &Transaction<'_>, e: &Entry, prev_id: Option<u64>) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO entries ({ENTRY_COLUMNS}, prev_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO entries ({ENTRY_COLUMNS}, prev_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         e.id.0 as i64,
@@ -623,8 +629,67 @@ fn write_entry(tx: &Transaction<'_>, e: &Entry, prev_id: Option<u64>) -> Result<
         e.status.as_str(),
         e.counterparty,
         e.created_at.0,
+        e.refund_of.map(|t| t.0.to_string()),
         prev_id.map(|id| id as i64)
     ])?;
+    Ok(())
+}
+
+/// A posted Pix leg (kept once: an in-bank leg touches this bank at both ends).
+fn write_pix_leg(tx: &Transaction<'_>, pix: &PixLeg) -> Result<()> {
+    let body = serde_json::to_string(pix).map_err(corrupt)?;
+    tx.prepare_cached(
+        "INSERT INTO pix_legs (transfer_id, leg, body, to_bank, refund_of, amount_cents, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (transfer_id, leg) DO NOTHING",
+    )?
+    .execute(params![
+        pix.transfer_id.0.to_string(),
+        pix.leg,
+        body,
+        pix.to.bank_id.0,
+        pix.refund_of.map(|r| r.transfer_id.0.to_string()),
+        pix.amount.cents(),
+        pix.created_at.0
+    ])?;
+    Ok(())
+}
+
+/// Restores the refundable legs received here (within the refund window, or with refunds in
+/// flight) and the refunds in flight.
+fn load_refunds(conn: &Connection, ledger: &mut Ledger, bank_id: BankId) -> Result<()> {
+    let bound = crate::storage::writer::now_ms().0 - bank_core::ledger::REFUND_WINDOW_MS;
+    let mut stmt = conn.prepare(
+        "SELECT body, refunded_cents, reserved_cents FROM pix_legs \
+         WHERE to_bank = ?1 AND refund_of IS NULL AND (created_at >= ?2 OR reserved_cents > 0)",
+    )?;
+    let rows = stmt.query_map(params![bank_id.0, bound], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (body, refunded_cents, reserved_cents) = row?;
+        let pix: PixLeg = serde_json::from_str(&body).map_err(corrupt)?;
+        let refundable = bank_core::ledger::Refundable {
+            receiver: pix.to.number.clone(),
+            payer: pix.from.clone(),
+            payer_name: pix.from_name.clone(),
+            payer_document: pix.from_document.clone(),
+            amount: pix.amount,
+            refunded_cents,
+            reserved_cents,
+            received_at: pix.created_at,
+        };
+        ledger.restore_refundable(RefundOf { transfer_id: pix.transfer_id, leg: pix.leg }, refundable);
+    }
+    let mut stmt = conn.prepare("SELECT refund, transfer_id, leg, amount_cents FROM refunds_open")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u16>(2)?, r.get::<_, i64>(3)?))
+    })?;
+    for row in rows {
+        let (refund, original, leg, amount) = row?;
+        let of = RefundOf { transfer_id: TransferId(parse_uuid(&original)?), leg };
+        let amount = Amount::from_cents(amount).map_err(corrupt)?;
+        ledger.restore_refund_open(TransferId(parse_uuid(&refund)?), of, amount);
+    }
     Ok(())
 }
 
@@ -713,6 +778,32 @@ impl<'t, 'l> BatchWriter<'t, 'l> {
                 };
                 tx.prepare_cached("INSERT INTO decisions (transfer_id, decision) VALUES (?1, ?2)")?
                     .execute(params![transfer.0.to_string(), decision])?;
+            }
+            Change::PixLegRecorded(pix) => write_pix_leg(tx, pix)?,
+            Change::RefundState { of, refunded_cents, reserved_cents } => {
+                tx.prepare_cached(
+                    "UPDATE pix_legs SET refunded_cents = ?3, reserved_cents = ?4 WHERE transfer_id = ?1 AND leg = ?2",
+                )?
+                .execute(params![
+                    of.transfer_id.0.to_string(),
+                    of.leg,
+                    refunded_cents,
+                    reserved_cents
+                ])?;
+            }
+            Change::RefundOpened { refund, of, amount } => {
+                tx.prepare_cached(
+                    "INSERT INTO refunds_open (refund, transfer_id, leg, amount_cents) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    refund.0.to_string(),
+                    of.transfer_id.0.to_string(),
+                    of.leg,
+                    amount.cents()
+                ])?;
+            }
+            Change::RefundClosed { refund } => {
+                tx.prepare_cached("DELETE FROM refunds_open WHERE refund = ?1")?.execute([refund.0.to_string()])?;
             }
         }
         Ok(())

@@ -181,7 +181,7 @@ pub fn statement_page(
     let mut next = start;
     while let Some(id) = next.filter(|_| lines.len() < limit) {
         let (raw, prev) = stmt
-            .query_row([id], |r| Ok((raw_entry(r)?, r.get::<_, Option<i64>>(9)?)))
+            .query_row([id], |r| Ok((raw_entry(r)?, r.get::<_, Option<i64>>(10)?)))
             .optional()?
             .ok_or_else(|| StorageError::Corrupt(format!("line {id} of {account} is linked but not stored")))?;
         let entry = entry_from_raw(raw)?;
@@ -263,4 +263,40 @@ pub fn live_sessions(conn: &Connection, now: TimestampMs) -> Result<Vec<([u8; 32
         Ok((hash, account, TimestampMs(expires)))
     })
     .collect()
+}
+
+/// A Pix leg kept here, with what is refunded of it (figures kept at the receiver's bank).
+#[derive(Debug, Clone)]
+pub struct StoredPixLeg {
+    pub pix: bank_core::ledger::PixLeg,
+    pub refunded_cents: i64,
+    pub reserved_cents: i64,
+}
+
+/// The posted Pix legs of a transfer kept at this bank, by leg.
+pub fn pix_legs(conn: &Connection, id: &TransferId) -> Result<Vec<StoredPixLeg>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body, refunded_cents, reserved_cents FROM pix_legs WHERE transfer_id = ?1 ORDER BY leg",
+    )?;
+    let rows =
+        stmt.query_map([id.0.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+    let mut legs = Vec::new();
+    for row in rows {
+        let (body, refunded_cents, reserved_cents) = row?;
+        let pix = serde_json::from_str(&body).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        legs.push(StoredPixLeg { pix, refunded_cents, reserved_cents });
+    }
+    Ok(legs)
+}
+
+/// The posted refunds, kept here, of transfer `id` (at most a leg's worth per leg; refunds are
+/// few, and found by a partial index).
+pub fn refunds_of(conn: &Connection, id: &TransferId) -> Result<Vec<bank_core::ledger::PixLeg>> {
+    let mut stmt = conn.prepare_cached("SELECT body FROM pix_legs WHERE refund_of = ?1 ORDER BY transfer_id, leg")?;
+    let rows = stmt.query_map([id.0.to_string()], |r| r.get::<_, String>(0))?;
+    let mut legs = Vec::new();
+    for body in rows {
+        legs.push(serde_json::from_str(&body?).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+    }
+    Ok(legs)
 }

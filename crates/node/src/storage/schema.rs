@@ -168,6 +168,57 @@ DROP TABLE idempotency;
 
 CREATE INDEX idempotency_by_key ON idempotency_records (key);
 "#,
+    // Pix receipts and refunds (issue 12). Statement lines get the refund kinds and name the
+    // transfer a refund refunds (SQLite cannot widen a CHECK, so the table is copied once).
+    // `pix_legs` keeps every posted Pix leg touching this bank (both ends keep it, for receipts);
+    // at the receiver's bank it also holds what is refunded and what refunds in flight reserve,
+    // with the refund invariant restated as a CHECK. `refunds_open` lists the refunds begun here
+    // and not settled, with the leg and amount each reserves.
+    r#"
+CREATE TABLE entries_v6 (
+    id           INTEGER PRIMARY KEY,
+    account      TEXT NOT NULL,
+    transfer_id  TEXT,
+    kind         TEXT NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'transfer_out', 'transfer_in',
+                                               'refund_out', 'refund_in')),
+    method       TEXT CHECK (method IN ('cash', 'boleto', 'qr')),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    status       TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+    counterparty TEXT,
+    created_at   INTEGER NOT NULL,
+    prev_id      INTEGER,
+    refund_of    TEXT
+) STRICT;
+
+INSERT INTO entries_v6 (id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at, prev_id)
+SELECT id, account, transfer_id, kind, method, amount_cents, status, counterparty, created_at, prev_id FROM entries;
+
+DROP TABLE entries;
+ALTER TABLE entries_v6 RENAME TO entries;
+
+CREATE TABLE pix_legs (
+    transfer_id    TEXT NOT NULL,
+    leg            INTEGER NOT NULL,
+    body           TEXT NOT NULL,
+    to_bank        INTEGER NOT NULL,
+    refund_of      TEXT,
+    amount_cents   INTEGER NOT NULL CHECK (amount_cents > 0),
+    refunded_cents INTEGER NOT NULL DEFAULT 0 CHECK (refunded_cents >= 0),
+    reserved_cents INTEGER NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+    created_at     INTEGER NOT NULL,
+    CHECK (refunded_cents + reserved_cents <= amount_cents),
+    PRIMARY KEY (transfer_id, leg)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX pix_legs_by_refund_of ON pix_legs (refund_of) WHERE refund_of IS NOT NULL;
+
+CREATE TABLE refunds_open (
+    refund       TEXT PRIMARY KEY,
+    transfer_id  TEXT NOT NULL,
+    leg          INTEGER NOT NULL,
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the newest schema, each step in its own transaction.

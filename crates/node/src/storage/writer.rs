@@ -147,6 +147,15 @@ impl WriterHandle {
         self.submit(|reply| Command::Bank { input, reply: Responder::Transfer(reply) }).await
     }
 
+    /// Refunds (part of) a Pix leg received here (answered like a transfer).
+    pub async fn refund(
+        &self,
+        request: bank_core::ledger::RefundRequest,
+    ) -> Result<(Outcome, Vec<ProtocolOutput>), Error> {
+        let input = Input::Refund(Box::new(request));
+        self.submit(|reply| Command::Bank { input, reply: Responder::Transfer(reply) }).await
+    }
+
     pub async fn protocol_deliver(&self, from: BankId, messages: Vec<Message>) -> Result<Vec<ProtocolOutput>, Error> {
         self.outputs(Input::Deliver { from, messages }).await
     }

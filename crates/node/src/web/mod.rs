@@ -11,6 +11,7 @@
 pub mod brcode;
 pub mod i18n;
 mod pages;
+mod receipt;
 mod words;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<Arc<Bank>> {
         .route("/packet", get(pages::packet_form).post(pages::packet))
         .route("/statement", get(pages::statement))
         .route("/transfers/{id}", get(pages::transfer_detail))
+        .route("/transfers/{id}/receipt", get(receipt::receipt)).route("/transfers/{id}/refunds", post(receipt::refund))
         .route("/receive", get(pages::receive))
         .route("/receive/keys", post(pages::register_key))
         .route("/consortium", get(pages::consortium))

@@ -73,7 +73,7 @@ fn account_kind(kind: &str) -> &'static str {
 }
 
 /// A transfer's, leg's or entry's state as a message id (the badge's class keeps the code).
-fn status_id(status: &str) -> &'static str {
+pub(super) fn status_id(status: &str) -> &'static str {
     match status {
         "completed" => msg("status-completed"),
         "failed" => msg("status-failed"),

@@ -110,6 +110,7 @@ impl Cluster {
             members,
             ring: Default::default(),
             node: NodeSettings::default(),
+            institution_codes: Default::default(),
         };
         std::fs::write(layout.consortium_file(), config.to_toml()).expect("write consortium.toml");
         let http = crate::http::client(Some(Duration::from_secs(20)));
