@@ -84,6 +84,8 @@ struct Words {
     pix_received_from: &'static str,
     nothing_moved: &'static str,
     signed_out: &'static str,
+    refund_receipt: &'static str,
+    refund_from: &'static str,
 }
 
 const PORTUGUESE: Words = Words {
@@ -98,6 +100,8 @@ const PORTUGUESE: Words = Words {
     pix_received_from: "Pix recebido de",
     nothing_moved: "Nenhum dinheiro saiu",
     signed_out: "Você saiu da sua conta",
+    refund_receipt: "Comprovante de devolução Pix",
+    refund_from: "Devolução de Bia Lima",
 };
 
 const ENGLISH: Words = Words {
@@ -112,6 +116,8 @@ const ENGLISH: Words = Words {
     pix_received_from: "Pix received from",
     nothing_moved: "Nothing moved",
     signed_out: "You are signed out",
+    refund_receipt: "Pix refund receipt",
+    refund_from: "Refund from Bia Lima",
 };
 
 /// Every message id of the pages' message files (the same in every language).
@@ -298,7 +304,29 @@ async fn run(c: &Client, bank: &impl Fn(u32) -> String, w: &Words, base: u64) ->
     click(c, "#send").await;
     assert_eq!(text_of(c, "#transfer-status").await, w.completed, "{}", body(c).await);
     page_shot(c, w, "07-pix-result").await;
+    let transfer_page = c.current_url().await.map_err(|e| e.to_string())?;
     assert_eq!(available(c, &b1).await, "R$ 974,50");
+
+    // The Pix's receipt from the payer's transfer page; the receiver refunds part of it from the
+    // same receipt at her bank; the payer's statement and balance show the refund.
+    c.goto(transfer_page.as_str()).await.map_err(|e| e.to_string())?;
+    click(c, "#receipt-link").await;
+    let e2e = text_of(c, "#end-to-end-id").await;
+    assert!(e2e.starts_with('E') && e2e.len() == 32, "end-to-end id {e2e:?}");
+    page_shot(c, w, "07a-receipt").await;
+    let receipt = c.current_url().await.map_err(|e| e.to_string())?;
+    c.goto(&format!("{b3}{}", receipt.path())).await.map_err(|e| e.to_string())?;
+    assert_eq!(text_of(c, "#end-to-end-id").await, e2e, "the same end-to-end id at both banks");
+    fill(c, "#refund input[name=amount]", "5,50").await;
+    page_shot(c, w, "07b-receipt-receiver").await;
+    click(c, "#refund-send").await;
+    // The refund form redirects to the refund's own receipt.
+    wait_until("the refund's receipt", async || body(c).await.contains(w.refund_receipt)).await;
+    assert_eq!(text_of(c, "#refund-of").await, e2e, "the refund names the Pix it returns");
+    page_shot(c, w, "07c-refund-receipt").await;
+    c.goto(&format!("{b1}/statement")).await.map_err(|e| e.to_string())?;
+    wait_until("the refund on the payer's statement", async || body(c).await.contains(w.refund_from)).await;
+    wait_until("the refunded money at the payer", async || available(c, &b1).await == "R$ 980,00").await;
 
     // A three-bank packet: from Ana's accounts at banks 1 and 2 to Bia at bank 3.
     c.goto(&format!("{b1}/packet")).await.map_err(|e| e.to_string())?;

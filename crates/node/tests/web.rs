@@ -506,9 +506,29 @@ async fn every_page_reads_in_both_languages_without_message_ids() {
         (
             1,
             "pt-BR,pt;q=0.9,en;q=0.8",
-            ["lang=\"pt-BR\"", "Olá, Ana Souza", "Pix enviado para", "Depósito em dinheiro"],
+            [
+                "lang=\"pt-BR\"",
+                "Olá, Ana Souza",
+                "Pix enviado para",
+                "Depósito em dinheiro",
+                "Comprovante Pix",
+                "Devolver este Pix",
+                "Comprovante de devolução Pix",
+            ],
         ),
-        (3, "en-US,en;q=0.9", ["lang=\"en\"", "Hello, Ana Souza", "Pix sent to", "Cash deposit"]),
+        (
+            3,
+            "en-US,en;q=0.9",
+            [
+                "lang=\"en\"",
+                "Hello, Ana Souza",
+                "Pix sent to",
+                "Cash deposit",
+                "Pix receipt",
+                "Refund this Pix",
+                "Pix refund receipt",
+            ],
+        ),
     ] {
         let mut ana = Browser::speaking(c.bank(1), accept_language);
         let mut bia = Browser::speaking(c.bank(2), accept_language);
@@ -540,6 +560,30 @@ async fn every_page_reads_in_both_languages_without_message_ids() {
         let sent = ana.post("/pix/send", &[("idempotency_key", &idem), ("key", &bia_key), ("amount", "25,50")]).await;
         let location = sent.location.expect("the transfer's page");
         seen.push(("transfer", ana.get(&location).await));
+        let receipt = format!("{location}/receipt");
+        let payer_receipt = ana.get(&receipt).await;
+        assert_eq!(payer_receipt.status, 200, "{}", payer_receipt.body);
+        assert!(payer_receipt.body.contains("end-to-end-id") && !payer_receipt.body.contains("refund-send"));
+        seen.push(("payer's receipt", payer_receipt));
+        let receiver_receipt = bia.get(&receipt).await;
+        assert!(receiver_receipt.body.contains("refund-send"), "{}", receiver_receipt.body);
+        let idem = Browser::input_value(&receiver_receipt.body, "idempotency_key");
+        seen.push(("receiver's receipt", receiver_receipt));
+        let refunds = format!("{location}/refunds");
+        let too_much =
+            bia.post(&refunds, &[("idempotency_key", &idem), ("leg", "0"), ("amount", "30"), ("reason", "")]).await;
+        assert_eq!(too_much.status, 422, "{}", too_much.body);
+        seen.push(("refund refused", too_much));
+        let idem = Browser::input_value(&bia.get(&receipt).await.body, "idempotency_key");
+        let refunded =
+            bia.post(&refunds, &[("idempotency_key", &idem), ("leg", "0"), ("amount", "10"), ("reason", "x")]).await;
+        let refund_receipt = refunded.location.expect("the refund's receipt");
+        seen.push(("refund receipt", bia.get(&refund_receipt).await));
+        seen.push(("no receipt", ana.get(&refund_receipt.replace("/receipt", "x/receipt")).await));
+        let payer_statement = ana.get("/statement").await;
+        let refund_line = if n == 1 { "Devolução de Bia Lima" } else { "Refund from Bia Lima" };
+        assert!(payer_statement.body.contains(refund_line), "{}", payer_statement.body);
+        seen.push(("payer's statement after the refund", payer_statement));
         seen.push(("no transfer", ana.get("/transfers/not-a-uuid").await));
         seen.push(("statement", ana.get("/statement").await));
         seen.push(("packet", ana.get("/packet").await));

@@ -317,4 +317,4 @@ refund-heading = Refund this Pix
 refund-may-send = You may send back to the payer, in one or more refunds within 90 days, up to
 refund-amount = Amount (R$)
 refund-reason = Reason (optional)
-refund-send = Refund
+refund-submit = Refund

@@ -317,4 +317,4 @@ refund-heading = Devolver este Pix
 refund-may-send = Você pode devolver ao pagador, em uma ou mais devoluções em até 90 dias, até
 refund-amount = Valor (R$)
 refund-reason = Motivo (opcional)
-refund-send = Devolver
+refund-submit = Devolver
