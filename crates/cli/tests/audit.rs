@@ -113,7 +113,7 @@ async fn audit_checks_a_live_consortium_and_names_a_dead_bank() {
         .iter()
         .map(|i| (i["number"].as_u64().expect("number"), i["status"].as_str().expect("status")))
         .collect();
-    assert_eq!(statuses, [(1, "holds"), (2, "holds"), (3, "holds"), (5, "holds"), (7, "holds")]);
+    assert_eq!(statuses, [(1, "holds"), (2, "holds"), (3, "holds"), (5, "holds"), (7, "holds"), (8, "holds")]);
     let banks = report["banks"].as_array().expect("banks");
     assert_eq!(banks.len(), BANKS as usize);
     // 10,000 + 700 deposited and 1,500 withdrawn at each bank; 1,000 moved from bank 1 to 2.

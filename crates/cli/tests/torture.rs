@@ -162,10 +162,12 @@ fn ctrl_c_stops_the_run_and_removes_its_namespaces_and_banks() {
 
 #[test]
 fn without_root_it_refuses_clearly() {
-    if namespaces_unavailable().is_some() {
-        // Not root already: the refusal is what the user sees.
+    if let Some(reason) = namespaces_unavailable() {
+        // Not root, or a tool missing, already: the refusal is what the user sees.
         let output = Command::new(BANK).args(["torture", "--duration", "5s"]).output().expect("bank torture");
-        assert!(String::from_utf8_lossy(&output.stderr).contains("needs root"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let says = if reason == "not root" { "needs root" } else { "needs `" };
+        assert!(!output.status.success() && stderr.contains(says), "{reason}: {stderr}");
         return;
     }
     // As root: drop to nobody for the one command (setpriv is part of util-linux).
