@@ -1014,6 +1014,9 @@ pub async fn consortium(state: St, session: Result<WebSession, Response>) -> Res
     match service::consortium_status(&state).await {
         Ok(status) => {
             page.mode = status.mode.as_str().to_string();
+            if state.seed_compat {
+                page.mode = format!("{} — {}", page.mode, crate::config::SEED_COMPAT_WARNING);
+            }
             page.in_doubt = status.in_doubt.to_string();
             page.members = member_rows(&status);
             page.ring = ring_facts(status.bank_id, &status.ring, &page.mode);
