@@ -325,6 +325,16 @@ async fn a_cross_bank_pix_and_a_three_bank_packet_go_through_operations() {
         "{bia}"
     );
     assert_eq!(line["bankSource"], "Bank 1", "{bia}");
+    // The payer's line names who was paid and where (the interface shows `receptor` under "To"):
+    // its bank coordinated the transfer and has its record. The original's interface showed it.
+    let ana = data(c.bank(1), &ana1["accountNumber"]).await;
+    let line = &ana["transactions"][0];
+    assert_eq!(
+        (line["typeTransaction"].as_str(), line["receptor"].as_str(), line["bankReceptor"].as_str()),
+        (Some("send Pix"), Some("Bia Lima"), Some("Bank 3")),
+        "{ana}"
+    );
+    assert_eq!((line["source"].as_str(), line["bankSource"].as_str()), (Some("Ana Souza"), Some("Bank 1")));
 
     // One packet, money from Ana's accounts at banks 1 and 2, all to Bia at bank 3: all or none.
     let leg = |value: &str, source: &str| json!({ "value": value, "keyPix": cpf(42), "idBank": "3", "nameReceiver": "Bia Lima", "bankSourceMoney": source });
@@ -348,4 +358,10 @@ async fn a_cross_bank_pix_and_a_three_bank_packet_go_through_operations() {
         assert!(std::time::Instant::now() < deadline, "balances {balances:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // The packet's leg drawn on bank 2 (coordinated by bank 1, whose record bank 2 lacks) is
+    // shown by the coordinating bank; at bank 1 the leg names its receiver.
+    let line = &data(c.bank(2), &ana2["accountNumber"]).await["transactions"][0];
+    assert_eq!((line["receptor"].as_str(), line["bankReceptor"].as_str()), (Some("Pix via Bank 1"), Some("Bank 1")));
+    let line = &data(c.bank(1), &ana1["accountNumber"]).await["transactions"][0];
+    assert_eq!((line["receptor"].as_str(), line["bankReceptor"].as_str()), (Some("Bia Lima"), Some("Bank 3")));
 }

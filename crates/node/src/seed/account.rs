@@ -7,9 +7,11 @@
 //! exact, so no two accounts of a bank share an integer. An integer outside that range names no
 //! account (404).
 
+use std::collections::HashMap;
+
 use bank_core::account::{Account, AccountKind};
-use bank_core::ids::{AccountNumber, TimestampMs};
-use bank_core::ledger::{Entry, Status};
+use bank_core::ids::{AccountNumber, TimestampMs, TransferId};
+use bank_core::ledger::{Entry, Status, Transfer};
 use bank_core::pixkey::KeyType;
 use serde::Serialize;
 
@@ -72,15 +74,34 @@ pub struct TransactionJson {
     pub bank_receptor: String,
 }
 
-/// The original's Account JSON of `view`: `banks_list` names the banks where its holder has
-/// accounts; `entries` are its newest statement lines; `bank_of` names a bank by id.
-pub fn account_json(
-    bank_name: &str,
-    view: &AccountView,
-    banks_list: Vec<String>,
-    entries: &[Entry],
-    bank_of: &dyn Fn(u32) -> String,
-) -> AccountJson {
+/// The bank that coordinated the cross-bank transfer of a statement line, if the line is one:
+/// such a line names the transfer, not the other side (`Pix <id> (coordinated by bank N)`).
+pub fn coordinator_of(entry: &Entry) -> Option<u32> {
+    let counterparty = entry.counterparty.as_deref()?;
+    let rest = counterparty.strip_prefix("Pix ")?;
+    rest.rsplit_once("(coordinated by bank ")?.1.trim_end_matches(')').parse().ok()
+}
+
+/// What the original's Account JSON is built from, besides the account itself.
+pub struct AccountParts<'a> {
+    /// This bank: its name and id.
+    pub bank_name: &'a str,
+    pub bank_id: u32,
+    /// The banks where the holder has accounts, this bank first.
+    pub banks_list: Vec<String>,
+    /// The newest statement lines.
+    pub entries: &'a [Entry],
+    /// The records of the cross-bank transfers among `entries` that this bank coordinated: they
+    /// name who was paid (or who paid), which the lines themselves do not.
+    pub transfers: &'a HashMap<TransferId, Transfer>,
+    /// A bank's name by id.
+    pub bank_of: &'a dyn Fn(u32) -> String,
+}
+
+/// The original's Account JSON of `view`.
+pub fn account_json(view: &AccountView, mut parts: AccountParts<'_>) -> AccountJson {
+    let banks_list = std::mem::take(&mut parts.banks_list);
+    let (bank_name, entries) = (parts.bank_name, parts.entries);
     let account = &view.account;
     let first = account.holders.first();
     let second = account.holders.get(1).filter(|_| account.kind == AccountKind::Joint);
@@ -104,29 +125,22 @@ pub fn account_json(
         key_pix,
         is_fisic_account: if account.kind == AccountKind::Company { "false" } else { "true" },
         is_joinet: if account.kind == AccountKind::Joint { "true" } else { "false" },
-        transactions: entries.iter().map(|e| transaction_json(bank_name, account, e, bank_of)).collect(),
+        transactions: entries.iter().map(|e| transaction_json(account, e, &parts)).collect(),
     }
 }
 
 /// One statement line as the original's transaction. The other side's name and bank come from
-/// the line's counterparty text (`Name (number)` or `Name (number, bank N)`).
-fn transaction_json(
-    bank_name: &str,
-    account: &Account,
-    entry: &Entry,
-    bank_of: &dyn Fn(u32) -> String,
-) -> TransactionJson {
+/// the line's counterparty text (`Name (number)` or `Name (number, bank N)`); a cross-bank
+/// line names only its transfer, so its other side comes from the transfer's record when this
+/// bank coordinated it, and is otherwise shown by the coordinating bank (`Pix from <bank>` on
+/// money received, `Pix via <bank>` on money sent: a packet's leg drawn on this bank).
+fn transaction_json(account: &Account, entry: &Entry, parts: &AccountParts<'_>) -> TransactionJson {
+    let bank_name = parts.bank_name;
     let own_name = account.display_name();
     let counterparty = entry.counterparty.clone().unwrap_or_default();
     let other_bank_id =
         counterparty.rsplit_once("bank ").and_then(|(_, rest)| rest.trim_end_matches(')').parse::<u32>().ok());
-    let other_bank = other_bank_id.map(bank_of).unwrap_or_else(|| bank_name.to_string());
-    // A participant's line of a cross-bank Pix names the transfer, not the payer
-    // (`Pix <id> (coordinated by bank N)`): the payer is shown by their bank.
-    let other_name = match counterparty.split(" (").next().unwrap_or_default() {
-        name if name.starts_with("Pix ") => format!("Pix from {other_bank}"),
-        name => name.to_string(),
-    };
+    let other_bank = other_bank_id.map(parts.bank_of).unwrap_or_else(|| bank_name.to_string());
     // Matched on the kind's name so that kinds added later show under their own name.
     let (type_transaction, outgoing) = match entry.kind.as_str() {
         "deposit" => ("deposit".to_string(), false),
@@ -134,6 +148,14 @@ fn transaction_json(
         "transfer_out" => ("send Pix".to_string(), true),
         "transfer_in" => ("receive Pix".to_string(), false),
         other => (other.to_string(), false),
+    };
+    let recorded = entry.transfer_id.and_then(|id| parts.transfers.get(&id));
+    let (other_name, other_bank) = match (coordinator_of(entry), recorded) {
+        (Some(_), Some(transfer)) => other_side(transfer, parts.bank_id, &account.number, outgoing, parts.bank_of)
+            .unwrap_or_else(|| (format!("Pix via {other_bank}"), other_bank)),
+        (Some(_), None) if outgoing => (format!("Pix via {other_bank}"), other_bank),
+        (Some(_), None) => (format!("Pix from {other_bank}"), other_bank),
+        (None, _) => (counterparty.split(" (").next().unwrap_or_default().to_string(), other_bank),
     };
     let (source, receptor, bank_source, bank_receptor) = match (entry.kind.as_str(), outgoing) {
         ("deposit" | "withdrawal", _) => (own_name.clone(), own_name, bank_name.to_string(), bank_name.to_string()),
@@ -156,6 +178,37 @@ fn transaction_json(
         bank_source,
         bank_receptor,
     }
+}
+
+/// Who was paid by (`outgoing`) or paid (otherwise) the account `number` of bank `here` in
+/// `transfer`: the names and the banks of the other ends of its legs touching the account, each
+/// once, joined with `, ` (a packet may pay several people); `None` if no leg names anyone.
+fn other_side(
+    transfer: &Transfer,
+    here: u32,
+    number: &AccountNumber,
+    outgoing: bool,
+    bank_of: &dyn Fn(u32) -> String,
+) -> Option<(String, String)> {
+    let (mut names, mut banks): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for leg in &transfer.legs {
+        let (mine, name, bank) = if outgoing {
+            (leg.from.bank_id.0 == here && &leg.from.number == number, &leg.to.holder_name, leg.to.bank_id.0)
+        } else {
+            (leg.to.bank_id.0 == here && &leg.to.number == number, &leg.from_name, leg.from.bank_id.0)
+        };
+        if !mine || name.is_empty() {
+            continue;
+        }
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+        let bank = bank_of(bank);
+        if !banks.contains(&bank) {
+            banks.push(bank);
+        }
+    }
+    (!names.is_empty()).then(|| (names.join(", "), banks.join(", ")))
 }
 
 /// `2026-12-04T23:05:00.123Z`: the interface runs `new Date(...)` on it.

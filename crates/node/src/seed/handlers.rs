@@ -2,6 +2,7 @@
 //! Every refusal is a 4xx with a short text and changes nothing; money moves only through the
 //! service calls `/api/v1` uses (deposit, transfer with its 2PC and 5 s wait).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -14,13 +15,13 @@ use bank_core::Error;
 use bank_core::account::{Account, AccountKind, Holder, NewAccount, parse_name};
 use bank_core::contact::{Email, Phone};
 use bank_core::document::Document;
-use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey};
-use bank_core::ledger::{AccountRef, DepositMethod, Destination, LEGS_MAX, LegRequest, Status};
+use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TransferId};
+use bank_core::ledger::{AccountRef, DepositMethod, Destination, Entry, LEGS_MAX, LegRequest, Status, Transfer};
 use bank_core::pixkey::PixKey;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::account::{AccountJson, account_json, our_number};
+use super::account::{AccountJson, AccountParts, account_json, coordinator_of, our_number};
 use super::input::{self, Flag, OperationIn};
 use super::{SeedError, SeedResult, SeedState};
 use crate::auth::ClientAddr;
@@ -85,8 +86,47 @@ async fn account_out(
             list
         }
     };
+    let transfers = coordinated_transfers(bank, seed, number, &entries).await;
     let bank_of = |id: u32| service::bank_name(bank, BankId(id));
-    Ok(account_json(&bank.bank_name, &view, banks_list, &entries, &bank_of))
+    let parts = AccountParts {
+        bank_name: &bank.bank_name,
+        bank_id: bank.bank_id.0,
+        banks_list,
+        entries: &entries,
+        transfers: &transfers,
+        bank_of: &bank_of,
+    };
+    Ok(account_json(&view, parts))
+}
+
+/// The records of the cross-bank transfers among `entries` that this bank coordinated (their
+/// statement lines name only the transfer). A decided transfer never changes, so each is read
+/// once and then remembered: the interface's polling stays at the reads of the account.
+async fn coordinated_transfers(
+    bank: &Arc<Bank>,
+    seed: &SeedState,
+    number: &AccountNumber,
+    entries: &[Entry],
+) -> HashMap<TransferId, Transfer> {
+    let mut found = HashMap::new();
+    for entry in entries {
+        let Some(id) = entry.transfer_id else { continue };
+        if found.contains_key(&id) || coordinator_of(entry) != Some(bank.bank_id.0) {
+            continue;
+        }
+        if let Some(transfer) = seed.transfer(&id) {
+            found.insert(id, transfer);
+            continue;
+        }
+        // Unreadable now: the line falls back to naming the bank; the next poll tries again.
+        if let Ok(transfer) = service::transfer_of(bank, number, id).await {
+            if transfer.status != Status::Pending {
+                seed.remember_transfer(&transfer);
+            }
+            found.insert(id, transfer);
+        }
+    }
+    found
 }
 
 /// The names of the banks where the account's holder has accounts, this bank first.

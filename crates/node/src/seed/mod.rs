@@ -31,6 +31,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use bank_core::ids::TransferId;
+use bank_core::ledger::Transfer;
+
 use crate::service::{Bank, ServiceError};
 
 /// The routes of the original's clients, with CORS on every answer; registered by `app` only
@@ -67,11 +70,17 @@ async fn preflight() -> StatusCode {
 /// State of the seed routes alone: the banks where a document has accounts, remembered briefly
 /// because the original's interface polls `GET /account/data/<n>` every second per open page
 /// and finding them asks every other bank.
+///
+/// It also remembers the decided cross-bank transfers this bank coordinated that the Account
+/// JSON has shown (their records name who was paid; a decided transfer never changes).
 #[derive(Debug, Default)]
 pub struct SeedState {
     banks_lists: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    transfers: Mutex<HashMap<TransferId, Transfer>>,
 }
 
+/// Most decided transfers remembered; past it the whole map is cleared (a cache, as above).
+const TRANSFERS_MAX: usize = 10_000;
 /// How long a document's list of banks is reused before other banks are asked again.
 const BANKS_LIST_TTL: Duration = Duration::from_secs(5);
 /// Most documents whose bank lists are remembered; past it the whole map is cleared (it is a
@@ -83,6 +92,20 @@ impl SeedState {
         let lists = self.banks_lists.lock().ok()?;
         let (at, list) = lists.get(document)?;
         (at.elapsed() < BANKS_LIST_TTL).then(|| list.clone())
+    }
+
+    fn transfer(&self, id: &TransferId) -> Option<Transfer> {
+        self.transfers.lock().ok()?.get(id).cloned()
+    }
+
+    /// Remembers a decided transfer (the caller checks that it is decided).
+    fn remember_transfer(&self, transfer: &Transfer) {
+        if let Ok(mut transfers) = self.transfers.lock() {
+            if transfers.len() >= TRANSFERS_MAX {
+                transfers.clear();
+            }
+            transfers.insert(transfer.id, transfer.clone());
+        }
     }
 
     fn remember_banks_list(&self, document: &str, list: &[String]) {
