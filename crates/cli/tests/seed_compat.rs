@@ -1,7 +1,8 @@
 //! The seed-compatible API with real processes: `bank up --seed-compat` passes the setting to
 //! every bank (each says so in its log), and a load shaped like the original's `tests.py` —
 //! account creations, then deposits, then Pix across banks, each phase sent to every bank at
-//! once — goes through `/operations`, conserves money and leaves `bank audit` clean.
+//! once — goes through `/operations`, conserves money and leaves `bank audit` clean; so does a
+//! small `bank bench --mode seed-ops` on the same banks.
 
 use std::process::Command;
 
@@ -47,6 +48,19 @@ async fn bank_total(http: &reqwest::Client, base: &str) -> i64 {
         total += (reais * 100.0).round() as i64;
     }
     total
+}
+
+/// `bank audit` of the consortium in `data`: clean (exit 0), or the test fails with its report.
+fn audit_is_clean(data: &std::path::Path, after: &str) {
+    let audit = Command::new(BANK)
+        .args(["audit", "--wait-s", "20", "--consortium"])
+        .arg(data.join("consortium.toml"))
+        .env_remove("BANK_OPERATOR_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run bank audit");
+    let text = format!("{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
+    assert_eq!(audit.status.code(), Some(0), "the audit is clean after {after}: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,15 +112,7 @@ async fn a_tests_py_like_load_through_operations_at_every_bank_leaves_the_audit_
     assert!(answers.iter().all(|(s, _)| *s == 200 || *s == 504), "Pix: {answers:?}");
     assert!(done > 0, "some Pix completed: {answers:?}");
 
-    let audit = Command::new(BANK)
-        .args(["audit", "--wait-s", "20", "--consortium"])
-        .arg(data.join("consortium.toml"))
-        .env_remove("BANK_OPERATOR_KEY")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run bank audit");
-    let text = format!("{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
-    assert_eq!(audit.status.code(), Some(0), "the audit is clean after the load: {text}");
+    audit_is_clean(&data, "the load");
 
     let mut total = 0;
     for id in 1..=BANKS {
@@ -114,5 +120,25 @@ async fn a_tests_py_like_load_through_operations_at_every_bank_leaves_the_audit_
     }
     let deposited = i64::from(BANKS) * PER_BANK as i64 * DEPOSIT_REAIS * 100;
     assert_eq!(total, deposited, "money is conserved across the banks");
+
+    // `bank bench --mode seed-ops` on the same banks, small: it runs, counts every operation and
+    // finds the money conserved.
+    let bench = Command::new(BANK)
+        .args(["bench", "--mode", "seed-ops", "--accounts", "2", "--transfers", "60", "--concurrency", "4"])
+        .args(["--deposit-cents", "100000", "--json", "--consortium"])
+        .arg(data.join("consortium.toml"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run bank bench");
+    let out = String::from_utf8_lossy(&bench.stdout);
+    assert_eq!(bench.status.code(), Some(0), "bench: {out}{}", String::from_utf8_lossy(&bench.stderr));
+    let summary: Value = serde_json::from_str(out.lines().last().unwrap_or_default()).expect("bench JSON");
+    assert_eq!((summary["mode"].as_str(), summary["conserved"].as_bool()), (Some("seed-ops"), Some(true)), "{out}");
+    let executed = summary["completed"].as_u64().unwrap_or(0) + summary["failed"].as_u64().unwrap_or(0);
+    assert!(executed > 0, "{out}");
+    // Under load a Pix may still be pending at the 5 s deadline (counted, never retried).
+    assert_eq!(executed + summary["pending"].as_u64().unwrap_or(0), 60, "every operation is counted once: {out}");
+    assert_eq!(summary["errors"], summary["pending"], "no error but pending: {out}");
+    audit_is_clean(&data, "the bench");
     assert!(up.stop(), "bank up stops cleanly");
 }
