@@ -397,6 +397,13 @@ async fn the_original_interface_works_against_our_banks() {
         wait_balance(&http, &b2, bia_number, "25.50").await;
         wait_text(&c, "the balance after the Pix", "974,50").await;
         wait_text(&c, "the Pix in the recent transactions", "Pix send").await;
+        // The line says whom it paid ("To"), as the original's did.
+        let to = Locator::XPath("//h2[normalize-space()='To']/following-sibling::h2");
+        poll("the Pix line's receiver", async || {
+            let text = c.find(to).await.ok()?.text().await.ok()?;
+            (text == bia.name).then_some(())
+        })
+        .await;
         screenshot(&c, "05-pix-sent").await;
         step.passed();
 
