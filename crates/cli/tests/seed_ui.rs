@@ -1,7 +1,7 @@
 //! The original system's own web interface (its React/Vite build, issue 11) in headless Chromium
 //! against `bank up --seed-compat`: choose a bank, sign up, sign out and in, deposit, look up a
-//! key and send a Pix to another bank, mount and send a packet from two banks, then `bank audit`
-//! clean. Each step is asserted on the page and on the bank.
+//! key and send a Pix to another bank, mount and send a packet from two banks, see a refused Pix's
+//! reason, then `bank audit` clean. Each step is asserted on the page and on the bank.
 //!
 //! Ignored: it needs the interface built from the original repository (network: git and npm), so
 //! it is not part of CI. `scripts/seed-ui.sh` builds the interface and runs it with
@@ -434,6 +434,22 @@ async fn the_original_interface_works_against_our_banks() {
         })
         .await;
         screenshot(&c, "07-packet-sent").await;
+        step.passed();
+
+        let step = Step { name: "a refused Pix shows the bank's reason and moves nothing" };
+        click(&c, Locator::XPath("//a[normalize-space()='dashboard']")).await;
+        poll("the dashboard again", async || (path(&c).await == format!("/logged/{name1}/{ana_number}")).then_some(()))
+            .await;
+        type_into(&c, "#keyInserted", &format!("2-{}", bia.cpf)).await;
+        click_button(&c, "Search").await;
+        wait_text(&c, "the receiver's name after Search", bia.name).await;
+        type_into(&c, "input[placeholder='Value:']", "5000").await;
+        click_button(&c, "Send").await;
+        // The interface's error overlay shows the refusal's text (a 4xx with CORS, plain text).
+        wait_text(&c, "the refusal in the error overlay", "nothing moved").await;
+        screenshot(&c, "08-pix-refused").await;
+        assert_eq!(account(&http, &b1, ana_number).await["balance"], "964.50");
+        assert_eq!(account(&http, &b2, bia_number).await["balance"], "55.50");
         step.passed();
     };
     // A failing step leaves its screenshot and the page's text behind.
