@@ -286,6 +286,13 @@ pub struct RingArgs {
     /// peers. For tests and demonstrations only.
     #[arg(long, env = "BANK_FAULT_SWITCH")]
     pub fault_switch: bool,
+    /// Serve the seed-compatible API: the original system's routes (`/operations`,
+    /// `/account/data/<n>`, ...) for its web interface and scripts. They have NO authentication:
+    /// anyone who reaches the bank can move anyone's money. Demonstrations on trusted networks
+    /// only (docs/seed-compat.md). Kept with the ring's settings because `bank up` passes these
+    /// on to every bank; `[node] seed_compat = true` in the consortium file turns it on too.
+    #[arg(long, env = "BANK_SEED_COMPAT")]
+    pub seed_compat: bool,
 }
 
 impl RingArgs {
@@ -299,6 +306,9 @@ impl RingArgs {
             vec!["--coordination".into(), mode.into(), "--ops-per-token".into(), self.ops_per_token.to_string()];
         if self.fault_switch {
             args.push("--fault-switch".into());
+        }
+        if self.seed_compat {
+            args.push("--seed-compat".into());
         }
         args
     }
@@ -681,6 +691,10 @@ mod tests {
             parse(&["up", "--coordination", "concurrent", "--ops-per-token", "1", "--fault-switch"]).expect("parse");
         let Command::Up(up) = cli.command else { panic!("not up") };
         assert_eq!(up.ring.to_args(), ["--coordination", "concurrent", "--ops-per-token", "1", "--fault-switch"]);
+        assert!(!up.ring.seed_compat, "the seed-compatible API is off unless asked for");
+        let cli = parse(&["up", "--seed-compat"]).expect("parse");
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert!(up.ring.to_args().contains(&"--seed-compat".to_string()), "bank up passes --seed-compat on");
         let cli = parse(&["node", "--id", "1", "--coordination", "token-ring"]).expect("parse");
         let Command::Node(node) = cli.command else { panic!("not node") };
         assert_eq!(node.ring.coordination, CoordinationArg::TokenRing);

@@ -1369,9 +1369,9 @@ mod tests {
     fn a_pix_refunded_beyond_its_amount_violates_invariant_8() {
         let mut banks = clean();
         // Bank 2 paid bank 1 R$ 10; bank 1 refunded R$ 6 (both ends keep both legs).
-        for i in 0..2 {
-            data(&mut banks[i]).pix_legs.push(pix_leg("t1", 2, 1, 1_000, None, (600, 0)));
-            data(&mut banks[i]).pix_legs.push(pix_leg("r1", 1, 2, 600, Some("t1"), (0, 0)));
+        for bank in banks.iter_mut().take(2) {
+            data(bank).pix_legs.push(pix_leg("t1", 2, 1, 1_000, None, (600, 0)));
+            data(bank).pix_legs.push(pix_leg("r1", 1, 2, 600, Some("t1"), (0, 0)));
         }
         let verdict = check(&banks);
         assert_eq!(status(&verdict, 8), Status::Holds, "{:?}", verdict.invariants);

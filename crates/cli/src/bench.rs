@@ -11,6 +11,9 @@
 //!   there and has [`PACKET_LEGS`] legs whose sources are the customer's accounts at three
 //!   different banks (`from: { bank_id, number }`, left out for the account at b), each to a
 //!   random other customer's account at a random bank.
+//! - [`Mode::SeedOps`]: the cross-bank load (plus deposits) in the original system's protocol,
+//!   through `POST /operations` of the seed-compatible API (banks started with `--seed-compat`);
+//!   see [`seed_ops`].
 //!
 //! # What it does
 //!
@@ -73,6 +76,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod seed_ops;
+
 /// Most accounts one run creates per bank (account numbers have six digits per bank).
 pub const ACCOUNTS_MAX: usize = 100_000;
 /// Banks loaded by the consortium modes when `--banks` is not given (fewer if the consortium
@@ -123,6 +128,9 @@ pub enum Mode {
     /// Three-leg transfers whose sources are one customer's accounts at three banks (needs
     /// `--consortium` with at least three banks).
     Packet,
+    /// Deposits and cross-bank Pix through the original protocol's `POST /operations` (needs
+    /// `--consortium` whose banks run with `--seed-compat`).
+    SeedOps,
 }
 
 impl Mode {
@@ -131,19 +139,20 @@ impl Mode {
             Mode::InBank => "in-bank",
             Mode::CrossBank => "cross-bank",
             Mode::Packet => "packet",
+            Mode::SeedOps => "seed-ops",
         }
     }
 
     /// Whether the mode runs against the banks of a consortium file.
     pub fn is_consortium(self) -> bool {
-        matches!(self, Mode::CrossBank | Mode::Packet)
+        matches!(self, Mode::CrossBank | Mode::Packet | Mode::SeedOps)
     }
 
     /// Least number of banks the mode needs.
     pub fn banks_min(self) -> usize {
         match self {
             Mode::InBank => 1,
-            Mode::CrossBank => 2,
+            Mode::CrossBank | Mode::SeedOps => 2,
             Mode::Packet => PACKET_LEGS,
         }
     }
@@ -385,6 +394,9 @@ impl Summary {
 /// Runs the benchmark against a live node (in-bank) or the banks of a consortium.
 pub async fn run(options: &Options) -> Result<Summary> {
     options.validate()?;
+    if options.mode == Mode::SeedOps {
+        return seed_ops::run(options).await;
+    }
     let seed = options.seed.unwrap_or_else(rand::random);
     let client_options = ClientOptions {
         request_timeout_ms: REQUEST_TIMEOUT_MS,
@@ -544,7 +556,7 @@ struct Setup {
 pub fn opening_plan(mode: Mode, banks: usize, accounts: usize) -> Vec<Vec<usize>> {
     match mode {
         Mode::InBank => vec![vec![0]; accounts],
-        Mode::CrossBank => (0..banks).flat_map(|k| std::iter::repeat_n(vec![k], accounts)).collect(),
+        Mode::CrossBank | Mode::SeedOps => (0..banks).flat_map(|k| std::iter::repeat_n(vec![k], accounts)).collect(),
         Mode::Packet => vec![(0..banks).collect(); accounts],
     }
 }
@@ -698,7 +710,7 @@ impl Workload {
         );
         Ok(match mode {
             Mode::InBank => Workload::InBank(customers.into_iter().flatten().collect()),
-            Mode::CrossBank => {
+            Mode::CrossBank | Mode::SeedOps => {
                 let mut by_bank = vec![Vec::with_capacity(accounts); banks];
                 for (customer, opened) in customers.into_iter().enumerate() {
                     by_bank[customer / accounts].extend(opened);

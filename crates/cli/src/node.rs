@@ -86,6 +86,7 @@ pub fn resolve(args: &NodeArgs) -> Result<NodeConfig> {
     config.ring = bank_node::RingOptions::from_timing(&timing, args.ring.ops_per_token);
     config.limits.peer_clock_skew_ms = timing.clock_skew_ms;
     config.fault_switch = args.ring.fault_switch;
+    config.seed_compat = args.ring.seed_compat || settings.seed_compat;
     match &file {
         Some(file) => {
             let key_path = args.signing_key.clone().or(settings.signing_key_file).ok_or_else(|| {

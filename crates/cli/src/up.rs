@@ -53,7 +53,7 @@ const NAMES: [&str; 5] = ["Eleven", "Automobili", "Secret", "Formula", "Titanium
 
 /// Every environment variable `bank node` reads a setting from: a child must get its settings
 /// from its flags only, not from whatever the user's shell exports.
-const NODE_ENV: [&str; 10] = [
+const NODE_ENV: [&str; 11] = [
     "BANK_ID",
     "BANK_NAME",
     "BANK_LISTEN",
@@ -64,6 +64,7 @@ const NODE_ENV: [&str; 10] = [
     "BANK_COORDINATION",
     "BANK_OPS_PER_TOKEN",
     "BANK_FAULT_SWITCH",
+    "BANK_SEED_COMPAT",
 ];
 
 /// The display name of bank `id` in a new consortium.

@@ -1,5 +1,6 @@
-//! The top of a node: the whole HTTP application, assembled from its three faces — the public
-//! API (`api`), the customers' pages (`web`) and the inter-bank routes (`interbank`) — behind the
+//! The top of a node: the whole HTTP application, assembled from its faces — the public
+//! API (`api`), the customers' pages (`web`), the inter-bank routes (`interbank`) and, when turned
+//! on, the seed-compatible API (`seed`) — behind the
 //! shared limits every request passes (body size, panics, load shedding, concurrency, timeout,
 //! tracing) and the security headers every answer carries ([`security_headers`]). Nothing below
 //! imports this module.
@@ -19,7 +20,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::service::Bank;
-use crate::{api, interbank, web};
+use crate::{api, interbank, seed, web};
 
 /// The state every handler shares: the bank's services.
 pub type AppState = Bank;
@@ -27,8 +28,11 @@ pub type AppState = Bank;
 /// The whole HTTP application of a node.
 pub fn router(state: Arc<Bank>) -> Router {
     let limits = state.limits.clone();
+    // The original system's unauthenticated routes, only when this bank was told to serve them.
+    let seed = if state.seed_compat { seed::routes() } else { Router::new() };
     let routes = Router::new()
         .merge(api::routes())
+        .merge(seed)
         .merge(interbank::routes())
         .merge(web::routes())
         .fallback(api::not_found)

@@ -28,7 +28,16 @@ pub struct NodeConfig {
     /// Enables the operator's fault switch (`POST /interbank/v1/fault`), which cuts this bank off
     /// from its peers without stopping it: for tests and demonstrations only.
     pub fault_switch: bool,
+    /// Serves the seed-compatible API (`crate::seed`): the original system's unauthenticated
+    /// routes, for its clients. Off by default; see [`SEED_COMPAT_WARNING`].
+    pub seed_compat: bool,
 }
+
+/// What the log, the status route and the consortium page say while the seed-compatible API is
+/// on: its protocol has no authentication, and cannot have any.
+pub const SEED_COMPAT_WARNING: &str = "SEED-COMPATIBLE API ON: /operations, /account/data and the other routes of the \
+    original system have no authentication - anyone who can reach this bank can read any account and move anyone's \
+    money. For demonstrations on trusted networks only (docs/seed-compat.md)";
 
 impl NodeConfig {
     pub fn new(bank_id: u32, name: impl Into<String>, listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
@@ -42,6 +51,7 @@ impl NodeConfig {
             coordination: CoordinationMode::default(),
             ring: RingOptions::default(),
             fault_switch: false,
+            seed_compat: false,
         }
     }
 }

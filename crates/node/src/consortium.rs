@@ -101,6 +101,9 @@ pub struct NodeSettings {
     pub signing_key_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
+    /// Serve the seed-compatible API (`seed_compat = true`; unauthenticated, see
+    /// docs/seed-compat.md). Off when absent; `--seed-compat` turns it on too.
+    pub seed_compat: bool,
 }
 
 /// The `[ring]` table: the token ring's timing, in milliseconds (see the module doc).
@@ -254,6 +257,8 @@ struct RawNode {
     listen: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seed_compat: Option<bool>,
 }
 
 impl ConsortiumConfig {
@@ -333,6 +338,7 @@ impl ConsortiumConfig {
             signing_key_file: raw_node.signing_key_file,
             listen: raw_node.listen,
             data: raw_node.data,
+            seed_compat: raw_node.seed_compat.unwrap_or(false),
         };
         Ok(ConsortiumConfig { operator_key, members, ring, node, institution_codes })
     }
@@ -388,6 +394,7 @@ impl ConsortiumConfig {
                 signing_key_file: node.signing_key_file.clone(),
                 listen: node.listen,
                 data: node.data.clone(),
+                seed_compat: node.seed_compat.then_some(true),
             }),
         };
         // Serialising plain strings, integers and tables cannot fail.
@@ -610,6 +617,16 @@ mod tests {
         assert_eq!(config.node.listen, Some("0.0.0.0:9000".parse().expect("addr")));
         assert_eq!(config.node.signing_key_file.as_deref(), Some(Path::new("keys/bank-2.key")));
         assert_eq!(ConsortiumConfig::parse(&config.to_toml()).expect("round trip"), config);
+    }
+
+    #[test]
+    fn the_seed_compatible_api_is_off_unless_the_node_table_turns_it_on() {
+        let off = ConsortiumConfig::parse(&file(&two())).expect("valid");
+        assert!(!off.node.seed_compat);
+        let on = ConsortiumConfig::parse(&format!("{}\n[node]\nseed_compat = true\n", file(&two()))).expect("valid");
+        assert!(on.node.seed_compat);
+        assert_eq!(ConsortiumConfig::parse(&on.to_toml()).expect("round trip"), on);
+        assert!(ConsortiumConfig::parse(&format!("{}\n[node]\nseed_compat = \"yes\"\n", file(&two()))).is_err());
     }
 
     #[test]

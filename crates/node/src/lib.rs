@@ -27,6 +27,7 @@ pub mod listener;
 pub mod metrics;
 pub mod peer;
 pub mod problem;
+pub mod seed;
 pub mod service;
 pub mod storage;
 pub mod web;
@@ -183,6 +184,9 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(bank_id = %bank_id, name = %config.name, %addr, accounts, data_dir = %config.data_dir.display(), "bank node started");
+        if config.seed_compat {
+            tracing::warn!("{}", config::SEED_COMPAT_WARNING);
+        }
         let state = Arc::new(Bank {
             bank_id,
             bank_name: config.name.clone(),
@@ -198,6 +202,7 @@ impl Node {
             coordination_mode: config.coordination,
             ring: ring_view,
             fault_switch: config.fault_switch,
+            seed_compat: config.seed_compat,
         });
         Ok(Node { addr, listener, state, writer, writer_thread, driver: driver_task, lock, connections })
     }

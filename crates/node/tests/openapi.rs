@@ -121,7 +121,8 @@ fn the_document_describes_problems_sessions_and_idempotency_keys() {
         "/api/v1/openapi.json",
         "/api/v1/reference",
     ];
-    let money_moving = ["/api/v1/deposits", "/api/v1/withdrawals", "/api/v1/transfers", "/api/v1/transfers/{id}/refunds"];
+    let money_moving =
+        ["/api/v1/deposits", "/api/v1/withdrawals", "/api/v1/transfers", "/api/v1/transfers/{id}/refunds"];
     for (method, path) in documented_operations(&doc) {
         let op = &doc["paths"][&path][&method];
         let responses = op["responses"].as_object().expect("responses");

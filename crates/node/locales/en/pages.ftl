@@ -318,3 +318,6 @@ refund-may-send = You may send back to the payer, in one or more refunds within 
 refund-amount = Amount (R$)
 refund-reason = Reason (optional)
 refund-submit = Refund
+
+## The seed-compatible API's warning on the consortium page
+consortium-seed-compat-on = SEED-COMPATIBLE API ON: the original system's routes answer here without authentication — anyone who can reach this bank can move any customer's money; for demonstrations on a trusted network only

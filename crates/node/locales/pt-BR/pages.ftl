@@ -318,3 +318,6 @@ refund-may-send = Você pode devolver ao pagador, em uma ou mais devoluções em
 refund-amount = Valor (R$)
 refund-reason = Motivo (opcional)
 refund-submit = Devolver
+
+## O aviso da API compatível com o sistema original na página do consórcio
+consortium-seed-compat-on = API COMPATÍVEL COM O SISTEMA ORIGINAL LIGADA: as rotas do sistema original respondem aqui sem autenticação — qualquer um que alcance este banco pode mover o dinheiro de qualquer cliente; só para demonstrações em rede confiável

@@ -628,4 +628,7 @@ pub struct ConsortiumStatusOut {
     pub ring: RingOut,
     /// Holds this bank keeps for undecided transactions.
     pub in_doubt: i64,
+    /// Whether this bank serves the seed-compatible API: the original system's routes, which
+    /// have no authentication (docs/seed-compat.md). Off unless the bank was started so.
+    pub seed_compat: bool,
 }

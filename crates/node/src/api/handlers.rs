@@ -358,7 +358,7 @@ pub async fn consortium_accounts(state: State, session: Session) -> ApiResult<Js
     responses((status = 200, description = "The consortium as this bank sees it.", body = ConsortiumStatusOut), (status = 503, response = super::openapi::Unavailable),))]
 pub async fn consortium_status(state: State) -> ApiResult<Json<ConsortiumStatusOut>> {
     let status = service::consortium_status(&state).await?;
-    Ok(Json(status_out(&status)))
+    Ok(Json(ConsortiumStatusOut { seed_compat: state.seed_compat, ..status_out(&status) }))
 }
 
 fn status_out(status: &ConsortiumStatus) -> ConsortiumStatusOut {
@@ -389,6 +389,7 @@ fn status_out(status: &ConsortiumStatus) -> ConsortiumStatusOut {
         members,
         ring: ring_out(status.bank_id, &status.ring),
         in_doubt: status.in_doubt,
+        seed_compat: false,
     }
 }
 

@@ -170,6 +170,16 @@ pub async fn account(bank: &Arc<Bank>, number: &AccountNumber) -> OpResult<Accou
     bank.reads.run(move |c| read::account(c, &n)).await?.ok_or_else(gone)
 }
 
+/// Every account here of which `document` is a holder (the seed-compatible API names accounts
+/// by their holder's document, as the original did).
+pub async fn accounts_of_document(
+    bank: &Arc<Bank>,
+    document: &bank_core::document::Document,
+) -> OpResult<Vec<Account>> {
+    let document = document.clone();
+    Ok(bank.reads.run(move |c| read::accounts_of_document(c, &document)).await?)
+}
+
 /// The signed-in account and the accounts it may see and spend from (joint ones included).
 pub async fn visible_accounts(bank: &Arc<Bank>, number: &AccountNumber) -> OpResult<(Account, Vec<AccountNumber>)> {
     let n = number.clone();

@@ -16,8 +16,8 @@ pub use consortium::{
     RingStatus, bank_name, consortium_accounts, consortium_status, lookup_key,
 };
 pub use customer::{
-    DocumentKey, OpenedAccount, SignedIn, account, deposit, open_account, open_session, sign_in, sign_out, statement,
-    visible_accounts, withdraw,
+    DocumentKey, OpenedAccount, SignedIn, account, accounts_of_document, deposit, open_account, open_session, sign_in,
+    sign_out, statement, visible_accounts, withdraw,
 };
 pub use refund::{
     Party, Receipt, RefundAsk, RefundRef, end_to_end_ids, institution_code, leg_end_to_end_id, original_end_to_end_id,
@@ -59,6 +59,8 @@ pub struct Bank {
     pub ring: Option<Arc<crate::storage::ring::RingView>>,
     /// Whether the operator's fault switch route is enabled.
     pub fault_switch: bool,
+    /// Whether the seed-compatible API (unauthenticated, `crate::seed`) is served.
+    pub seed_compat: bool,
 }
 
 /// Why an operation did not happen: a refusal of the core (the client's to fix, or retryable),

@@ -1168,6 +1168,9 @@ pub async fn consortium(state: St, tr: Tr, session: Result<WebSession, Response>
     match service::consortium_status(&state).await {
         Ok(status) => {
             page.mode = mode_words(status.mode.as_str(), &tr);
+            if state.seed_compat {
+                page.mode = format!("{} — {}", page.mode, tr.t("consortium-seed-compat-on"));
+            }
             page.in_doubt = status.in_doubt.to_string();
             page.members = member_rows(&status, &tr);
             page.ring = ring_facts(status.bank_id, &status.ring, status.mode.as_str(), &tr);
