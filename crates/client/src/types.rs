@@ -548,6 +548,9 @@ pub struct ConsortiumStatus {
     pub ring: Option<RingStatus>,
     #[serde(default)]
     pub in_doubt: u64,
+    /// Whether the bank serves the original system's unauthenticated routes (docs/seed-compat.md).
+    #[serde(default)]
+    pub seed_compat: bool,
 }
 
 #[cfg(test)]

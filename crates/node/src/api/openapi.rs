@@ -29,7 +29,12 @@ pub const SESSION_SCHEME: &str = "session";
 /// The document, built once per process (it depends on nothing but the code).
 pub fn document() -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| super::documented().split_for_parts().1)
+    DOC.get_or_init(|| {
+        let mut doc = super::documented().split_for_parts().1;
+        // The seed-compatible routes, under their own tag (served only with `--seed-compat`).
+        doc.merge(<crate::seed::openapi::SeedDoc as utoipa::OpenApi>::openapi());
+        doc
+    })
 }
 
 /// The document as served and as `bank openapi` prints it: pretty JSON, one trailing newline.

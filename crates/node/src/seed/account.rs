@@ -34,7 +34,8 @@ pub fn reais(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
-#[derive(Debug, Serialize)]
+/// The original's Account JSON.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountJson {
     pub account_number: u64,
@@ -59,13 +60,15 @@ pub struct AccountJson {
     pub transactions: Vec<TransactionJson>,
 }
 
-#[derive(Debug, Serialize)]
+/// One statement line as the original's transaction, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionJson {
     pub id_transaction: u64,
     pub type_transaction: String,
     pub value: String,
     /// `true`, `"pending"` or `"error"`, as the original's interface compares it.
+    #[schema(value_type = Object)]
     pub concluded: serde_json::Value,
     pub date_transaction: String,
     pub source: String,

@@ -21,6 +21,7 @@
 mod account;
 mod handlers;
 mod input;
+pub mod openapi;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
