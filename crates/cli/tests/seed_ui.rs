@@ -450,6 +450,12 @@ async fn the_original_interface_works_against_our_banks() {
         screenshot(&c, "08-pix-refused").await;
         assert_eq!(account(&http, &b1, ana_number).await["balance"], "964.50");
         assert_eq!(account(&http, &b2, bia_number).await["balance"], "55.50");
+        // The attempt is listed, marked as an error (the original's interface draws an X).
+        poll("the refused Pix listed as an error", async || {
+            let line = account(&http, &b1, ana_number).await["transactions"][0].clone();
+            (line["concluded"] == "error" && line["value"] == "5000.00" && line["receptor"] == bia.name).then_some(())
+        })
+        .await;
         step.passed();
     };
     // A failing step leaves its screenshot and the page's text behind.

@@ -548,7 +548,8 @@ pub struct ConsortiumStatus {
     pub ring: Option<RingStatus>,
     #[serde(default)]
     pub in_doubt: u64,
-    /// Whether the bank serves the original system's unauthenticated routes (docs/seed-compat.md).
+    /// Whether the bank serves the seed-compatible API (unauthenticated; docs/seed-compat.md).
+    /// Absent from banks older than it: read as off.
     #[serde(default)]
     pub seed_compat: bool,
 }
