@@ -68,13 +68,24 @@ pub struct TransactionJson {
     pub type_transaction: String,
     pub value: String,
     /// `true`, `"pending"` or `"error"`, as the original's interface compares it.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = concluded_schema)]
     pub concluded: serde_json::Value,
     pub date_transaction: String,
     pub source: String,
     pub receptor: String,
     pub bank_source: String,
     pub bank_receptor: String,
+}
+
+/// `concluded`'s schema: `true`, or the text `"pending"` or `"error"`.
+fn concluded_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
+        .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["pending", "error"])))
+        .description(Some("`true` once completed, else `\"pending\"` or `\"error\"` (the original's values)"))
+        .build();
+    utoipa::openapi::RefOr::T(Schema::OneOf(one_of))
 }
 
 /// The bank that coordinated the cross-bank transfer of a statement line, if the line is one:
