@@ -368,10 +368,24 @@ impl Ledger {
 
     /// Forgets legs received before `bound` with no refund in flight: they can no longer be
     /// refunded (storage keeps them). Returns how many were forgotten.
+    ///
+    /// Runs at every tick, so it looks only at the legs it may forget: they are keyed by transfer
+    /// id, a UUIDv7 ordered by the time its coordinator made it (before the leg was received),
+    /// so the legs of transfers made from `bound` on are kept without a look; the older ones are
+    /// forgotten unless received since `bound` (another bank's clock) or refunds are in flight.
     pub fn forget_refundable_before(&mut self, bound: TimestampMs) -> usize {
-        let before = self.refundable.len();
-        self.refundable.retain(|_, r| r.received_at >= bound || r.reserved_cents > 0);
-        before - self.refundable.len()
+        let first_kept = RefundOf { transfer_id: TransferId::first_at(bound.0), leg: 0 };
+        let recent = self.refundable.split_off(&first_kept);
+        let older = std::mem::replace(&mut self.refundable, recent);
+        let mut forgotten = 0;
+        for (of, r) in older {
+            if r.received_at >= bound || r.reserved_cents > 0 {
+                self.refundable.insert(of, r);
+            } else {
+                forgotten += 1;
+            }
+        }
+        forgotten
     }
 
     /// Restores a refundable leg read back from storage.

@@ -163,3 +163,30 @@ fn a_received_cross_bank_pix_reads_in_customer_words_with_a_refund_kind_for_refu
     assert_eq!(line.refund_of, Some(original));
     assert_eq!(line.counterparty.as_deref(), Some("Bruno Lima · Automobili"));
 }
+
+/// The tick forgets legs past the refund window without walking the recent ones, and keeps an
+/// old leg that another bank's clock says arrived recently, or that has a refund in flight.
+#[test]
+fn forgetting_old_legs_keeps_recent_late_and_reserved_ones() {
+    let (mut ledger, bob) = ledger_with_rich_account(0);
+    let leg = |received_ms: i64, reserved_cents: i64| bank_core::ledger::Refundable {
+        receiver: bob.clone(),
+        payer: AccountRef { bank_id: OTHER_BANK, number: AccountNumber::from_seq(PAYER_NUMBER) },
+        payer_name: "Ana".into(),
+        payer_document: String::new(),
+        amount: cents(1_000),
+        refunded_cents: 0,
+        reserved_cents,
+        received_at: TimestampMs(received_ms),
+    };
+    let at = |ms: i64, leg: u16| RefundOf { transfer_id: TransferId::first_at(ms), leg };
+    ledger.restore_refundable(at(1_000, 0), leg(1_000, 0)); // old: forgotten
+    ledger.restore_refundable(at(1_000, 1), leg(1_000, 0)); // old: forgotten
+    ledger.restore_refundable(at(2_000, 0), leg(2_000, 400)); // old, refund in flight: kept
+    ledger.restore_refundable(at(3_000, 0), leg(6_000, 0)); // made before, received after: kept
+    ledger.restore_refundable(at(7_000, 0), leg(7_000, 0)); // recent: kept
+    assert_eq!(ledger.forget_refundable_before(TimestampMs(5_000)), 2);
+    let kept: Vec<RefundOf> = ledger.refundable_iter().map(|(of, _)| *of).collect();
+    assert_eq!(kept, vec![at(2_000, 0), at(3_000, 0), at(7_000, 0)]);
+    assert_eq!(ledger.forget_refundable_before(TimestampMs(5_000)), 0, "nothing twice");
+}
