@@ -33,8 +33,7 @@ async fn parallel_refunds_and_a_refund_across_a_crash_never_refund_more_than_the
 
     // Ten parallel refunds of 60 %: one fits.
     let keys: Vec<String> = (0..10).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    let answers =
-        futures::future::join_all(keys.iter().map(|key| refund(&c, bia.at(2), &id, 600, key))).await;
+    let answers = futures::future::join_all(keys.iter().map(|key| refund(&c, bia.at(2), &id, 600, key))).await;
     let mut done = Vec::new();
     for answer in answers {
         let (code, body) = answer.expect("a refund is answered");

@@ -219,6 +219,18 @@ CREATE TABLE refunds_open (
     amount_cents INTEGER NOT NULL CHECK (amount_cents > 0)
 ) STRICT, WITHOUT ROWID;
 "#,
+    // Balance rows are checkpoints (issue 13, item 5). A batch no longer rewrites the `accounts`
+    // row of every account it touches (with 10,000 accounts, a random page of the wide table per
+    // account: most of a commit's WAL). It appends one `balance_journal` row instead, the new
+    // balances and newest lines of its accounts (JSON `[[number, posted, held, last_entry_id]]`),
+    // into dense append-only pages. Now and then the writer copies the balances into `accounts` and
+    // empties the journal in the same transaction; a start applies the journal over the rows.
+    r#"
+CREATE TABLE balance_journal (
+    seq  INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+) STRICT;
+"#,
 ];
 
 /// Brings the database to the newest schema, each step in its own transaction.
