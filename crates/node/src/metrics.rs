@@ -80,6 +80,7 @@ pub struct Metrics {
     idempotency_expired: Counter,
     balance_checkpoint_rows: Counter,
     balance_checkpoint_seconds: Histogram,
+    live_balances: Gauge,
     ring_visits: Counter,
     ring_passes: Counter,
     ring_regenerations: Counter,
@@ -144,6 +145,12 @@ impl Metrics {
             "writer_balance_checkpoint_seconds",
             "Time to copy the changed balances into their rows, per checkpoint (before its batch's commit)",
             balance_checkpoint_seconds.clone(),
+        );
+        let live_balances = Gauge::default();
+        registry.register(
+            "live_balances",
+            "Accounts whose committed balance readers take from memory (bounded by the accounts)",
+            live_balances.clone(),
         );
         let ring_visits = Counter::default();
         registry.register("ring_visits", "Visits of the token to this bank (one per rotation)", ring_visits.clone());
@@ -235,6 +242,7 @@ impl Metrics {
             idempotency_expired,
             balance_checkpoint_rows,
             balance_checkpoint_seconds,
+            live_balances,
             ring_visits,
             ring_passes,
             ring_regenerations,
@@ -281,6 +289,10 @@ impl Metrics {
     pub fn observe_balance_checkpoint(&self, rows: usize, elapsed: Duration) {
         self.balance_checkpoint_rows.inc_by(rows as u64);
         self.balance_checkpoint_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_live_balances(&self, n: usize) {
+        self.live_balances.set(n as i64);
     }
 
     pub fn idempotency_expired(&self, n: usize) {

@@ -491,6 +491,7 @@ fn commit_batch(
         };
         Some((number, live))
     }));
+    shared.metrics.set_live_balances(shared.live.len());
     Ok(())
 }
 
