@@ -233,8 +233,23 @@ CREATE TABLE balance_journal (
 "#,
 ];
 
-/// Brings the database to the newest schema, each step in its own transaction.
+/// Brings the database to the newest schema, each step in its own transaction. A database of a
+/// newer schema than this build knows is refused, unchanged: a newer build wrote it, and this one
+/// would misread it (since version 7 the balance rows are only checkpoints, and the newest
+/// balances are in `balance_journal`, which an older build ignores).
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        let message = format!(
+            "the database has schema version {version}, newer than this build's {}: a newer build \
+             wrote it; run that build (or newer)",
+            MIGRATIONS.len()
+        );
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(message),
+        ));
+    }
     migrate_to(conn, MIGRATIONS.len())
 }
 
@@ -261,4 +276,22 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // walks the cache's hash table at every commit.
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused_and_left_unchanged() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        migrate(&mut conn).expect("the newest schema");
+        let newer = MIGRATIONS.len() as i64 + 1;
+        conn.pragma_update(None, "user_version", newer).expect("a newer build's version");
+        let refused = migrate(&mut conn).expect_err("a newer schema was accepted");
+        assert!(refused.to_string().contains("newer than this build"), "{refused}");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, newer);
+        migrate(&mut Connection::open_in_memory().expect("db")).expect("a new database migrates");
+    }
 }
