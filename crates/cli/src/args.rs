@@ -568,6 +568,12 @@ pub struct BenchArgs {
     /// The data directory of the (stopped) bank that --preload-entries writes into.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// In-bank mode: reuse the bench accounts (numbers and sessions) saved in FILE instead of
+    /// opening new ones; when FILE does not exist, the setup's accounts are saved there. With a
+    /// copy of the bank's data directory taken after that setup, runs with thousands of
+    /// accounts skip minutes of password hashing.
+    #[arg(long, value_name = "FILE")]
+    pub accounts_file: Option<PathBuf>,
 }
 
 /// `bank audit`: exit status 0 when every invariant holds, 3 when one is violated, 4 when some

@@ -189,6 +189,11 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Show progress bars on stderr.
     pub progress: bool,
+    /// In-bank only: the bench accounts of an earlier setup (numbers and session tokens), reused
+    /// instead of opening new ones when the file exists, written after the setup when it does not.
+    /// Opening 10,000 accounts costs minutes of password hashing; a saved setup and a copy of the
+    /// bank's data directory taken right after it let several runs start from the same bank.
+    pub accounts_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -204,6 +209,7 @@ impl Options {
             deposit_cents: 1_000_000,
             seed: None,
             progress: false,
+            accounts_file: None,
         }
     }
 
@@ -215,6 +221,10 @@ impl Options {
             (1..=bank_core::Amount::MAX_CENTS).contains(&self.deposit_cents),
             "--deposit-cents must be in 1..={}",
             bank_core::Amount::MAX_CENTS
+        );
+        ensure!(
+            self.accounts_file.is_none() || self.mode == Mode::InBank,
+            "--accounts-file is for --mode in-bank only"
         );
         if self.mode.is_consortium() {
             ensure!(
@@ -407,7 +417,15 @@ pub async fn run(options: &Options) -> Result<Summary> {
     let banks = resolve_banks(options, &http).await?;
 
     let setup_started = Instant::now();
-    let setup = setup_accounts(&banks, options).await.context("setup failed")?;
+    let setup = match &options.accounts_file {
+        Some(path) if path.exists() => load_setup(path, &banks[0], options)?,
+        Some(path) => {
+            let setup = setup_accounts(&banks, options).await.context("setup failed")?;
+            save_setup(path, &setup, options)?;
+            setup
+        }
+        None => setup_accounts(&banks, options).await.context("setup failed")?,
+    };
     let setup_s = setup_started.elapsed().as_secs_f64();
 
     let workload = Arc::new(Workload::new(options.mode, banks.len(), options.accounts, setup.customers)?);
@@ -649,6 +667,59 @@ async fn setup_accounts(banks: &[Bank], options: &Options) -> Result<Setup> {
     let retries = made.iter().map(|(_, _, r)| r).sum();
     let deposited_cents = options.deposit_cents * accounts_total as i64;
     Ok(Setup { customers: made.into_iter().map(|(_, a, _)| a).collect(), accounts_total, deposited_cents, retries })
+}
+
+/// One line of an accounts file: a bench account and its session.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct SavedAccount {
+    bank_id: u32,
+    number: String,
+    token: String,
+    deposited_cents: i64,
+}
+
+/// Writes the in-bank setup's accounts, one JSON object a line.
+fn save_setup(path: &std::path::Path, setup: &Setup, options: &Options) -> Result<()> {
+    let mut out = String::new();
+    for account in setup.customers.iter().flatten() {
+        let token = account.client.token().context("a bench account without a session")?.to_owned();
+        let saved = SavedAccount {
+            bank_id: account.address.bank_id,
+            number: account.address.number.clone(),
+            token,
+            deposited_cents: options.deposit_cents,
+        };
+        let _ = writeln!(out, "{}", serde_json::to_string(&saved)?);
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads the accounts [`save_setup`] wrote; they must be `--accounts` accounts of the target bank.
+fn load_setup(path: &std::path::Path, bank: &Bank, options: &Options) -> Result<Setup> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut customers = Vec::new();
+    let mut deposited_cents = 0i64;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let saved: SavedAccount = serde_json::from_str(line).with_context(|| format!("in {}", path.display()))?;
+        ensure!(
+            saved.bank_id == bank.id,
+            "{} holds accounts of bank {}, not {}",
+            path.display(),
+            saved.bank_id,
+            bank.id
+        );
+        deposited_cents += saved.deposited_cents;
+        let address = AccountRef { bank_id: saved.bank_id, number: saved.number };
+        customers.push(vec![BenchAccount { address, client: bank.client.with_token(saved.token) }]);
+    }
+    ensure!(
+        customers.len() == options.accounts,
+        "{} holds {} accounts, not --accounts {}",
+        path.display(),
+        customers.len(),
+        options.accounts
+    );
+    Ok(Setup { accounts_total: customers.len(), customers, deposited_cents, retries: 0 })
 }
 
 /// Opens, signs in and funds customer `index`'s account at `bank`; returns it with the retries

@@ -73,6 +73,7 @@ async fn run_bench(target: &str, args: BenchArgs) -> Result<ExitCode> {
         deposit_cents: args.deposit_cents,
         seed: args.seed,
         progress: !args.json,
+        accounts_file: args.accounts_file,
     };
     let summary = bench::run(&options).await?;
     if args.json {

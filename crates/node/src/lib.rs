@@ -128,6 +128,9 @@ fn recover(
     }
     recovered.ledger.set_bank_names(names);
     let last_entries = storage::LastEntries::load(&conn)?;
+    // The balances needed lines after the checkpoint: make the rows current before serving.
+    let mut conn = conn;
+    storage::checkpoint_after_recovery(&mut conn, &recovered.ledger, &last_entries)?;
     let bank = bank_core::bank::Bank::recover(bank_config, recovered, now)
         .map_err(|e| std::io::Error::other(format!("token ring: {e}")))?;
     Ok((conn, WriterState::new(bank, monitor), last_entries))
@@ -172,13 +175,14 @@ impl Node {
         let accounts = state.bank.ledger().accounts().count();
         tracing::debug!(in_flight = state.bank.coordinator().in_flight(), "two-phase commit recovered");
         let limits = &config.limits;
+        let live = Arc::new(storage::LiveBalances::default());
         let (writer, writer_thread) =
-            storage::writer::spawn(conn, state, bank_id, limits, last_entries, metrics.clone())?;
+            storage::writer::spawn(conn, state, bank_id, limits, last_entries, live.clone(), metrics.clone())?;
         let peers = interbank.as_ref().map(|ib| ib.peers.clone());
         let ring_tick_ms = ring_view.as_ref().map(|_| config.ring.tick_ms);
         let (driver, driver_task) =
             driver::start(bank_id, writer.clone(), peers, members.into_iter().collect(), ring_tick_ms);
-        let reads = ReadPool::new(storage::database_path(&config.data_dir), limits.read_connections_max);
+        let reads = ReadPool::new(storage::database_path(&config.data_dir), limits.read_connections_max, live);
         let sessions = live_sessions(&reads, config.limits.sessions_per_account_max).await?;
         let connections = listener::ConnectionPolicy::new(limits, config.consortium.as_ref());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -78,6 +78,9 @@ pub struct Metrics {
     sessions: Gauge,
     idempotency_cached: Gauge,
     idempotency_expired: Counter,
+    balance_checkpoint_rows: Counter,
+    balance_checkpoint_seconds: Histogram,
+    live_balances: Gauge,
     ring_visits: Counter,
     ring_passes: Counter,
     ring_regenerations: Counter,
@@ -130,6 +133,24 @@ impl Metrics {
             "idempotency_expired",
             "Idempotency records deleted from disk after their retention period",
             idempotency_expired.clone(),
+        );
+        let balance_checkpoint_rows = Counter::default();
+        registry.register(
+            "writer_balance_checkpoint_rows",
+            "Balance rows copied by the writer's checkpoints (batches write no balance rows)",
+            balance_checkpoint_rows.clone(),
+        );
+        let balance_checkpoint_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "writer_balance_checkpoint_seconds",
+            "Time to copy the changed balances into their rows, per checkpoint (before its batch's commit)",
+            balance_checkpoint_seconds.clone(),
+        );
+        let live_balances = Gauge::default();
+        registry.register(
+            "live_balances",
+            "Accounts whose committed balance readers take from memory (bounded by the accounts)",
+            live_balances.clone(),
         );
         let ring_visits = Counter::default();
         registry.register("ring_visits", "Visits of the token to this bank (one per rotation)", ring_visits.clone());
@@ -219,6 +240,9 @@ impl Metrics {
             sessions,
             idempotency_cached,
             idempotency_expired,
+            balance_checkpoint_rows,
+            balance_checkpoint_seconds,
+            live_balances,
             ring_visits,
             ring_passes,
             ring_regenerations,
@@ -260,6 +284,15 @@ impl Metrics {
 
     pub fn set_idempotency_cached(&self, n: usize) {
         self.idempotency_cached.set(n as i64);
+    }
+
+    pub fn observe_balance_checkpoint(&self, rows: usize, elapsed: Duration) {
+        self.balance_checkpoint_rows.inc_by(rows as u64);
+        self.balance_checkpoint_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_live_balances(&self, n: usize) {
+        self.live_balances.set(n as i64);
     }
 
     pub fn idempotency_expired(&self, n: usize) {

@@ -380,8 +380,12 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
 }
 
 fn totals(conn: &Connection, schema: AuditSchema) -> Result<AuditTotals> {
+    // Balance rows are checkpoints: the balances are read as of this snapshot.
     let (accounts, posted_cents, held_cents) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(posted_cents), 0), COALESCE(SUM(held_cents), 0) FROM accounts",
+        &format!(
+            "{} SELECT COUNT(*), COALESCE(SUM(posted_cents), 0), COALESCE(SUM(held_cents), 0) FROM balances",
+            crate::storage::CURRENT_BALANCES
+        ),
         [],
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
     )?;
@@ -453,9 +457,13 @@ fn page<T>(
 }
 
 fn accounts(conn: &Connection, after: &str, limit: usize) -> Result<Page<AuditAccount>> {
+    let sql = format!(
+        "{} SELECT number, posted_cents, held_cents FROM balances WHERE number > ?1 ORDER BY number LIMIT ?2",
+        crate::storage::CURRENT_BALANCES
+    );
     page(
         conn,
-        "SELECT number, posted_cents, held_cents FROM accounts WHERE number > ?1 ORDER BY number LIMIT ?2",
+        &sql,
         after,
         limit,
         |r| Ok(AuditAccount { number: r.get(0)?, posted_cents: r.get(1)?, held_cents: r.get(2)? }),

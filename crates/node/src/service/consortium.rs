@@ -266,7 +266,7 @@ pub async fn consortium_status(bank: &Arc<Bank>) -> OpResult<ConsortiumStatus> {
             Membership::Consortium(members.collect())
         }
     };
-    let in_doubt = bank.reads.run(read::holds_count).await?;
+    let in_doubt = bank.reads.run(|c| read::holds_count(c)).await?;
     let ring = match (&bank.ring, bank.interbank.is_some()) {
         (Some(view), _) => RingStatus::Token(view.snapshot()),
         (None, true) => RingStatus::NoToken,

@@ -13,7 +13,12 @@
 //!
 //! - Nothing is acknowledged before the batch holding it is durable.
 //! - The in-memory ledger is rebuilt from the tables at start ([`load_ledger`]), so a restart after
-//!   `kill -9` resumes exactly at the last committed batch.
+//!   `kill -9` resumes exactly at the last committed batch. Balance rows are checkpoints: each
+//!   batch appends its accounts' new balances and newest lines as one `balance_journal` row
+//!   (dense, append-only pages) instead of rewriting a random page of `accounts` per account;
+//!   now and then a checkpoint copies them into the rows and empties the journal, so a start
+//!   reads at most one checkpoint interval of it. Readers take balances and newest lines from
+//!   [`LiveBalances`], published after each commit.
 //! - If a commit fails (disk full, I/O error), memory may be ahead of disk, so the process aborts
 //!   rather than serve a state that is not durable; the restart rebuilds from disk.
 //!
@@ -294,7 +299,18 @@ impl LastEntries {
             let (number, id) = row?;
             last.insert(AccountNumber::parse(&number).map_err(corrupt)?, id as u64);
         }
+        // The journal since the last checkpoint is newer than the rows.
+        for (number, journaled) in read_balance_journal(conn)? {
+            if let Some(id) = journaled.last_entry_id {
+                last.insert(number, id);
+            }
+        }
         Ok(LastEntries(last))
+    }
+
+    /// The newest line of `account`, if it has any.
+    pub fn get(&self, account: &AccountNumber) -> Option<u64> {
+        self.0.get(account).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -303,6 +319,127 @@ impl LastEntries {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// The balances and newest lines journaled since the last checkpoint, each account's newest.
+pub fn read_balance_journal(conn: &Connection) -> Result<HashMap<AccountNumber, LiveBalance>> {
+    let mut stmt = conn.prepare("SELECT body FROM balance_journal ORDER BY seq")?;
+    let mut newest = HashMap::new();
+    for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        let rows: Vec<(AccountNumber, i64, i64, Option<u64>)> = serde_json::from_str(&body?).map_err(corrupt)?;
+        for (number, posted_cents, held_cents, last_entry_id) in rows {
+            newest.insert(number, LiveBalance { posted_cents, held_cents, last_entry_id });
+        }
+    }
+    Ok(newest)
+}
+
+/// Appends the balances and newest lines of `accounts` (as the in-memory ledger has them at the
+/// end of the batch) as one journal row: one dense append instead of a random `accounts` page per
+/// account. Call inside the batch's transaction, after its last change.
+pub fn journal_balances<'a>(
+    tx: &Connection,
+    ledger: &Ledger,
+    last_entries: &LastEntries,
+    accounts: impl IntoIterator<Item = &'a AccountNumber>,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for number in accounts {
+        let account = ledger.account(number).ok_or_else(|| corrupt(format!("balance of missing account {number}")))?;
+        rows.push((number, account.posted_cents, account.held_cents, last_entries.get(number)));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let body = serde_json::to_string(&rows).map_err(corrupt)?;
+    tx.prepare_cached("INSERT INTO balance_journal (body) VALUES (?1)")?.execute([body])?;
+    Ok(())
+}
+
+/// A `WITH` clause naming `balances (number, posted_cents, held_cents)`: every account's balance
+/// in the reading transaction's snapshot — its row, or its newest journaled balance when it has
+/// one — for readers that need one consistent state of every account at once (the audit). The
+/// journal holds at most one checkpoint interval.
+pub const CURRENT_BALANCES: &str = "WITH journaled AS (SELECT json_extract(j.value, '$[0]') AS number, \
+     json_extract(j.value, '$[1]') AS posted_cents, json_extract(j.value, '$[2]') AS held_cents, MAX(b.seq) AS seq \
+     FROM balance_journal AS b, json_each(b.body) AS j GROUP BY 1), \
+     balances AS (SELECT a.number AS number, COALESCE(l.posted_cents, a.posted_cents) AS posted_cents, \
+     COALESCE(l.held_cents, a.held_cents) AS held_cents FROM accounts AS a LEFT JOIN journaled AS l \
+     ON l.number = a.number) ";
+
+/// Copies the in-memory balances and newest lines of `accounts` into their rows and empties the
+/// journal (call inside a batch's transaction, after its last change). Every account journaled
+/// since the last checkpoint must be among `accounts`. Returns the rows written.
+pub fn write_balance_checkpoint<'a>(
+    tx: &Connection,
+    ledger: &Ledger,
+    last_entries: &LastEntries,
+    accounts: impl IntoIterator<Item = &'a AccountNumber>,
+) -> Result<usize> {
+    let mut accounts: Vec<&AccountNumber> = accounts.into_iter().collect();
+    // In key order: neighbouring rows share pages.
+    accounts.sort_unstable();
+    let mut update = tx.prepare_cached(
+        "UPDATE accounts SET posted_cents = ?2, held_cents = ?3, last_entry_id = ?4 WHERE number = ?1",
+    )?;
+    for number in &accounts {
+        let account = ledger.account(number).ok_or_else(|| corrupt(format!("balance of missing account {number}")))?;
+        let last = last_entries.get(number).map(|id| id as i64);
+        if update.execute(params![number.as_str(), account.posted_cents, account.held_cents, last])? != 1 {
+            return Err(corrupt(format!("balance of missing account {number}")));
+        }
+    }
+    tx.prepare_cached("DELETE FROM balance_journal")?.execute([])?;
+    Ok(accounts.len())
+}
+
+/// After a restart that found a journal (a crash, or a stop before the writer's last
+/// checkpoint): writes every journaled account's balance, so the rows are current again before
+/// the bank serves.
+pub fn checkpoint_after_recovery(conn: &mut Connection, ledger: &Ledger, last_entries: &LastEntries) -> Result<()> {
+    let journaled = read_balance_journal(conn)?;
+    if journaled.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    write_balance_checkpoint(&tx, ledger, last_entries, journaled.keys())?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Each account's committed balance and newest line, as the writer published them after each
+/// commit (before answering), for the readers: the `accounts` rows are only checkpoints. One
+/// entry per account touched since the start, so bounded like the accounts; an account not in
+/// it has a current row.
+#[derive(Debug, Default)]
+pub struct LiveBalances(std::sync::RwLock<HashMap<AccountNumber, LiveBalance>>);
+
+/// An account's committed balance and newest line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveBalance {
+    pub posted_cents: i64,
+    pub held_cents: i64,
+    pub last_entry_id: Option<u64>,
+}
+
+impl LiveBalances {
+    pub fn get(&self, account: &AccountNumber) -> Option<LiveBalance> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(account).copied()
+    }
+
+    /// Publishes committed values (call after the commit, before answering).
+    pub fn publish(&self, balances: impl IntoIterator<Item = (AccountNumber, LiveBalance)>) {
+        let mut map = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.extend(balances);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -526,9 +663,16 @@ pub fn load_bank(conn: &Connection, bank_id: BankId, remembered_since: TransferI
 /// Rebuilds the in-memory ledger from the tables.
 pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: TransferId) -> Result<Ledger> {
     let mut ledger = Ledger::new(bank_id);
+    // Balance rows are checkpoints: an account journaled since has its newest balance there.
+    let journaled = read_balance_journal(conn)?;
     let mut stmt = conn.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY number"))?;
     for raw in stmt.query_map([], account_from_row)? {
-        ledger.restore_account(account_from_raw(raw?)?);
+        let mut account = account_from_raw(raw?)?;
+        if let Some(newest) = journaled.get(&account.number) {
+            account.posted_cents = newest.posted_cents;
+            account.held_cents = newest.held_cents;
+        }
+        ledger.restore_account(account);
     }
     let mut stmt = conn.prepare("SELECT key, account FROM pix_keys ORDER BY seq")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
@@ -577,17 +721,25 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
     Ok(ledger)
 }
 
-/// Writes one batch's changes inside the batch's transaction. Balance changes are coalesced:
-/// only each account's last balance of the batch is written, once, by [`BatchWriter::finish`].
+/// Writes one batch's changes inside the batch's transaction. Balances and newest lines are not
+/// written here: [`BatchWriter::finish`] tells which accounts changed, for [`journal_balances`]
+/// (every batch) and [`write_balance_checkpoint`] (now and then).
 pub(crate) struct BatchWriter<'t, 'l> {
     tx: &'t Transaction<'t>,
-    balances: HashMap<AccountNumber, (i64, i64)>,
     /// Each account's newest line, updated as lines are written.
     last_entries: &'l mut LastEntries,
-    /// Accounts whose newest line changed in this batch (their `last_entry_id` to write).
-    new_last: HashMap<AccountNumber, u64>,
+    /// What the batch changed.
+    touched: Touched,
     /// The batch's time, stamped on its idempotency records.
     now_ms: i64,
+}
+
+/// What a batch changed of the balances: the accounts whose balance or newest line moved, and
+/// the lines it appended.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    pub accounts: std::collections::HashSet<AccountNumber>,
+    pub lines: u64,
 }
 
 /// A new account and its holders (the index of accounts by document).
@@ -722,15 +874,15 @@ fn write_idempotency(
 
 impl<'t, 'l> BatchWriter<'t, 'l> {
     pub fn new(tx: &'t Transaction<'t>, last_entries: &'l mut LastEntries, now_ms: i64) -> Self {
-        BatchWriter { tx, balances: HashMap::new(), last_entries, new_last: HashMap::new(), now_ms }
+        BatchWriter { tx, last_entries, touched: Touched::default(), now_ms }
     }
 
     pub fn write(&mut self, change: &Change) -> Result<()> {
         let tx = self.tx;
         match change {
             Change::AccountOpened(a) => write_account(tx, a)?,
-            Change::Balance { account, posted_cents, held_cents } => {
-                self.balances.insert(account.clone(), (*posted_cents, *held_cents));
+            Change::Balance { account, .. } => {
+                self.touched.accounts.insert(account.clone());
             }
             Change::KeyRegistered { key, account } => {
                 tx.prepare_cached("INSERT INTO pix_keys (key, type, account) VALUES (?1, ?2, ?3)")?
@@ -752,7 +904,8 @@ impl<'t, 'l> BatchWriter<'t, 'l> {
                 let prev = self.last_entries.0.insert(e.account.clone(), e.id.0);
                 debug_assert!(prev.is_none_or(|p| p < e.id.0), "entry ids ascend");
                 write_entry(tx, e, prev)?;
-                self.new_last.insert(e.account.clone(), e.id.0);
+                self.touched.accounts.insert(e.account.clone());
+                self.touched.lines += 1;
             }
             Change::TransferRecorded(t) => {
                 let body = serde_json::to_string(t.as_ref()).map_err(corrupt)?;
@@ -809,31 +962,9 @@ impl<'t, 'l> BatchWriter<'t, 'l> {
         Ok(())
     }
 
-    /// Writes the coalesced balances and newest lines, one update per account touched. Call
-    /// once, after the batch's last change.
-    pub fn finish(&mut self) -> Result<()> {
-        let mut both = self.tx.prepare_cached(
-            "UPDATE accounts SET posted_cents = ?2, held_cents = ?3, last_entry_id = ?4 WHERE number = ?1",
-        )?;
-        let mut balance =
-            self.tx.prepare_cached("UPDATE accounts SET posted_cents = ?2, held_cents = ?3 WHERE number = ?1")?;
-        for (number, (posted, held)) in &self.balances {
-            let updated = match self.new_last.remove(number) {
-                Some(last) => both.execute(params![number.as_str(), posted, held, last as i64])?,
-                None => balance.execute(params![number.as_str(), posted, held])?,
-            };
-            if updated != 1 {
-                return Err(corrupt(format!("balance of missing account {number}")));
-            }
-        }
-        // Lines that moved no money (a transfer that failed for want of funds).
-        let mut last = self.tx.prepare_cached("UPDATE accounts SET last_entry_id = ?2 WHERE number = ?1")?;
-        for (number, id) in self.new_last.drain() {
-            if last.execute(params![number.as_str(), id as i64])? != 1 {
-                return Err(corrupt(format!("line of missing account {number}")));
-            }
-        }
-        Ok(())
+    /// Ends the batch's writes: the accounts whose balance or newest line changed.
+    pub fn finish(self) -> Touched {
+        self.touched
     }
 }
 
@@ -902,7 +1033,14 @@ mod tests {
         let mut conn = Connection::open(&path).expect("reopen");
         schema::migrate(&mut conn).expect("migrates");
 
-        let chain = |number: &AccountNumber| match read::statement_page(&conn, number, None, 100).expect("page") {
+        let chain = |number: &AccountNumber| match read::statement_page(
+            &read::Reader::new(&conn, &LiveBalances::default()),
+            number,
+            None,
+            100,
+        )
+        .expect("page")
+        {
             read::StatementPage::Lines(lines) => lines.iter().map(|e| e.id.0).collect::<Vec<_>>(),
             read::StatementPage::NotACursor => panic!("no cursor given"),
         };
@@ -940,7 +1078,10 @@ mod tests {
         let (a, b) = version_4_database(&path);
         let mut conn = Connection::open(&path).expect("reopen");
         schema::migrate(&mut conn).expect("migrates");
-        let page = |number: &AccountNumber, before| read::statement_page(&conn, number, Some(before), 2).expect("page");
+        let page = |number: &AccountNumber, before| {
+            read::statement_page(&read::Reader::new(&conn, &LiveBalances::default()), number, Some(before), 2)
+                .expect("page")
+        };
         let ids = |p: read::StatementPage| match p {
             read::StatementPage::Lines(lines) => lines.iter().map(|e| e.id.0).collect::<Vec<_>>(),
             read::StatementPage::NotACursor => panic!("a cursor of this account was refused"),
@@ -961,7 +1102,9 @@ mod tests {
         schema::configure(&writer).expect("wal");
         schema::migrate(&mut writer).expect("migrates");
         let reader = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("reader");
-        let ids = || match read::statement_page(&reader, &a, None, 100).expect("page") {
+        let ids = || match read::statement_page(&read::Reader::new(&reader, &LiveBalances::default()), &a, None, 100)
+            .expect("page")
+        {
             read::StatementPage::Lines(lines) => lines.iter().map(|e| e.id.0).collect::<Vec<_>>(),
             read::StatementPage::NotACursor => panic!("no cursor given"),
         };
@@ -999,6 +1142,216 @@ mod tests {
         let key = |n| IdempotencyKey(Uuid::from_u128(n));
         assert_eq!(read_idempotency(&conn, &scope, key(3)).expect("read"), None);
         assert!(read_idempotency(&conn, &scope, key(4)).expect("read").is_some());
+    }
+
+    /// An individual account's opening, for the ledger-level tests below.
+    fn individual(n: u64) -> bank_core::account::NewAccount {
+        bank_core::account::NewAccount {
+            kind: AccountKind::Individual,
+            holders: vec![Holder {
+                name: format!("Cliente {n}"),
+                document: bank_core::document::Document::Cpf(bank_core::document::Cpf::from_base(n)),
+            }],
+            email: Email::parse(&format!("c{n}@example.com")).expect("e-mail"),
+            phone: Phone::parse("+5575999991234").expect("phone"),
+            password_hash: "x".into(),
+        }
+    }
+
+    fn request(
+        ledger: &Ledger,
+        from: &AccountNumber,
+        to: &AccountNumber,
+        cents: i64,
+    ) -> bank_core::ledger::TransferRequest {
+        use bank_core::ledger::{AccountRef, Destination, LegRequest, TransferRequest};
+        TransferRequest {
+            idempotency_key: IdempotencyKey(Uuid::now_v7()),
+            fingerprint: Fingerprint([0; 32]),
+            actor: from.clone(),
+            legs: vec![LegRequest {
+                from: None,
+                to: Destination::Account(AccountRef { bank_id: ledger.bank_id(), number: to.clone() }),
+                amount: Amount::from_cents(cents).expect("amount"),
+            }],
+            description: None,
+            transfer_id: TransferId(Uuid::now_v7()),
+            now: TimestampMs(1_000),
+        }
+    }
+
+    fn idem() -> (IdempotencyKey, Fingerprint) {
+        (IdempotencyKey(Uuid::now_v7()), Fingerprint([0; 32]))
+    }
+
+    /// Writes `changes` as the writer does, in one transaction left open: journals the balances
+    /// it changed, or checkpoints every account of the ledger when asked.
+    fn write_batch<'c>(
+        conn: &'c mut Connection,
+        ledger: &Ledger,
+        last: &mut LastEntries,
+        changes: &[Change],
+        checkpoint: bool,
+    ) -> Transaction<'c> {
+        let tx = conn.transaction().expect("tx");
+        let touched = {
+            let mut writer = BatchWriter::new(&tx, last, 1_000);
+            for change in changes {
+                writer.write(change).expect("write");
+            }
+            writer.finish()
+        };
+        if checkpoint {
+            let numbers: Vec<AccountNumber> = ledger.accounts().map(|a| a.number.clone()).collect();
+            write_balance_checkpoint(&tx, ledger, last, &numbers).expect("checkpoint");
+        } else {
+            journal_balances(&tx, ledger, last, &touched.accounts).expect("journal");
+        }
+        tx
+    }
+
+    type Balances = Vec<(AccountNumber, i64, i64, Option<u64>)>;
+
+    fn balances(ledger: &Ledger, last: &LastEntries) -> Balances {
+        let mut all: Balances =
+            ledger.accounts().map(|a| (a.number.clone(), a.posted_cents, a.held_cents, last.get(&a.number))).collect();
+        all.sort();
+        all
+    }
+
+    fn rows(conn: &Connection) -> Balances {
+        let mut stmt = conn
+            .prepare("SELECT number, posted_cents, held_cents, last_entry_id FROM accounts ORDER BY number")
+            .expect("q");
+        stmt.query_map([], |r| {
+            Ok((
+                AccountNumber::parse(&r.get::<_, String>(0)?).expect("number"),
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, Option<i64>>(3)?.map(|id| id as u64),
+            ))
+        })
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("read")
+    }
+
+    /// Batches write no balance rows: after a checkpoint, deposits, a transfer, a withdrawal, a
+    /// transfer refused for want of funds (a failed line, no money) and a hold, and then a batch
+    /// that never commits (a crash mid-batch), a start rebuilds every posted and held balance and
+    /// every newest line exactly as of the last committed batch, from the rows and the journal.
+    #[test]
+    fn a_start_rebuilds_balances_from_the_checkpoint_rows_and_the_journal_after_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_writer(dir.path(), BankId(1)).expect("open");
+        let since = TransferId::first_at(0);
+        let mut ledger = load_ledger(&conn, BankId(1), since).expect("empty ledger");
+        let mut last = LastEntries::load(&conn).expect("last");
+        let mut changes = Vec::new();
+        let numbers: Vec<AccountNumber> = (1..=3)
+            .map(|n| {
+                ledger.open_account(individual(n), TimestampMs(1_000), &mut changes).expect("opens").account.number
+            })
+            .collect();
+        let (a, b, c) = (&numbers[0], &numbers[1], &numbers[2]);
+        for number in &numbers {
+            ledger
+                .deposit(
+                    number,
+                    Amount::from_cents(10_000).expect("amount"),
+                    DepositMethod::Cash,
+                    idem(),
+                    TimestampMs(1_000),
+                    &mut changes,
+                )
+                .expect("deposit");
+        }
+        write_batch(&mut conn, &ledger, &mut last, &changes, true).commit().expect("commit");
+        let checkpointed = rows(&conn);
+        assert_eq!(checkpointed, balances(&ledger, &last), "the checkpoint copies every balance");
+
+        changes.clear();
+        ledger.transfer(request(&ledger, a, b, 2_500), &mut changes).expect("transfer");
+        ledger
+            .withdraw(c, Amount::from_cents(700).expect("amount"), idem(), TimestampMs(1_000), &mut changes)
+            .expect("withdraw");
+        let refused =
+            ledger.transfer(request(&ledger, c, a, 1_000_000), &mut changes).expect("a refused transfer still answers");
+        assert!(matches!(refused, Outcome::Transfer(ref t) if t.status == Status::Failed), "{refused:?}");
+        let holds = HoldSet {
+            debits: vec![(b.clone(), Amount::from_cents(300).expect("amount"))],
+            credits: vec![(c.clone(), Amount::from_cents(300).expect("amount"))],
+            placed_at: TimestampMs(1_000),
+            coordinator: BankId(2),
+            expires_at: TimestampMs(60_000),
+            keys: Vec::new(),
+            pix: Vec::new(),
+        };
+        ledger.place_holds(TransferId(Uuid::now_v7()), holds, &mut changes).expect("holds");
+        write_batch(&mut conn, &ledger, &mut last, &changes, false).commit().expect("commit");
+        assert_eq!(rows(&conn), checkpointed, "a batch without checkpoint wrote balance rows");
+        let committed = balances(&ledger, &last);
+
+        changes.clear();
+        ledger.transfer(request(&ledger, b, c, 1_000), &mut changes).expect("transfer");
+        drop(write_batch(&mut conn, &ledger, &mut last, &changes, false)); // never committed
+
+        let reloaded = load_ledger(&conn, BankId(1), since).expect("reload");
+        let reloaded_last = LastEntries::load(&conn).expect("last");
+        assert_eq!(balances(&reloaded, &reloaded_last), committed);
+        assert_eq!(
+            committed.iter().map(|(_, posted, held, _)| (*posted, *held)).collect::<Vec<_>>(),
+            vec![(7_500, 0), (12_500, 300), (9_300, 0)]
+        );
+
+        let current: Vec<(String, i64, i64)> = conn
+            .prepare(&format!(
+                "{CURRENT_BALANCES} SELECT number, posted_cents, held_cents FROM balances ORDER BY number"
+            ))
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("read");
+        let expected: Vec<(String, i64, i64)> =
+            committed.iter().map(|(n, posted, held, _)| (n.as_str().to_string(), *posted, *held)).collect();
+        assert_eq!(current, expected, "the audit's balances, read in SQL from the same tables");
+
+        checkpoint_after_recovery(&mut conn, &reloaded, &reloaded_last).expect("checkpoint");
+        assert_eq!(rows(&conn), committed, "the start's checkpoint makes the rows current");
+        assert!(read_balance_journal(&conn).expect("journal").is_empty(), "the checkpoint empties the journal");
+        let again = load_ledger(&conn, BankId(1), since).expect("reload");
+        assert_eq!(balances(&again, &LastEntries::load(&conn).expect("last")), committed);
+    }
+
+    /// Readers take a balance and newest line from what the writer published, not from the
+    /// stale checkpoint row.
+    #[test]
+    fn a_reader_sees_the_published_balance_and_newest_line_over_the_checkpoint_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v4.db");
+        let (a, _) = version_4_database(&path);
+        let mut conn = Connection::open(&path).expect("reopen");
+        schema::migrate(&mut conn).expect("migrates");
+        conn.execute("UPDATE accounts SET phone = '+5575999991234', email = 'c' || number || '@example.com'", [])
+            .expect("contacts the account view accepts");
+        let live = LiveBalances::default();
+        let reader = read::Reader::new(&conn, &live);
+        let view = read::account(&reader, &a).expect("read").expect("account");
+        assert_eq!(
+            (view.account.posted_cents, view.account.held_cents),
+            (100, 0),
+            "the row, before anything is published"
+        );
+        live.publish([(a.clone(), LiveBalance { posted_cents: 77, held_cents: 7, last_entry_id: Some(4) })]);
+        let view = read::account(&reader, &a).expect("read").expect("account");
+        assert_eq!((view.account.posted_cents, view.account.held_cents), (77, 7));
+        match read::statement_page(&reader, &a, None, 100).expect("page") {
+            read::StatementPage::Lines(lines) => {
+                assert_eq!(lines.iter().map(|e| e.id.0).collect::<Vec<_>>(), vec![4, 3, 1])
+            }
+            read::StatementPage::NotACursor => panic!("no cursor given"),
+        }
     }
 
     fn mode_of(path: &Path) -> u32 {

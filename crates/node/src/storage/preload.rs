@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{AccountRef, Change, DepositMethod, Destination, LegRequest, TransferRequest};
+use bank_core::ledger::{AccountRef, Change, DepositMethod, Destination, Ledger, LegRequest, TransferRequest};
 use bank_core::money::Amount;
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
@@ -46,6 +46,8 @@ pub fn preload(data_dir: &Path, entries: u64, mut progress: impl FnMut(u64)) -> 
     let since = TransferId::first_at(i64::MAX / 4);
     let mut ledger = super::load_ledger(&conn, bank_id, since)?;
     let mut last_entries = LastEntries::load(&conn)?;
+    // Each chunk checkpoints only its accounts: start from current rows and an empty journal.
+    super::checkpoint_after_recovery(&mut conn, &ledger, &last_entries)?;
     let mut accounts: Vec<AccountNumber> = ledger.accounts().map(|a| a.number.clone()).collect();
     accounts.sort();
     accounts.truncate(PRELOAD_ACCOUNTS_MAX);
@@ -62,7 +64,7 @@ pub fn preload(data_dir: &Path, entries: u64, mut progress: impl FnMut(u64)) -> 
             .deposit(account, amount, DepositMethod::Cash, fresh_idem(), now, &mut changes)
             .map_err(|e| StorageError::Corrupt(format!("seed deposit: {e}")))?;
     }
-    write_chunk(&mut conn, &mut last_entries, &changes, now)?;
+    write_chunk(&mut conn, &ledger, &mut last_entries, &changes, now)?;
     let mut written = accounts.len() as u64;
     let transfers = entries.saturating_sub(written) / 2;
     let mut rng = SplitMix(now.0 as u64);
@@ -80,7 +82,7 @@ pub fn preload(data_dir: &Path, entries: u64, mut progress: impl FnMut(u64)) -> 
                 .transfer(one_centavo(ledger.bank_id(), from, to, now), &mut changes)
                 .map_err(|e| StorageError::Corrupt(format!("preload transfer: {e}")))?;
         }
-        write_chunk(&mut conn, &mut last_entries, &changes, now)?;
+        write_chunk(&mut conn, &ledger, &mut last_entries, &changes, now)?;
         done += chunk;
         written += 2 * chunk;
         progress(written);
@@ -99,15 +101,23 @@ fn stored_bank_id(data_dir: &Path) -> Result<BankId> {
     id.parse().map(BankId).map_err(|e| StorageError::Corrupt(format!("bank id {id:?}: {e}")))
 }
 
-fn write_chunk(conn: &mut Connection, last: &mut LastEntries, changes: &[Change], now: TimestampMs) -> Result<()> {
+/// Writes a chunk and checkpoints the balances it changed (`ledger` is already past the chunk).
+fn write_chunk(
+    conn: &mut Connection,
+    ledger: &Ledger,
+    last: &mut LastEntries,
+    changes: &[Change],
+    now: TimestampMs,
+) -> Result<()> {
     let tx = conn.transaction()?;
-    {
+    let touched = {
         let mut writer = BatchWriter::new(&tx, last, now.0);
         for change in changes {
             writer.write(change)?;
         }
-        writer.finish()?;
-    }
+        writer.finish()
+    };
+    super::write_balance_checkpoint(&tx, ledger, last, &touched.accounts)?;
     tx.commit()?;
     Ok(())
 }

@@ -13,7 +13,8 @@ use bank_core::pixkey::{KeyType, PixKey};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    ACCOUNT_COLUMNS, ENTRY_COLUMNS, Result, StorageError, account_from_raw, account_from_row, entry_from_raw, raw_entry,
+    ACCOUNT_COLUMNS, ENTRY_COLUMNS, LiveBalances, Result, StorageError, account_from_raw, account_from_row,
+    entry_from_raw, raw_entry,
 };
 
 /// A pool of read-only connections, created on demand up to `size_max`.
@@ -27,6 +28,29 @@ struct PoolInner {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     size_max: usize,
+    live: Arc<LiveBalances>,
+}
+
+/// A read connection, with the balances the writer published: the `accounts` rows hold
+/// balances and newest lines only as of the last checkpoint. Derefs to the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    conn: &'a Connection,
+    live: &'a LiveBalances,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(conn: &'a Connection, live: &'a LiveBalances) -> Self {
+        Reader { conn, live }
+    }
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
 }
 
 /// An account as its holder sees it.
@@ -44,8 +68,9 @@ pub struct KeyView {
 }
 
 impl ReadPool {
-    pub fn new(path: PathBuf, size_max: usize) -> Self {
-        ReadPool { inner: Arc::new(PoolInner { path, idle: Mutex::new(Vec::new()), size_max: size_max.max(1) }) }
+    pub fn new(path: PathBuf, size_max: usize, live: Arc<LiveBalances>) -> Self {
+        let inner = PoolInner { path, idle: Mutex::new(Vec::new()), size_max: size_max.max(1), live };
+        ReadPool { inner: Arc::new(inner) }
     }
 
     fn take(&self) -> Result<Connection> {
@@ -71,11 +96,11 @@ impl ReadPool {
     }
 
     /// Runs `f` with a read connection on the blocking pool.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Reader<'_>) -> Result<T> + Send + 'static) -> Result<T> {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            let result = f(&conn);
+            let result = f(&Reader::new(&conn, &pool.inner.live));
             pool.give_back(conn);
             result
         })
@@ -84,13 +109,20 @@ impl ReadPool {
     }
 }
 
-pub fn account(conn: &Connection, number: &AccountNumber) -> Result<Option<AccountView>> {
+/// An account with its committed balance (published by the writer, or its row when it has not
+/// changed since the start).
+pub fn account(conn: &Reader<'_>, number: &AccountNumber) -> Result<Option<AccountView>> {
+    let live = conn.live.get(number);
     let raw = conn
         .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE number = ?1"))?
         .query_row([number.as_str()], account_from_row)
         .optional()?;
     let Some(raw) = raw else { return Ok(None) };
-    let account = account_from_raw(raw)?;
+    let mut account = account_from_raw(raw)?;
+    if let Some(live) = live {
+        account.posted_cents = live.posted_cents;
+        account.held_cents = live.held_cents;
+    }
     let mut stmt = conn.prepare_cached("SELECT key, type FROM pix_keys WHERE account = ?1 ORDER BY seq")?;
     let keys = stmt
         .query_map([number.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
@@ -111,7 +143,7 @@ pub fn credentials(conn: &Connection, email: &str) -> Result<Option<(AccountNumb
     row.map(|(n, h)| Ok((AccountNumber::parse(&n).map_err(|e| StorageError::Corrupt(e.to_string()))?, h))).transpose()
 }
 
-pub fn key_owner(conn: &Connection, key: &PixKey) -> Result<Option<KeyView>> {
+pub fn key_owner(conn: &Reader<'_>, key: &PixKey) -> Result<Option<KeyView>> {
     let number: Option<String> = conn
         .prepare_cached("SELECT account FROM pix_keys WHERE key = ?1")?
         .query_row([key.normalized()], |r| r.get(0))
@@ -153,19 +185,22 @@ pub enum StatementPage {
 /// index by account, nothing in memory. One read transaction, so the page is one committed state
 /// (the writer's uncommitted rows are never seen).
 pub fn statement_page(
-    conn: &Connection,
+    conn: &Reader<'_>,
     account: &AccountNumber,
     before: Option<u64>,
     limit: usize,
 ) -> Result<StatementPage> {
+    // Read before the snapshot starts, so the snapshot holds the published newest line.
+    let live = conn.live.get(account);
     let snapshot = conn.unchecked_transaction()?;
-    let start = match before {
-        None => snapshot
+    let start = match (before, live) {
+        (None, Some(live)) => live.last_entry_id.map(|id| id as i64),
+        (None, None) => snapshot
             .prepare_cached("SELECT last_entry_id FROM accounts WHERE number = ?1")?
             .query_row([account.as_str()], |r| r.get::<_, Option<i64>>(0))
             .optional()?
             .flatten(),
-        Some(before) => {
+        (Some(before), _) => {
             let line = snapshot
                 .prepare_cached("SELECT account, prev_id FROM entries WHERE id = ?1")?
                 .query_row([before as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))
@@ -230,7 +265,7 @@ pub fn spendable(conn: &Connection, actor: &Account) -> Result<Vec<AccountNumber
 }
 
 /// Every account here of which `document` is a holder, by number.
-pub fn accounts_of_document(conn: &Connection, document: &bank_core::document::Document) -> Result<Vec<Account>> {
+pub fn accounts_of_document(conn: &Reader<'_>, document: &bank_core::document::Document) -> Result<Vec<Account>> {
     let mut stmt = conn.prepare_cached("SELECT account FROM account_holders WHERE document = ?1 ORDER BY account")?;
     let numbers = stmt
         .query_map([document.as_str()], |r| r.get::<_, String>(0))?

@@ -219,10 +219,37 @@ CREATE TABLE refunds_open (
     amount_cents INTEGER NOT NULL CHECK (amount_cents > 0)
 ) STRICT, WITHOUT ROWID;
 "#,
+    // Balance rows are checkpoints (issue 13, item 5). A batch no longer rewrites the `accounts`
+    // row of every account it touches (with 10,000 accounts, a random page of the wide table per
+    // account: most of a commit's WAL). It appends one `balance_journal` row instead, the new
+    // balances and newest lines of its accounts (JSON `[[number, posted, held, last_entry_id]]`),
+    // into dense append-only pages. Now and then the writer copies the balances into `accounts` and
+    // empties the journal in the same transaction; a start applies the journal over the rows.
+    r#"
+CREATE TABLE balance_journal (
+    seq  INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+) STRICT;
+"#,
 ];
 
-/// Brings the database to the newest schema, each step in its own transaction.
+/// Brings the database to the newest schema, each step in its own transaction. A database of a
+/// newer schema than this build knows is refused, unchanged: a newer build wrote it, and this one
+/// would misread it (since version 7 the balance rows are only checkpoints, and the newest
+/// balances are in `balance_journal`, which an older build ignores).
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        let message = format!(
+            "the database has schema version {version}, newer than this build's {}: a newer build \
+             wrote it; run that build (or newer)",
+            MIGRATIONS.len()
+        );
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(message),
+        ));
+    }
     migrate_to(conn, MIGRATIONS.len())
 }
 
@@ -249,4 +276,22 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // walks the cache's hash table at every commit.
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused_and_left_unchanged() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        migrate(&mut conn).expect("the newest schema");
+        let newer = MIGRATIONS.len() as i64 + 1;
+        conn.pragma_update(None, "user_version", newer).expect("a newer build's version");
+        let refused = migrate(&mut conn).expect_err("a newer schema was accepted");
+        assert!(refused.to_string().contains("newer than this build"), "{refused}");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, newer);
+        migrate(&mut Connection::open_in_memory().expect("db")).expect("a new database migrates");
+    }
 }

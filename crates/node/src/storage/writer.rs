@@ -14,6 +14,7 @@
 //! The queue in front of it is bounded: when it is full, [`WriterHandle`] answers
 //! [`Error::Overloaded`] at once instead of letting memory grow.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -32,7 +33,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::ring::RingMonitor;
-use super::{BatchWriter, LastEntries};
+use super::{BatchWriter, LastEntries, LiveBalance, LiveBalances};
 use crate::config::Limits;
 use crate::metrics::Metrics;
 
@@ -266,13 +267,14 @@ impl WriterState {
     }
 }
 
-/// Starts the writer thread over `conn` and the bank.
+/// Starts the writer thread over `conn` and the bank; it publishes committed balances to `live`.
 pub fn spawn(
     conn: Connection,
     state: WriterState,
     bank_id: BankId,
     limits: &Limits,
     last_entries: LastEntries,
+    live: Arc<LiveBalances>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = sync_channel(limits.writer_queue_len_max);
@@ -283,6 +285,8 @@ pub fn spawn(
         queue_len,
         last_entries,
         expiry: Expiry { retention_ms: limits.idempotency_retention_ms, due_ms: 0 },
+        checkpoint: Checkpoint { dirty: HashSet::new(), lines_since: 0, last_at: Instant::now() },
+        live,
         metrics,
     };
     let thread = std::thread::Builder::new()
@@ -307,7 +311,36 @@ struct Shared {
     queue_len: Arc<AtomicI64>,
     last_entries: LastEntries,
     expiry: Expiry,
+    checkpoint: Checkpoint,
+    live: Arc<LiveBalances>,
     metrics: Arc<Metrics>,
+}
+
+/// The balance checkpoint (see [`super::write_balance_checkpoint`]): batches write no balance
+/// rows, only a journal row ([`super::journal_balances`]); every so often one batch copies the
+/// balances changed since the last checkpoint into their rows and empties the journal. Its cost
+/// is bounded by the accounts, not by the batches (each row once per interval instead of once
+/// per batch that touches it), and the journal a start reads holds at most one interval (a
+/// couple of seconds, or [`CHECKPOINT_LINES_MAX`] lines plus one batch's).
+#[derive(Debug)]
+struct Checkpoint {
+    /// Accounts whose balance or newest line changed since the last checkpoint.
+    dirty: HashSet<AccountNumber>,
+    /// Lines appended since the last checkpoint.
+    lines_since: u64,
+    last_at: Instant,
+}
+
+/// Lines after which a checkpoint is due, whatever the time.
+const CHECKPOINT_LINES_MAX: u64 = 65_536;
+/// Time after which a checkpoint is due when anything changed.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Checkpoint {
+    fn due(&self) -> bool {
+        !self.dirty.is_empty()
+            && (self.lines_since >= CHECKPOINT_LINES_MAX || self.last_at.elapsed() >= CHECKPOINT_INTERVAL)
+    }
 }
 
 /// The background expiry of idempotency records: a few with each batch, so it keeps pace with
@@ -367,6 +400,9 @@ fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, mut 
             ans();
         }
     }
+    if let Err(e) = final_checkpoint(&mut conn, &state, &mut shared) {
+        tracing::warn!(error = %e, "balance checkpoint at shutdown failed (the next start replays the lines)");
+    }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "checkpoint at shutdown failed (the WAL is replayed at next start)");
     }
@@ -374,6 +410,18 @@ fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, mut 
     if let Some(reply) = shutdown {
         let _ = reply.send(());
     }
+}
+
+/// Copies the balances changed since the last checkpoint, so a clean restart replays nothing.
+fn final_checkpoint(conn: &mut Connection, state: &WriterState, shared: &mut Shared) -> super::Result<()> {
+    if shared.checkpoint.dirty.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    super::write_balance_checkpoint(&tx, state.bank.ledger(), &shared.last_entries, &shared.checkpoint.dirty)?;
+    tx.commit()?;
+    shared.checkpoint.dirty.clear();
+    Ok(())
 }
 
 /// Applies a batch of commands in one SQLite transaction (with a round of idempotency expiry
@@ -388,7 +436,7 @@ fn commit_batch(
 ) -> super::Result<()> {
     let tx = conn.transaction()?;
     let now = now_ms().0;
-    {
+    let touched = {
         let mut writer = BatchWriter::new(&tx, &mut shared.last_entries, now);
         for cmd in batch {
             match cmd {
@@ -396,7 +444,19 @@ fn commit_batch(
                 cmd => answers.push(apply(state, &tx, &mut writer, cmd)?),
             }
         }
-        writer.finish()?;
+        writer.finish()
+    };
+    let checkpoint = &mut shared.checkpoint;
+    checkpoint.dirty.extend(touched.accounts.iter().cloned());
+    checkpoint.lines_since += touched.lines;
+    let checkpointed = checkpoint.due();
+    let ledger = state.bank.ledger();
+    if checkpointed {
+        let started = Instant::now();
+        let rows = super::write_balance_checkpoint(&tx, ledger, &shared.last_entries, &checkpoint.dirty)?;
+        shared.metrics.observe_balance_checkpoint(rows, started.elapsed());
+    } else {
+        super::journal_balances(&tx, ledger, &shared.last_entries, &touched.accounts)?;
     }
     if now >= shared.expiry.due_ms {
         let expired = super::expire_idempotency(&tx, now, shared.expiry.retention_ms, EXPIRED_PER_BATCH_MAX)?;
@@ -413,6 +473,25 @@ fn commit_batch(
     let commit_started = Instant::now();
     tx.commit()?;
     shared.metrics.observe_commit(commit_started.elapsed());
+    if checkpointed {
+        let checkpoint = &mut shared.checkpoint;
+        checkpoint.dirty.clear();
+        checkpoint.lines_since = 0;
+        checkpoint.last_at = Instant::now();
+    }
+    // Durable: readers may see it (before anyone is answered).
+    let ledger = state.bank.ledger();
+    let last = &shared.last_entries;
+    shared.live.publish(touched.accounts.into_iter().filter_map(|number| {
+        let account = ledger.account(&number)?;
+        let live = LiveBalance {
+            posted_cents: account.posted_cents,
+            held_cents: account.held_cents,
+            last_entry_id: last.get(&number),
+        };
+        Some((number, live))
+    }));
+    shared.metrics.set_live_balances(shared.live.len());
     Ok(())
 }
 
