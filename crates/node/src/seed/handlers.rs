@@ -368,6 +368,32 @@ async fn packet_pix(
     transfer_answer(&answer, "Packet of Pix sent")
 }
 
+/// A failure's detail with its amounts in reais, as the original's interface shows money:
+/// `… has 96450 centavos available, 500000 needed` → `… has R$ 964.50 available, R$ 5000.00 needed`.
+fn in_reais(detail: &str) -> String {
+    let words: Vec<&str> = detail.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        let next = words.get(i + 1).copied().unwrap_or_default();
+        let amount = word.parse::<i64>().ok().filter(|_| word.bytes().all(|b| b.is_ascii_digit()));
+        match amount {
+            Some(cents) if next == "centavos" => {
+                out.push(format!("R$ {}", super::account::reais(cents)));
+                i += 2;
+                continue;
+            }
+            Some(cents) if ["needed", "needed,", "requested", "requested,"].contains(&next) => {
+                out.push(format!("R$ {}", super::account::reais(cents)))
+            }
+            _ => out.push(word.to_string()),
+        }
+        i += 1;
+    }
+    out.join(" ")
+}
+
 /// A transfer that executed: 200 only when it completed (as the original answered once the
 /// ring had run it); failed is a 4xx with the reason (nothing moved); still pending at the
 /// deadline is 504 (its outcome will show in the statement).
@@ -389,11 +415,25 @@ fn transfer_answer(answer: &TransferAnswer, message: &str) -> SeedResult<Respons
                 "bank_unavailable" | "overloaded" | "expired" | "already_decided" => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::CONFLICT,
             };
-            Err(SeedError::new(status, format!("the Pix failed, nothing moved: {detail}")))
+            Err(SeedError::new(status, format!("the Pix failed, nothing moved: {}", in_reais(&detail))))
         }
         Status::Pending => Err(SeedError::new(
             StatusCode::GATEWAY_TIMEOUT,
             format!("the transfer {} is still pending; its outcome will show in the statement", transfer.id),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_reais;
+
+    #[test]
+    fn failure_details_show_money_in_reais() {
+        assert_eq!(
+            in_reais("account 000001-9 has 96450 centavos available, 500000 needed"),
+            "account 000001-9 has R$ 964.50 available, R$ 5000.00 needed"
+        );
+        assert_eq!(in_reais("no account has the key 12345"), "no account has the key 12345");
     }
 }
