@@ -524,9 +524,11 @@ pub struct Ledger {
     /// forgotten in one split; storage keeps them all, see [`Ledger::forget_settlements_before`]).
     settled: BTreeMap<TransferId, Settlement>,
     /// Pix legs received here that may still be refunded, with what is refunded and reserved:
-    /// the refund invariant (Σ completed refunds ≤ amount) lives here. Bounded by the refund
-    /// window: legs older than [`REFUND_WINDOW_MS`] with nothing in flight are forgotten
-    /// (storage keeps them all), see [`Ledger::forget_refundable_before`].
+    /// the refund invariant (Σ completed refunds ≤ amount) lives here. Bounded by the memory
+    /// window: legs received before it with nothing in flight are forgotten (storage keeps them
+    /// all, with their figures), see [`Ledger::forget_refundable_before`]; a refund of one reads
+    /// it back first (`bank::Recall::received_legs`). Refunds older than [`REFUND_WINDOW_MS`]
+    /// are refused by the refund's own check.
     refundable: BTreeMap<RefundOf, Refundable>,
     /// Refunds begun here and not settled yet, with the leg and amount each reserves. Bounded by
     /// the transfers in flight (the token queue's and the coordinator's limits).

@@ -128,3 +128,33 @@ async fn refunds_are_idempotent_for_the_receiver_only_and_survive_a_restart() {
     let (status, rest) = refund(&c, &bia, &id, 300, 10).await;
     assert_eq!((status, rest["status"].as_str()), (201, Some("completed")), "{rest}");
 }
+
+/// Memory keeps received legs for the memory window only (here 1 ms), and a restart loads only
+/// those: a refund of an older Pix reads its leg and figures back from storage, so it still
+/// refunds, and never past the amount — before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pix_older_than_the_memory_window_is_read_back_to_be_refunded() {
+    let short = |c: &mut bank_node::config::NodeConfig| c.limits.decision_memory_ms = 1;
+    let mut c = in_process::cluster_with(2, short).await;
+    let (ana, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (bia, bia_account) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana, 1_000).await;
+    let transfer = pay(&c, &ana, &bia_account, 1_000).await;
+    let id = transfer["id"].as_str().expect("id").to_string();
+    // Past the window, and past a few of the writer's ticks that forget it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, first) = refund(&c, &bia, &id, 700, 7).await;
+    assert_eq!((status, first["status"].as_str()), (201, Some("completed")), "{first}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, problem) = refund(&c, &bia, &id, 301, 8).await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("refund_exceeds_amount")), "{problem}");
+
+    c.restart(2, |_| {}, short).await;
+    let bia = c.bank(2).sign_in("c2@example.com", bank_testkit::http::PASSWORD).await;
+    let (status, problem) = refund(&c, &bia, &id, 301, 9).await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("refund_exceeds_amount")), "{problem}");
+    let (status, rest) = refund(&c, &bia, &id, 300, 10).await;
+    assert_eq!((status, rest["status"].as_str()), (201, Some("completed")), "{rest}");
+    let (status, problem) = refund(&c, &bia, &id, 1, 11).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("not_refundable")), "{problem}");
+}

@@ -58,7 +58,7 @@ use crate::error::ErrorCode;
 use crate::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
 use crate::ledger::{
     Change, DepositMethod, Failure, IdempotencyRecord, KeyRequest, Ledger, Legs, LegsByBank, Opened, Outcome, Plan,
-    REFUND_WINDOW_MS, RefundRequest, Settlement, Status, Transfer, TransferRequest,
+    RefundOf, RefundRequest, Refundable, Settlement, Status, Transfer, TransferRequest,
 };
 use crate::money::Amount;
 use crate::pixkey::PixKey;
@@ -104,8 +104,9 @@ pub struct Recovered {
     pub open_transfers: Vec<Transfer>,
 }
 
-/// Reads back what memory forgot: decisions and settlements older than the memory window, and
-/// idempotency records beyond the ledger's bounded cache.
+/// Reads back what memory forgot: decisions and settlements older than the memory window,
+/// idempotency records beyond the ledger's bounded cache, and Pix legs received here before the
+/// memory window (their refund figures).
 ///
 /// Storage answers from within the current batch, so it also sees the batch's own writes: a
 /// record written by an earlier step of the batch and already evicted from memory is found.
@@ -121,6 +122,8 @@ pub trait Recall {
         scope: &AccountNumber,
         key: IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, Self::Error>;
+    /// The legs of transfer `tx` received here (refunds excluded), with their refund figures.
+    fn received_legs(&mut self, tx: &TransferId) -> Result<Vec<(RefundOf, Refundable)>, Self::Error>;
 }
 
 /// A recall with nothing to read back (a bank whose memory window covers its whole history).
@@ -137,6 +140,9 @@ impl Recall for NothingForgotten {
     }
     fn idempotency(&mut self, _: &AccountNumber, _: IdempotencyKey) -> Result<Option<IdempotencyRecord>, Self::Error> {
         Ok(None)
+    }
+    fn received_legs(&mut self, _: &TransferId) -> Result<Vec<(RefundOf, Refundable)>, Self::Error> {
+        Ok(Vec::new())
     }
 }
 
@@ -395,6 +401,7 @@ impl Bank {
             }
             Input::Refund(request) => {
                 self.recall_idempotency(&request.actor, request.idempotency_key, recall)?;
+                self.recall_received_legs(&request.original, request.leg, recall)?;
                 let mut request = *request;
                 request.now = now.wall;
                 let plan = self.ledger.plan_refund(request, &self.config.members, &mut self.changes);
@@ -444,6 +451,26 @@ impl Bank {
             && let Some(record) = recall.idempotency(scope, key)?
         {
             self.ledger.restore_idempotency(scope.clone(), key, record);
+        }
+        Ok(())
+    }
+
+    /// Reads back the legs of `tx` received here when memory forgot them (it keeps legs received
+    /// within the memory window, and those with refunds in flight): a refund of an older Pix
+    /// finds its leg and figures as storage has them, within the current batch.
+    fn recall_received_legs<R: Recall>(
+        &mut self,
+        tx: &TransferId,
+        leg: Option<u16>,
+        recall: &mut R,
+    ) -> Result<(), R::Error> {
+        if leg.is_some_and(|leg| self.ledger.refundable(&RefundOf { transfer_id: *tx, leg }).is_some()) {
+            return Ok(());
+        }
+        for (of, refundable) in recall.received_legs(tx)? {
+            if self.ledger.refundable(&of).is_none() {
+                self.ledger.restore_refundable(of, refundable);
+            }
         }
         Ok(())
     }
@@ -542,7 +569,8 @@ impl Bank {
         let bound = TransferId::first_at(now.wall.0.saturating_sub(self.config.decision_memory_ms));
         self.coordinator.forget_finished_before(bound);
         self.ledger.forget_settlements_before(bound);
-        self.ledger.forget_refundable_before(TimestampMs(now.wall.0.saturating_sub(REFUND_WINDOW_MS)));
+        // Received legs too: a refund of an older one reads it back (`recall_received_legs`).
+        self.ledger.forget_refundable_before(TimestampMs(now.wall.0.saturating_sub(self.config.decision_memory_ms)));
         let out = self.coordinator.tick(now.wall);
         self.carry_out_coordinator(out, fx);
         let unqueued = std::mem::take(&mut self.unqueued);

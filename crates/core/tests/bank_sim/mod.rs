@@ -147,8 +147,10 @@ impl Knobs {
 
 /// What one bank's database holds, reduced to what a restart reads back: the ledger's tables
 /// and the protocols' (coordinator records, the ring's state, the token queue).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Store {
+    /// The bank whose database this is.
+    id: BankId,
     ledger: LedgerStore,
     records: BTreeMap<TransferId, CoordinatorRecord>,
     ring: RingDurable,
@@ -156,6 +158,16 @@ pub struct Store {
 }
 
 impl Store {
+    fn new(id: BankId) -> Store {
+        Store {
+            id,
+            ledger: LedgerStore::default(),
+            records: BTreeMap::new(),
+            ring: RingDurable::default(),
+            queue: BTreeMap::new(),
+        }
+    }
+
     fn apply(&mut self, item: &Persist) {
         match item {
             Persist::Ledger(change) => self.ledger.apply(change),
@@ -214,6 +226,13 @@ impl Recall for &Store {
         key: bank_core::ids::IdempotencyKey,
     ) -> Result<Option<bank_core::ledger::IdempotencyRecord>, Self::Error> {
         Ok(self.ledger.idempotency_record(scope, key))
+    }
+
+    fn received_legs(
+        &mut self,
+        tx: &TransferId,
+    ) -> Result<Vec<(RefundOf, bank_core::ledger::Refundable)>, Self::Error> {
+        Ok(self.ledger.received_legs(self.id, tx))
     }
 }
 
@@ -389,12 +408,12 @@ impl World {
             let id = BankId(b as u32 + 1);
             let skew = self.rng.range(self.knobs.clock_skew_ms);
             let now = Now { wall: TimestampMs(self.now_ms + skew), tick: self.tick() };
-            let bank = Bank::recover(self.config(), Store::default().recovered(id, TransferId::first_at(0)), now)
+            let bank = Bank::recover(self.config(), Store::new(id).recovered(id, TransferId::first_at(0)), now)
                 .expect("a valid configuration");
             self.machines.push(Machine {
                 id,
                 bank: Some(bank),
-                store: Store::default(),
+                store: Store::new(id),
                 incarnation: 0,
                 restart_at_ms: 0,
                 clock_skew_ms: skew,
@@ -679,18 +698,27 @@ impl World {
     /// race: at most one fits), each by the receiver's bank.
     fn refund_race(&mut self) {
         let at = BankId(self.rng.below(self.knobs.banks) as u32 + 1);
-        let Some(bank) = &self.machines[self.index(at)].bank else { return };
-        let legs: Vec<(RefundOf, AccountNumber, AccountRef, i64)> = bank
-            .ledger()
-            .refundable_iter()
-            .map(|(of, r)| (*of, r.receiver.clone(), r.payer.clone(), r.amount.cents()))
+        let machine = &self.machines[self.index(at)];
+        if machine.bank.is_none() {
+            return;
+        }
+        // From the store: also legs memory forgot, which the refund must read back.
+        let legs: Vec<(RefundOf, AccountNumber, AccountRef, i64, bool)> = machine
+            .store
+            .ledger
+            .pix_legs
+            .iter()
+            .filter(|(_, (pix, _, _))| pix.to.bank_id == at && pix.refund_of.is_none())
+            .map(|(of, (pix, refunded, reserved))| {
+                (*of, pix.to.number.clone(), pix.from.clone(), pix.amount.cents(), *refunded == 0 && *reserved == 0)
+            })
             .collect();
         if legs.is_empty() {
             return;
         }
-        let (of, receiver, payer, amount) = legs[self.rng.below(legs.len())].clone();
+        let (of, receiver, payer, amount, untouched) = legs[self.rng.below(legs.len())].clone();
         let cents = (amount * 6 / 10).max(1);
-        for _ in 0..self.rng.range((2, 4)) {
+        for nth in 0..self.rng.range((2, 4)) {
             let request = RefundRequest {
                 idempotency_key: IdempotencyKey(self.fresh_uuid()),
                 fingerprint: Fingerprint([2; 32]),
@@ -708,6 +736,9 @@ impl World {
                     self.asked.insert(t.id, Asked::Refund(at, leg, of));
                 }
                 Some(Ok(other)) => panic!("seed {}: a refund answered {other:?}", self.seed),
+                Some(Err(bank_core::Error::NotRefundable(why))) if nth == 0 && untouched => {
+                    panic!("seed {}: the first refund of an untouched leg {of:?} was refused: {why}", self.seed)
+                }
                 Some(Err(_)) => self.stats.refunds_refused += 1,
                 None => {}
             }
@@ -896,9 +927,16 @@ impl World {
             for (of, r) in bank.ledger().refundable_iter() {
                 let want = refunded.get(&(machine.id, *of)).copied().unwrap_or(0);
                 assert_eq!((r.refunded_cents, r.reserved_cents), (want, 0), "{at}: bank {} leg {of:?}", machine.id);
-                assert!(want <= r.amount.cents(), "{at}: leg {of:?} refunded beyond its amount");
-                let stored = &machine.store.ledger.pix_legs[of];
-                assert_eq!((stored.1, stored.2), (want, 0), "{at}: bank {} leg {of:?} not durable", machine.id);
+            }
+            // Every leg received here, also those memory forgot (read back by a later refund).
+            for (of, (pix, refunded_cents, reserved_cents)) in &machine.store.ledger.pix_legs {
+                if pix.to.bank_id != machine.id || pix.refund_of.is_some() {
+                    continue;
+                }
+                let want = refunded.get(&(machine.id, *of)).copied().unwrap_or(0);
+                assert!(want <= pix.amount.cents(), "{at}: leg {of:?} refunded beyond its amount");
+                let stored = (*refunded_cents, *reserved_cents);
+                assert_eq!(stored, (want, 0), "{at}: bank {} leg {of:?} not durable", machine.id);
             }
         }
     }

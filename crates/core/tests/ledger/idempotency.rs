@@ -132,6 +132,12 @@ mod bounded_cache {
             self.lookups += 1;
             Ok(self.records.iter().find(|(s, k, _)| s == scope && *k == key).map(|(_, _, r)| *r))
         }
+        fn received_legs(
+            &mut self,
+            _: &TransferId,
+        ) -> Result<Vec<(bank_core::ledger::RefundOf, bank_core::ledger::Refundable)>, Self::Error> {
+            Ok(Vec::new())
+        }
     }
 
     fn bank_with_cache(limit: usize) -> (Bank, AccountNumber) {

@@ -79,6 +79,17 @@ impl LedgerStore {
         }
     }
 
+    /// The legs of `tx` received by `bank` (refunds excluded), with their figures: what storage
+    /// answers for a refund of a leg memory forgot.
+    pub fn received_legs(&self, bank: BankId, tx: &TransferId) -> Vec<(RefundOf, Refundable)> {
+        let range = RefundOf { transfer_id: *tx, leg: 0 }..=RefundOf { transfer_id: *tx, leg: u16::MAX };
+        self.pix_legs
+            .range(range)
+            .filter(|(_, (pix, _, _))| pix.to.bank_id == bank && pix.refund_of.is_none())
+            .map(|(of, (pix, refunded_cents, reserved_cents))| (*of, refundable(pix, *refunded_cents, *reserved_cents)))
+            .collect()
+    }
+
     /// The ledger a restart reads back; settlements of transactions from `remembered_since` on
     /// come back into memory (older ones stay on disk, read on demand).
     pub fn rebuild(&self, bank: BankId, remembered_since: TransferId) -> Ledger {
@@ -91,23 +102,30 @@ impl LedgerStore {
         for (tx, settlement) in self.settlements.range(remembered_since..) {
             ledger.restore_settlement(*tx, *settlement);
         }
+        // Like the node: legs received within the memory window, and those with refunds in
+        // flight; a refund of an older one reads it back (`received_legs`).
         for (of, (pix, refunded_cents, reserved_cents)) in &self.pix_legs {
-            if pix.to.bank_id == bank && pix.refund_of.is_none() {
-                let refundable = Refundable {
-                    receiver: pix.to.number.clone(),
-                    payer: pix.from.clone(),
-                    payer_name: pix.from_name.clone(),
-                    payer_document: pix.from_document.clone(),
-                    amount: pix.amount,
-                    refunded_cents: *refunded_cents,
-                    reserved_cents: *reserved_cents,
-                    received_at: pix.created_at,
-                };
-                ledger.restore_refundable(*of, refundable);
+            let recent = of.transfer_id >= remembered_since;
+            if pix.to.bank_id == bank && pix.refund_of.is_none() && (recent || *reserved_cents > 0) {
+                ledger.restore_refundable(*of, refundable(pix, *refunded_cents, *reserved_cents));
             }
         }
         self.refunds_open.iter().for_each(|(refund, (of, amount))| ledger.restore_refund_open(*refund, *of, *amount));
         ledger.restore_next_entry_id(self.next_entry_id);
         ledger
+    }
+}
+
+/// A stored leg as the ledger's refundable leg.
+fn refundable(pix: &PixLeg, refunded_cents: i64, reserved_cents: i64) -> Refundable {
+    Refundable {
+        receiver: pix.to.number.clone(),
+        payer: pix.from.clone(),
+        payer_name: pix.from_name.clone(),
+        payer_document: pix.from_document.clone(),
+        amount: pix.amount,
+        refunded_cents,
+        reserved_cents,
+        received_at: pix.created_at,
     }
 }

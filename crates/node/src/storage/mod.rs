@@ -714,7 +714,7 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
     }
     // Idempotency records stay on disk: memory's bounded cache fills as requests come, and a key
     // it lacks is read back within the batch (`read_idempotency`).
-    load_refunds(conn, &mut ledger, bank_id)?;
+    load_refunds(conn, &mut ledger, bank_id, &remembered_since)?;
     let next_entry: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
     ledger.restore_next_entry_id(next_entry as u64);
     ledger.assert_invariants();
@@ -787,6 +787,42 @@ fn write_entry(tx: &Transaction<'_>, e: &Entry, prev_id: Option<u64>) -> Result<
     Ok(())
 }
 
+/// A leg received here, from a `pix_legs` row (`transfer_id, leg, body, refunded_cents,
+/// reserved_cents`).
+fn received_leg_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(RefundOf, bank_core::ledger::Refundable)>> {
+    let (id, leg, body): (String, u16, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+    let (refunded_cents, reserved_cents): (i64, i64) = (r.get(3)?, r.get(4)?);
+    Ok((|| {
+        let pix: PixLeg = serde_json::from_str(&body).map_err(corrupt)?;
+        let refundable = bank_core::ledger::Refundable {
+            receiver: pix.to.number.clone(),
+            payer: pix.from.clone(),
+            payer_name: pix.from_name.clone(),
+            payer_document: pix.from_document.clone(),
+            amount: pix.amount,
+            refunded_cents,
+            reserved_cents,
+            received_at: pix.created_at,
+        };
+        Ok((RefundOf { transfer_id: TransferId(parse_uuid(&id)?), leg }, refundable))
+    })())
+}
+
+/// The legs of `tx` received by `bank_id` (refunds excluded), with their refund figures, as the
+/// batch's transaction sees them: a refund of a leg memory forgot reads it back.
+pub(crate) fn read_received_legs(
+    conn: &Connection,
+    bank_id: BankId,
+    tx: &TransferId,
+) -> Result<Vec<(RefundOf, bank_core::ledger::Refundable)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT transfer_id, leg, body, refunded_cents, reserved_cents FROM pix_legs \
+         WHERE transfer_id = ?1 AND to_bank = ?2 AND refund_of IS NULL",
+    )?;
+    let rows = stmt.query_map(params![tx.0.to_string(), bank_id.0], received_leg_from_row)?;
+    rows.map(|row| row?).collect()
+}
+
 /// A posted Pix leg (kept once: an in-bank leg touches this bank at both ends).
 fn write_pix_leg(tx: &Transaction<'_>, pix: &PixLeg) -> Result<()> {
     let body = serde_json::to_string(pix).map_err(corrupt)?;
@@ -806,31 +842,21 @@ fn write_pix_leg(tx: &Transaction<'_>, pix: &PixLeg) -> Result<()> {
     Ok(())
 }
 
-/// Restores the refundable legs received here (within the refund window, or with refunds in
-/// flight) and the refunds in flight.
-fn load_refunds(conn: &Connection, ledger: &mut Ledger, bank_id: BankId) -> Result<()> {
-    let bound = crate::storage::writer::now_ms().0 - bank_core::ledger::REFUND_WINDOW_MS;
+/// Restores the legs received here within the memory window (transfer ids from
+/// `remembered_since` on: the primary key's range, as UUIDv7 text sorts by time) and those with
+/// refunds in flight (named by `refunds_open`), and the refunds in flight. Older legs stay on
+/// disk: a refund of one reads it back within its batch ([`read_received_legs`]), so neither
+/// start-up nor memory grows with the refund window's history.
+fn load_refunds(conn: &Connection, ledger: &mut Ledger, bank_id: BankId, remembered_since: &TransferId) -> Result<()> {
     let mut stmt = conn.prepare(
-        "SELECT body, refunded_cents, reserved_cents FROM pix_legs \
-         WHERE to_bank = ?1 AND refund_of IS NULL AND (created_at >= ?2 OR reserved_cents > 0)",
+        "SELECT transfer_id, leg, body, refunded_cents, reserved_cents FROM pix_legs \
+         WHERE to_bank = ?1 AND refund_of IS NULL AND (transfer_id >= ?2 \
+         OR (transfer_id, leg) IN (SELECT transfer_id, leg FROM refunds_open))",
     )?;
-    let rows = stmt.query_map(params![bank_id.0, bound], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    })?;
+    let rows = stmt.query_map(params![bank_id.0, remembered_since.0.to_string()], received_leg_from_row)?;
     for row in rows {
-        let (body, refunded_cents, reserved_cents) = row?;
-        let pix: PixLeg = serde_json::from_str(&body).map_err(corrupt)?;
-        let refundable = bank_core::ledger::Refundable {
-            receiver: pix.to.number.clone(),
-            payer: pix.from.clone(),
-            payer_name: pix.from_name.clone(),
-            payer_document: pix.from_document.clone(),
-            amount: pix.amount,
-            refunded_cents,
-            reserved_cents,
-            received_at: pix.created_at,
-        };
-        ledger.restore_refundable(RefundOf { transfer_id: pix.transfer_id, leg: pix.leg }, refundable);
+        let (of, refundable) = row??;
+        ledger.restore_refundable(of, refundable);
     }
     let mut stmt = conn.prepare("SELECT refund, transfer_id, leg, amount_cents FROM refunds_open")?;
     let rows = stmt.query_map([], |r| {

@@ -24,7 +24,9 @@ use bank_core::Error;
 use bank_core::account::NewAccount;
 use bank_core::bank::{Bank, Effects, Input, Now, Output, Persist, Recall, Reply as BankReply};
 use bank_core::ids::{AccountNumber, BankId, Fingerprint, IdempotencyKey, TimestampMs, TransferId};
-use bank_core::ledger::{DepositMethod, IdempotencyRecord, KeyRequest, Opened, Outcome, Settlement, TransferRequest};
+use bank_core::ledger::{
+    DepositMethod, IdempotencyRecord, KeyRequest, Opened, Outcome, RefundOf, Refundable, Settlement, TransferRequest,
+};
 use bank_core::money::Amount;
 use bank_core::pixkey::PixKey;
 use bank_core::ring::{RingMessage, Tick};
@@ -497,7 +499,8 @@ fn commit_batch(
 
 /// Reads forgotten decisions and idempotency records back within the batch (it also sees the
 /// batch's own rows).
-struct StoredDecisions<'c>(&'c Connection);
+/// What storage reads back for the bank within the batch's transaction (this bank's id beside).
+struct StoredDecisions<'c>(&'c Connection, BankId);
 
 impl Recall for StoredDecisions<'_> {
     type Error = super::StorageError;
@@ -517,6 +520,10 @@ impl Recall for StoredDecisions<'_> {
     ) -> Result<Option<IdempotencyRecord>, Self::Error> {
         super::read_idempotency(self.0, scope, key)
     }
+
+    fn received_legs(&mut self, tx: &TransferId) -> Result<Vec<(RefundOf, Refundable)>, Self::Error> {
+        super::read_received_legs(self.0, self.1, tx)
+    }
 }
 
 fn apply(
@@ -528,7 +535,8 @@ fn apply(
     match cmd {
         Command::Bank { input, reply } => {
             let now = state.now();
-            let stepped = state.bank.step(now, input, &mut StoredDecisions(tx))?;
+            let bank_id = state.bank.ledger().bank_id();
+            let stepped = state.bank.step(now, input, &mut StoredDecisions(tx, bank_id))?;
             let outputs = carry_out(state, tx, writer, stepped.effects)?;
             respond(tx, reply, stepped.reply, outputs)
         }
