@@ -94,7 +94,7 @@ struct MessagePage {
 }
 
 /// A page that only says something: `heading_id` is its title's message id, `text` is in words.
-fn message(
+pub(super) fn message(
     state: &Bank,
     tr: &Tr,
     customer: Option<String>,

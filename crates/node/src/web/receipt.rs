@@ -115,20 +115,7 @@ fn problem_page(state: &Bank, tr: &Tr, customer: Option<String>, e: &ServiceErro
         ServiceError::Core(e) => status_of(e),
         ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let page = MessagePage {
-        shell: Shell::new(state, tr, "title-no-pix", customer),
-        heading: tr.t("title-no-pix"),
-        message: friendly(e, tr),
-    };
-    render_status(status, &page)
-}
-
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage {
-    shell: Shell,
-    heading: String,
-    message: String,
+    super::pages::message(state, tr, customer, status, "title-no-pix", &friendly(e, tr))
 }
 
 /// The customer's name for the page's header; a session whose account is gone signs in again.
