@@ -401,6 +401,16 @@ impl Summary {
     }
 }
 
+/// The HTTP client of a run: the bench's request timeout, a connection pool as wide as the load.
+fn http_client(options: &Options) -> Result<reqwest::Client> {
+    let client_options = ClientOptions {
+        request_timeout_ms: REQUEST_TIMEOUT_MS,
+        pool_idle_per_host_max: options.concurrency.max(SETUP_CONCURRENCY_MAX),
+        ..ClientOptions::default()
+    };
+    client_options.build_http().context("cannot build the HTTP client")
+}
+
 /// Runs the benchmark against a live node (in-bank) or the banks of a consortium.
 pub async fn run(options: &Options) -> Result<Summary> {
     options.validate()?;
@@ -408,12 +418,7 @@ pub async fn run(options: &Options) -> Result<Summary> {
         return seed_ops::run(options).await;
     }
     let seed = options.seed.unwrap_or_else(rand::random);
-    let client_options = ClientOptions {
-        request_timeout_ms: REQUEST_TIMEOUT_MS,
-        pool_idle_per_host_max: options.concurrency.max(SETUP_CONCURRENCY_MAX),
-        ..ClientOptions::default()
-    };
-    let http = client_options.build_http().context("cannot build the HTTP client")?;
+    let http = http_client(options)?;
     let banks = resolve_banks(options, &http).await?;
 
     let setup_started = Instant::now();

@@ -120,35 +120,10 @@ const ENGLISH: Words = Words {
     refund_from: "Refund from Bia Lima",
 };
 
-/// Every message id of the pages' message files (the same in every language).
-fn message_ids() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/locales/en");
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("crates/node/locales/en") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("ftl");
-        for line in text.lines() {
-            if let Some((id, _)) = line.split_once(" =")
-                && !id.is_empty()
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                ids.push(id.to_string());
-            }
-        }
-    }
-    assert!(ids.len() > 100, "message ids: {ids:?}");
-    ids
-}
-
 /// Fails if the page on screen shows a message id as a word of its own (an untranslated message).
 async fn no_message_id(c: &Client, what: &str) {
-    let text = body(c).await;
-    let word = |ch: Option<char>| ch.is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
-    for id in message_ids() {
-        for (at, _) in text.match_indices(id.as_str()) {
-            let (before, after) = (text[..at].chars().next_back(), text[at + id.len()..].chars().next());
-            assert!(word(before) || word(after), "{what} shows the message id {id:?}: {text}");
-        }
-    }
+    let ids = bank_testkit::messages::message_ids();
+    bank_testkit::messages::assert_no_message_id(&ids, what, &body(c).await);
 }
 
 /// Takes a screenshot named after the language, after checking the page shows no message id.

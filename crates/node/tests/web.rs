@@ -464,43 +464,11 @@ async fn receive_keys_brcode_and_consortium_pages() {
     assert!(css.status == 200 && css.body.contains("--hue"));
 }
 
-/// Every message id of the message files (they are the same in every language; a unit test
-/// checks that).
-fn message_ids() -> Vec<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("locales/en");
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("locales/en") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("ftl");
-        for line in text.lines() {
-            if let Some((id, _)) = line.split_once(" =")
-                && !id.is_empty()
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                ids.push(id.to_string());
-            }
-        }
-    }
-    assert!(ids.len() > 100, "{ids:?}");
-    ids
-}
-
-/// Fails if `body` shows a message id as a word of its own: a message that was not translated.
-fn assert_no_message_id(ids: &[String], what: &str, body: &str) {
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    for id in ids {
-        for (at, _) in body.match_indices(id.as_str()) {
-            let before = body[..at].chars().next_back();
-            let after = body[at + id.len()..].chars().next();
-            assert!(word(before) || word(after), "{what} shows the message id {id:?}: {body}");
-        }
-    }
-}
-
 /// Walks every page (and its refusals) in Portuguese, then in English: each is in its language,
 /// and none shows a message id. Statement lines say what happened and with whom.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_reads_in_both_languages_without_message_ids() {
-    let ids = message_ids();
+    let ids = bank_testkit::messages::message_ids();
     let c = in_process::cluster(2).await;
     for (n, accept_language, says) in [
         (
@@ -605,7 +573,7 @@ async fn every_page_reads_in_both_languages_without_message_ids() {
             assert!(all.contains(text), "{accept_language}: no {text:?} in the pages");
         }
         for (what, page) in &seen {
-            assert_no_message_id(&ids, &format!("{accept_language} {what}"), &page.body);
+            bank_testkit::messages::assert_no_message_id(&ids, &format!("{accept_language} {what}"), &page.body);
             assert!(!page.body.is_empty(), "{what}");
         }
     }

@@ -18,6 +18,7 @@
 
 pub mod http;
 pub mod in_process;
+pub mod messages;
 pub mod ports;
 pub mod processes;
 pub mod signer;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use bank_client::{ClientOptions, Status};
+use bank_client::Status;
 use bank_core::document::Cpf;
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -28,8 +28,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::{
-    Check, LatencyMs, Options, REQUEST_TIMEOUT_MS, RunIdentity, SETTLE_POLL_MS, SETTLE_WAIT_MAX_MS,
-    SETUP_CONCURRENCY_MAX, Summary, TRANSFER_AMOUNT_MAX_CENTS, Tally, ops_per_s, progress_bar, resolve_banks, round3,
+    Check, LatencyMs, Options, RunIdentity, SETTLE_POLL_MS, SETTLE_WAIT_MAX_MS, SETUP_CONCURRENCY_MAX, Summary,
+    TRANSFER_AMOUNT_MAX_CENTS, Tally, ops_per_s, progress_bar, resolve_banks, round3,
 };
 
 /// One load operation in this many is a deposit (the rest are cross-bank Pix).
@@ -49,12 +49,7 @@ struct SeedAccount {
 /// Runs the mode; `options.mode` is [`super::Mode::SeedOps`].
 pub async fn run(options: &Options) -> Result<Summary> {
     let seed = options.seed.unwrap_or_else(rand::random);
-    let client_options = ClientOptions {
-        request_timeout_ms: REQUEST_TIMEOUT_MS,
-        pool_idle_per_host_max: options.concurrency.max(SETUP_CONCURRENCY_MAX),
-        ..ClientOptions::default()
-    };
-    let http = client_options.build_http().context("cannot build the HTTP client")?;
+    let http = super::http_client(options)?;
     let banks = resolve_banks(options, &http).await?;
     let setup_started = Instant::now();
     let identity = RunIdentity::random(banks.len() * options.accounts);
