@@ -50,19 +50,6 @@ async fn bank_total(http: &reqwest::Client, base: &str) -> i64 {
     total
 }
 
-/// `bank audit` of the consortium in `data`: clean (exit 0), or the test fails with its report.
-fn audit_is_clean(data: &std::path::Path, after: &str) {
-    let audit = Command::new(BANK)
-        .args(["audit", "--wait-s", "20", "--consortium"])
-        .arg(data.join("consortium.toml"))
-        .env_remove("BANK_OPERATOR_KEY")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run bank audit");
-    let text = format!("{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
-    assert_eq!(audit.status.code(), Some(0), "the audit is clean after {after}: {text}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tests_py_like_load_through_operations_at_every_bank_leaves_the_audit_clean() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -112,7 +99,7 @@ async fn a_tests_py_like_load_through_operations_at_every_bank_leaves_the_audit_
     assert!(answers.iter().all(|(s, _)| *s == 200 || *s == 504), "Pix: {answers:?}");
     assert!(done > 0, "some Pix completed: {answers:?}");
 
-    audit_is_clean(&data, "the load");
+    up.assert_audit_clean(BANK, "the load");
 
     let mut total = 0;
     for id in 1..=BANKS {
@@ -139,6 +126,6 @@ async fn a_tests_py_like_load_through_operations_at_every_bank_leaves_the_audit_
     // Under load a Pix may still be pending at the 5 s deadline (counted, never retried).
     assert_eq!(executed + summary["pending"].as_u64().unwrap_or(0), 60, "every operation is counted once: {out}");
     assert_eq!(summary["errors"], summary["pending"], "no error but pending: {out}");
-    audit_is_clean(&data, "the bench");
+    up.assert_audit_clean(BANK, "the bench");
     assert!(up.stop(), "bank up stops cleanly");
 }

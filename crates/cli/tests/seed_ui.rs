@@ -469,15 +469,7 @@ async fn the_original_interface_works_against_our_banks() {
         std::panic::resume_unwind(panic);
     }
 
-    let audit = Command::new(BANK)
-        .args(["audit", "--wait-s", "20", "--consortium"])
-        .arg(data.join("consortium.toml"))
-        .env_remove("BANK_OPERATOR_KEY")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run bank audit");
-    let text = format!("{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
-    assert_eq!(audit.status.code(), Some(0), "bank audit is clean: {text}");
+    up.assert_audit_clean(BANK, "the interface's journey");
     eprintln!("seed-ui: PASS bank audit clean");
     assert!(up.stop(), "bank up stops cleanly");
 }

@@ -71,6 +71,21 @@ impl Up {
         }
     }
 
+    /// Runs the operator's `bank audit` (the binary at `bank`) on this consortium, waiting up to
+    /// 20 s for work in flight; fails the test with its report unless it is clean. `after` says
+    /// what the audit follows, for the message.
+    pub fn assert_audit_clean(&self, bank: &str, after: &str) {
+        let audit = Command::new(bank)
+            .args(["audit", "--wait-s", "20", "--consortium"])
+            .arg(self.data.join("consortium.toml"))
+            .env_remove("BANK_OPERATOR_KEY")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run bank audit");
+        let text = format!("{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
+        assert_eq!(audit.status.code(), Some(0), "the audit is clean after {after}: {text}");
+    }
+
     /// SIGTERM to `bank up`; waits for it to exit and returns whether it succeeded.
     pub fn stop(mut self) -> bool {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
