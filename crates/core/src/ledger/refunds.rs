@@ -72,6 +72,21 @@ pub struct Refundable {
 }
 
 impl Refundable {
+    /// Posted leg `pix`, received here, with what is refunded of it and reserved by refunds in
+    /// flight (storage keeps the figures beside the leg).
+    pub fn of_leg(pix: &PixLeg, refunded_cents: i64, reserved_cents: i64) -> Refundable {
+        Refundable {
+            receiver: pix.to.number.clone(),
+            payer: pix.from.clone(),
+            payer_name: pix.from_name.clone(),
+            payer_document: pix.from_document.clone(),
+            amount: pix.amount,
+            refunded_cents,
+            reserved_cents,
+            received_at: pix.created_at,
+        }
+    }
+
     /// What may still be refunded (refunds in flight count as refunded until they fail).
     pub fn remaining_cents(&self) -> i64 {
         self.amount.cents() - self.refunded_cents - self.reserved_cents
@@ -179,17 +194,8 @@ impl Ledger {
             pix.to_document = self.masked_document_here(&pix.to.number);
         }
         if pix.to.bank_id == self.bank_id && pix.refund_of.is_none() {
-            let refundable = Refundable {
-                receiver: pix.to.number.clone(),
-                payer: pix.from.clone(),
-                payer_name: pix.from_name.clone(),
-                payer_document: pix.from_document.clone(),
-                amount: pix.amount,
-                refunded_cents: 0,
-                reserved_cents: 0,
-                received_at: pix.created_at,
-            };
-            self.refundable.insert(RefundOf { transfer_id: pix.transfer_id, leg: pix.leg }, refundable);
+            self.refundable
+                .insert(RefundOf { transfer_id: pix.transfer_id, leg: pix.leg }, Refundable::of_leg(&pix, 0, 0));
         }
         changes.push(Change::PixLegRecorded(Box::new(pix)));
     }

@@ -86,7 +86,9 @@ impl LedgerStore {
         self.pix_legs
             .range(range)
             .filter(|(_, (pix, _, _))| pix.to.bank_id == bank && pix.refund_of.is_none())
-            .map(|(of, (pix, refunded_cents, reserved_cents))| (*of, refundable(pix, *refunded_cents, *reserved_cents)))
+            .map(|(of, (pix, refunded_cents, reserved_cents))| {
+                (*of, Refundable::of_leg(pix, *refunded_cents, *reserved_cents))
+            })
             .collect()
     }
 
@@ -107,25 +109,11 @@ impl LedgerStore {
         for (of, (pix, refunded_cents, reserved_cents)) in &self.pix_legs {
             let recent = of.transfer_id >= remembered_since;
             if pix.to.bank_id == bank && pix.refund_of.is_none() && (recent || *reserved_cents > 0) {
-                ledger.restore_refundable(*of, refundable(pix, *refunded_cents, *reserved_cents));
+                ledger.restore_refundable(*of, Refundable::of_leg(pix, *refunded_cents, *reserved_cents));
             }
         }
         self.refunds_open.iter().for_each(|(refund, (of, amount))| ledger.restore_refund_open(*refund, *of, *amount));
         ledger.restore_next_entry_id(self.next_entry_id);
         ledger
-    }
-}
-
-/// A stored leg as the ledger's refundable leg.
-fn refundable(pix: &PixLeg, refunded_cents: i64, reserved_cents: i64) -> Refundable {
-    Refundable {
-        receiver: pix.to.number.clone(),
-        payer: pix.from.clone(),
-        payer_name: pix.from_name.clone(),
-        payer_document: pix.from_document.clone(),
-        amount: pix.amount,
-        refunded_cents,
-        reserved_cents,
-        received_at: pix.created_at,
     }
 }

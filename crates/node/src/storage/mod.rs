@@ -794,16 +794,7 @@ fn received_leg_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(Refu
     let (refunded_cents, reserved_cents): (i64, i64) = (r.get(3)?, r.get(4)?);
     Ok((|| {
         let pix: PixLeg = serde_json::from_str(&body).map_err(corrupt)?;
-        let refundable = bank_core::ledger::Refundable {
-            receiver: pix.to.number.clone(),
-            payer: pix.from.clone(),
-            payer_name: pix.from_name.clone(),
-            payer_document: pix.from_document.clone(),
-            amount: pix.amount,
-            refunded_cents,
-            reserved_cents,
-            received_at: pix.created_at,
-        };
+        let refundable = bank_core::ledger::Refundable::of_leg(&pix, refunded_cents, reserved_cents);
         Ok((RefundOf { transfer_id: TransferId(parse_uuid(&id)?), leg }, refundable))
     })())
 }
