@@ -521,12 +521,12 @@ pub struct Ledger {
     idempotency: RecentKeys,
     holds: BTreeMap<TransferId, HoldSet>,
     /// Settlements here, by transaction (UUIDv7 ids sort by time, so the oldest can be
-    /// forgotten in one split; storage keeps them all, see [`Ledger::forget_settlements_before`]).
+    /// forgotten in one split; storage keeps them all, see [`Ledger::forget_settlements`]).
     settled: BTreeMap<TransferId, Settlement>,
     /// Pix legs received here that may still be refunded, with what is refunded and reserved:
     /// the refund invariant (Σ completed refunds ≤ amount) lives here. Bounded by the memory
     /// window: legs received before it with nothing in flight are forgotten (storage keeps them
-    /// all, with their figures), see [`Ledger::forget_refundable_before`]; a refund of one reads
+    /// all, with their figures), see [`Ledger::forget_refundable`]; a refund of one reads
     /// it back first (`bank::Recall::received_legs`). Refunds older than [`REFUND_WINDOW_MS`]
     /// are refused by the refund's own check.
     refundable: BTreeMap<RefundOf, Refundable>,
@@ -615,15 +615,12 @@ impl Ledger {
     }
 
     /// Forgets the settlements of transactions whose ids sort before `bound` (for UUIDv7 ids:
-    /// created before a time), returning how many. Only the memory forgets: the driver must give a
+    /// created before a time), then the oldest beyond the newest `max`, returning how many. Only the memory forgets: the driver must give a
     /// settlement back ([`Ledger::restore_settlement`]) from storage before handing a message about
     /// a transaction the ledger does not [`know`](Ledger::knows) to the participant, so the
     /// answers stay exactly those of a ledger that never forgot.
-    pub fn forget_settlements_before(&mut self, bound: TransferId) -> usize {
-        let keep = self.settled.split_off(&bound);
-        let forgotten = self.settled.len();
-        self.settled = keep;
-        forgotten
+    pub fn forget_settlements(&mut self, bound: TransferId, max: usize) -> usize {
+        keep_newest(&mut self.settled, bound, max)
     }
 
     /// Settlements remembered in memory.
@@ -1549,4 +1546,18 @@ impl Ledger {
             KeyRequest::Random(_) => KeyType::Random,
         }
     }
+}
+
+/// Forgets the entries of `map` keyed before `bound`, then the oldest beyond the newest `max`;
+/// returns how many it forgot. Costs O(forgotten · log n): the map is split, not walked.
+pub(crate) fn keep_newest<V>(map: &mut BTreeMap<TransferId, V>, bound: TransferId, max: usize) -> usize {
+    let before = map.len();
+    *map = map.split_off(&bound);
+    if map.len() > max {
+        match map.keys().nth(map.len() - max).copied() {
+            Some(first_kept) => *map = map.split_off(&first_kept),
+            None => map.clear(), // max == 0
+        }
+    }
+    before - map.len()
 }

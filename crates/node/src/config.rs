@@ -35,6 +35,11 @@ pub struct NodeConfig {
 
 /// What the log, the status route and the consortium page say while the seed-compatible API is
 /// on: its protocol has no authentication, and cannot have any.
+/// Finished decisions (and, apart, settlements and received Pix legs) memory keeps at most: about
+/// 64k of each, a few tens of MiB at most however busy the bank; older ones are read back from
+/// disk when a message or a refund names them.
+pub const DECISION_MEMORY_MAX_DEFAULT: usize = 65_536;
+
 pub const SEED_COMPAT_WARNING: &str = "SEED-COMPATIBLE API ON: /operations, /account/data and the other routes of the \
     original system have no authentication - anyone who can reach this bank can read any account and move anyone's \
     money. For demonstrations on trusted networks only (docs/seed-compat.md)";
@@ -77,6 +82,10 @@ pub struct Limits {
     /// and participant); older ones are read back from storage when a message names them, so
     /// this bounds memory, never what the bank answers.
     pub decision_memory_ms: i64,
+    /// The most finished decisions memory keeps within that window — and, apart, the most
+    /// settlements and received Pix legs (the newest): a busy window is bounded too. Older ones
+    /// are read back the same way.
+    pub decision_memory_max: usize,
     /// How long an idempotency key is remembered (API.md: at least 24 h); older records are
     /// deleted in the background, after which the same key is a new request.
     pub idempotency_retention_ms: i64,
@@ -135,6 +144,7 @@ impl Default for Limits {
             read_connections_max: 8,
             prepare_expiry_ms: 2_000,
             decision_memory_ms: 10 * 60 * 1000,
+            decision_memory_max: DECISION_MEMORY_MAX_DEFAULT,
             idempotency_retention_ms: 24 * 3600 * 1000,
             idempotency_cache_max: bank_core::ledger::IDEMPOTENCY_CACHE_DEFAULT,
             transfer_deadline_ms: 5_000,

@@ -105,6 +105,7 @@ fn bank_config(config: &NodeConfig, members: &BTreeSet<BankId>) -> bank_core::ba
         members: members.clone(),
         prepare_expiry_ms: config.limits.prepare_expiry_ms,
         decision_memory_ms: config.limits.decision_memory_ms,
+        decision_memory_max: config.limits.decision_memory_max,
         gate: ring_mode.then(|| config.ring.gate_settings()),
     }
 }
@@ -118,8 +119,11 @@ fn recover(
 ) -> Result<(Connection, WriterState, storage::LastEntries), NodeError> {
     let conn = storage::open_writer(&config.data_dir, config.bank_id)?;
     let now = bank_core::bank::Now { wall: now_ms(), tick: monitor.as_ref().map_or(Tick(0), RingMonitor::now) };
-    let since = storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms);
-    let mut recovered = storage::load_bank(&conn, config.bank_id, since)?;
+    let remembered = storage::Remembered {
+        since: storage::transfer_id_at(now.wall.0 - bank_config.decision_memory_ms),
+        max: bank_config.decision_memory_max,
+    };
+    let mut recovered = storage::load_bank(&conn, config.bank_id, remembered)?;
     recovered.ledger.set_idempotency_cache_limit(config.limits.idempotency_cache_max);
     // Statement lines name the counterparty's bank by name (customers' words, issue 12).
     let mut names = vec![(config.bank_id, config.name.clone())];

@@ -16,6 +16,12 @@ pub struct OperationLabels {
     pub outcome: &'static str,
 }
 
+/// A kind of what memory keeps of the finished past (`bank_remembered`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RememberedLabels {
+    pub kind: &'static str,
+}
+
 /// Why the listener closed a connection at once, without serving it.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RefusedReason {
@@ -77,6 +83,7 @@ pub struct Metrics {
     operations: Family<OperationLabels, Counter>,
     sessions: Gauge,
     idempotency_cached: Gauge,
+    remembered: Family<RememberedLabels, Gauge>,
     idempotency_expired: Counter,
     balance_checkpoint_rows: Counter,
     balance_checkpoint_seconds: Histogram,
@@ -127,6 +134,13 @@ impl Metrics {
             "idempotency_cached",
             "Idempotency records in memory (bounded by idempotency_cache_max; older ones are read from disk)",
             idempotency_cached.clone(),
+        );
+        let remembered = Family::<RememberedLabels, Gauge>::default();
+        registry.register(
+            "remembered",
+            "Finished decisions, settlements and received Pix legs kept in memory, by kind (each bounded \
+             by decision_memory_max and the decision_memory_ms window; older ones are read from disk)",
+            remembered.clone(),
         );
         let idempotency_expired = Counter::default();
         registry.register(
@@ -239,6 +253,7 @@ impl Metrics {
             operations,
             sessions,
             idempotency_cached,
+            remembered,
             idempotency_expired,
             balance_checkpoint_rows,
             balance_checkpoint_seconds,
@@ -284,6 +299,14 @@ impl Metrics {
 
     pub fn set_idempotency_cached(&self, n: usize) {
         self.idempotency_cached.set(n as i64);
+    }
+
+    /// What memory keeps of the finished past: coordinated decisions, participants' settlements,
+    /// received Pix legs.
+    pub fn set_remembered(&self, decisions: usize, settlements: usize, pix_legs: usize) {
+        for (kind, n) in [("decisions", decisions), ("settlements", settlements), ("pix_legs", pix_legs)] {
+            self.remembered.get_or_create(&RememberedLabels { kind }).set(n as i64);
+        }
     }
 
     pub fn observe_balance_checkpoint(&self, rows: usize, elapsed: Duration) {

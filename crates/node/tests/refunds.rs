@@ -158,3 +158,45 @@ async fn a_pix_older_than_the_memory_window_is_read_back_to_be_refunded() {
     let (status, problem) = refund(&c, &bia, &id, 1, 11).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("not_refundable")), "{problem}");
 }
+
+/// However busy the memory window, memory keeps at most `decision_memory_max` (here 2) of each
+/// finished thing — the payer's bank its decisions, the receiver's its settlements and received
+/// legs — and a start loads no more: a refund of a leg forgotten by number reads it back, and
+/// never refunds past the amount, before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_window_keeps_at_most_the_newest_legs_and_decisions_and_reads_the_others_back() {
+    let small = |c: &mut bank_node::config::NodeConfig| c.limits.decision_memory_max = 2;
+    let mut c = in_process::cluster_with(2, small).await;
+    let (ana, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (bia, bia_account) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana, 5_000).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let body = json!({ "legs": [{ "to": { "key": key_of(&bia_account) }, "amount_cents": 1_000 }] });
+        let (status, transfer) =
+            c.bank(1).call_with("POST", "/api/v1/transfers", Some(&ana), Some(body), Some(&key(100 + n))).await;
+        assert_eq!((status, transfer["status"].as_str()), (201, Some("completed")), "{transfer}");
+        ids.push(transfer["id"].as_str().expect("id").to_string());
+    }
+    let remembered = |kind: &str| format!("bank_remembered{{kind=\"{kind}\"}}");
+    // A few of the writer's ticks, which forget beyond the bound.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(c.bank(1).metric(&remembered("decisions")).await, 2.0, "5 decided, the newest 2 kept");
+    assert_eq!(c.bank(2).metric(&remembered("settlements")).await, 2.0);
+    assert_eq!(c.bank(2).metric(&remembered("pix_legs")).await, 2.0);
+
+    let (status, first) = refund(&c, &bia, &ids[0], 700, 7).await;
+    assert_eq!((status, first["status"].as_str()), (201, Some("completed")), "{first}");
+    let (status, problem) = refund(&c, &bia, &ids[0], 301, 8).await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("refund_exceeds_amount")), "{problem}");
+
+    c.restart(2, |_| {}, small).await;
+    let bia = c.bank(2).sign_in("c2@example.com", bank_testkit::http::PASSWORD).await;
+    assert!(c.bank(2).metric(&remembered("pix_legs")).await <= 2.0, "a start loads the newest 2 only");
+    let (status, problem) = refund(&c, &bia, &ids[0], 301, 9).await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("refund_exceeds_amount")), "{problem}");
+    let (status, rest) = refund(&c, &bia, &ids[0], 300, 10).await;
+    assert_eq!((status, rest["status"].as_str()), (201, Some("completed")), "{rest}");
+    let (status, second) = refund(&c, &bia, &ids[1], 1_000, 11).await;
+    assert_eq!((status, second["status"].as_str()), (201, Some("completed")), "{second}");
+}

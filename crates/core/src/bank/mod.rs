@@ -87,6 +87,11 @@ pub struct BankConfig {
     pub prepare_expiry_ms: i64,
     /// How long finished decisions stay in memory (older ones are read back through [`Recall`]).
     pub decision_memory_ms: i64,
+    /// The most finished decisions — and, apart, the most settlements and received Pix legs —
+    /// memory keeps, however busy the window (the newest; the others are read back through
+    /// [`Recall`] like older ones). Checked at each tick, so between two ticks memory holds at most
+    /// this many plus one tick's arrivals.
+    pub decision_memory_max: usize,
     /// The token ring's gate; `None` in `concurrent` mode (and for a bank alone).
     pub gate: Option<GateSettings>,
 }
@@ -566,11 +571,13 @@ impl Bank {
     /// `token-ring` run left queued.
     fn tick<R: Recall>(&mut self, now: Now, recall: &mut R, fx: &mut Effects) -> Result<(), R::Error> {
         // Memory keeps recent decisions only; `deliver` reads older ones back when needed.
+        // Within the window, at most `decision_memory_max` of each (the newest).
         let bound = TransferId::first_at(now.wall.0.saturating_sub(self.config.decision_memory_ms));
-        self.coordinator.forget_finished_before(bound);
-        self.ledger.forget_settlements_before(bound);
+        let max = self.config.decision_memory_max;
+        self.coordinator.forget_finished(bound, max);
+        self.ledger.forget_settlements(bound, max);
         // Received legs too: a refund of an older one reads it back (`recall_received_legs`).
-        self.ledger.forget_refundable_before(TimestampMs(now.wall.0.saturating_sub(self.config.decision_memory_ms)));
+        self.ledger.forget_refundable(TimestampMs(now.wall.0.saturating_sub(self.config.decision_memory_ms)), max);
         let out = self.coordinator.tick(now.wall);
         self.carry_out_coordinator(out, fx);
         let unqueued = std::mem::take(&mut self.unqueued);

@@ -367,6 +367,11 @@ impl Ledger {
         self.refundable.iter()
     }
 
+    /// Received legs kept in memory (see [`forget_refundable`](Self::forget_refundable)).
+    pub fn refundable_remembered(&self) -> usize {
+        self.refundable.len()
+    }
+
     /// Refunds begun here and not yet settled.
     pub fn refunds_open(&self) -> usize {
         self.refunds_open.len()
@@ -379,7 +384,24 @@ impl Ledger {
     /// id, a UUIDv7 ordered by the time its coordinator made it (before the leg was received),
     /// so the legs of transfers made from `bound` on are kept without a look; the older ones are
     /// forgotten unless received since `bound` (another bank's clock) or refunds are in flight.
-    pub fn forget_refundable_before(&mut self, bound: TimestampMs) -> usize {
+    /// Then forgets the oldest legs beyond the newest `max` that have no refund in flight (those stay, whatever their number:
+    /// the refunds open here bound them).
+    pub fn forget_refundable(&mut self, bound: TimestampMs, max: usize) -> usize {
+        let mut forgotten = self.forget_refundable_by_time(bound);
+        if self.refundable.len() > max {
+            let excess = self.refundable.len() - max;
+            let oldest: Vec<RefundOf> =
+                self.refundable.iter().filter(|(_, r)| r.reserved_cents == 0).map(|(of, _)| *of).take(excess).collect();
+            for of in oldest {
+                self.refundable.remove(&of);
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
+    /// The time half of [`forget_refundable`](Self::forget_refundable).
+    fn forget_refundable_by_time(&mut self, bound: TimestampMs) -> usize {
         let first_kept = RefundOf { transfer_id: TransferId::first_at(bound.0), leg: 0 };
         let recent = self.refundable.split_off(&first_kept);
         let older = std::mem::replace(&mut self.refundable, recent);

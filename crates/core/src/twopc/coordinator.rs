@@ -174,15 +174,12 @@ impl Coordinator {
     }
 
     /// Forgets finished transactions whose ids sort before `bound` (for UUIDv7 ids: created
-    /// before a time), returning how many. Only the memory forgets: the driver must give a
+    /// before a time), then the oldest beyond the newest `max`, returning how many. Only the memory forgets: the driver must give a
     /// finished decision back ([`recall_finished`](Self::recall_finished)) from its records before
     /// handing a message about a transaction of unknown [`phase`](Self::phase) to the coordinator,
     /// so a late query is answered with the decision, never with a presumed abort.
-    pub fn forget_finished_before(&mut self, bound: TransferId) -> usize {
-        let keep = self.finished.split_off(&bound);
-        let forgotten = self.finished.len();
-        self.finished = keep;
-        forgotten
+    pub fn forget_finished(&mut self, bound: TransferId, max: usize) -> usize {
+        crate::ledger::keep_newest(&mut self.finished, bound, max)
     }
 
     /// Remembers again a finished transaction's decision, read back from its durable record.
@@ -662,7 +659,7 @@ mod tests {
         let later = TransferId(Uuid::from_u128(43));
         c.begin(later, legs(), EXPIRY, at(5));
 
-        assert_eq!(c.forget_finished_before(TransferId(Uuid::from_u128(u128::MAX))), 1, "the active one stays");
+        assert_eq!(c.forget_finished(TransferId(Uuid::from_u128(u128::MAX)), usize::MAX), 1, "the active one stays");
         assert_eq!((c.phase(&tx()), c.phase(&later)), (None, Some(TxPhase::Preparing)));
         let query = Message::QueryOutcome { tx: tx(), from: B2 };
         let answer = sends(&c.step(B2, query.clone(), at(6)));

@@ -91,6 +91,9 @@ pub struct Knobs {
     pub prepare_expiry_ms: i64,
     /// How long finished decisions stay in memory (short ones exercise [`Recall`]).
     pub decision_memory_ms: i64,
+    /// How many finished decisions, settlements and received legs memory keeps (a tiny bound
+    /// exercises [`Recall`] within a long window).
+    pub decision_memory_max: usize,
     /// Key registrations race for one account: most operations claim a new random key for
     /// the first account of bank 1, many at once, past [`KEYS_PER_ACCOUNT_MAX`] (issue 16).
     pub key_race: KeyRace,
@@ -120,9 +123,20 @@ impl Knobs {
             clock_skew_ms: (0, [0, 20, 45][rng.below(3)]),
             prepare_expiry_ms: [300, 2_000][rng.below(2)],
             decision_memory_ms: [50, 600_000][rng.below(2)],
+            // Set just below, from knobs already drawn, so the seeds draw exactly as before.
+            decision_memory_max: 0,
             // Set by the world from the seed, so other seeds draw exactly as before.
             key_race: KeyRace::Off,
         }
+        .with_memory_bound()
+    }
+
+    /// A quarter of the seeds keep a long memory window but only 4 of each finished thing in it:
+    /// forgetting by number, not age, with the same read-backs.
+    fn with_memory_bound(mut self) -> Self {
+        let long_window_short_bound = self.decision_memory_ms == 600_000 && self.prepare_expiry_ms == 2_000;
+        self.decision_memory_max = if long_window_short_bound { 4 } else { 65_536 };
+        self
     }
 
     /// The node's ring timing (in 10 ms ticks), with a roomy queue.
@@ -397,6 +411,7 @@ impl World {
             members: self.members(),
             prepare_expiry_ms: self.knobs.prepare_expiry_ms,
             decision_memory_ms: self.knobs.decision_memory_ms,
+            decision_memory_max: self.knobs.decision_memory_max,
             gate: self.knobs.ring.then(|| self.knobs.gate()),
         }
     }

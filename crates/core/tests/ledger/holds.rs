@@ -328,3 +328,21 @@ fn a_deposit_between_place_and_post_cannot_make_a_placed_credit_destroy_money() 
     assert_eq!(ledger.total_posted_cents(), external, "Σ posted ≠ deposits + posted credits");
     ledger.assert_invariants();
 }
+
+/// Settlements are forgotten by age, then by number: memory keeps at most the newest `max` of
+/// those within the window (the participant reads any other back before it answers about it).
+#[test]
+fn settlements_are_forgotten_by_age_then_beyond_the_newest_max() {
+    let mut ledger = Ledger::new(BankId(1));
+    let at = |ms: i64| TransferId::first_at(ms);
+    for ms in [1_000, 2_000, 3_000, 4_000, 5_000] {
+        ledger.restore_settlement(at(ms), Settlement::Posted);
+    }
+    assert_eq!(ledger.forget_settlements(at(2_000), 3), 2, "1 s is past the window, 2 s beyond the newest 3");
+    assert_eq!(ledger.settlements_remembered(), 3);
+    assert_eq!(ledger.settlement(&at(2_000)), None, "the oldest of the window went first");
+    assert_eq!(ledger.settlement(&at(3_000)), Some(Settlement::Posted));
+    assert_eq!(ledger.forget_settlements(at(0), 3), 0, "nothing twice");
+    assert_eq!(ledger.forget_settlements(at(0), 0), 3);
+    assert!(!ledger.knows(&at(5_000)));
+}

@@ -151,8 +151,13 @@ mod bounded_cache {
             queue: Vec::new(),
             open_transfers: Vec::new(),
         };
-        let config =
-            BankConfig { members: [BANK].into(), prepare_expiry_ms: 5_000, decision_memory_ms: 60_000, gate: None };
+        let config = BankConfig {
+            members: [BANK].into(),
+            prepare_expiry_ms: 5_000,
+            decision_memory_ms: 60_000,
+            decision_memory_max: 65_536,
+            gate: None,
+        };
         (Bank::recover(config, recovered, now()).expect("recovers"), w.alice)
     }
 

@@ -185,8 +185,38 @@ fn forgetting_old_legs_keeps_recent_late_and_reserved_ones() {
     ledger.restore_refundable(at(2_000, 0), leg(2_000, 400)); // old, refund in flight: kept
     ledger.restore_refundable(at(3_000, 0), leg(6_000, 0)); // made before, received after: kept
     ledger.restore_refundable(at(7_000, 0), leg(7_000, 0)); // recent: kept
-    assert_eq!(ledger.forget_refundable_before(TimestampMs(5_000)), 2);
+    assert_eq!(ledger.forget_refundable(TimestampMs(5_000), usize::MAX), 2);
     let kept: Vec<RefundOf> = ledger.refundable_iter().map(|(of, _)| *of).collect();
     assert_eq!(kept, vec![at(2_000, 0), at(3_000, 0), at(7_000, 0)]);
-    assert_eq!(ledger.forget_refundable_before(TimestampMs(5_000)), 0, "nothing twice");
+    assert_eq!(ledger.forget_refundable(TimestampMs(5_000), usize::MAX), 0, "nothing twice");
+}
+
+/// However busy the window, memory keeps at most the newest `max` legs: the oldest ones with
+/// nothing in flight go first (a refund reads them back), and a leg with a refund in flight stays
+/// whatever its age or number.
+#[test]
+fn a_busy_window_keeps_at_most_the_newest_legs_and_every_reserved_one() {
+    let (mut ledger, bob) = ledger_with_rich_account(0);
+    let leg = |reserved_cents: i64| bank_core::ledger::Refundable {
+        receiver: bob.clone(),
+        payer: AccountRef { bank_id: OTHER_BANK, number: AccountNumber::from_seq(PAYER_NUMBER) },
+        payer_name: "Ana".into(),
+        payer_document: String::new(),
+        amount: cents(1_000),
+        refunded_cents: 0,
+        reserved_cents,
+        received_at: TimestampMs(9_000),
+    };
+    let at = |ms: i64| RefundOf { transfer_id: TransferId::first_at(ms), leg: 0 };
+    ledger.restore_refundable(at(1_000), leg(300)); // oldest, refund in flight: kept
+    for ms in [2_000, 3_000, 4_000, 5_000] {
+        ledger.restore_refundable(at(ms), leg(0));
+    }
+    assert_eq!(ledger.forget_refundable(TimestampMs(0), 3), 2, "5 legs, at most 3");
+    let kept: Vec<RefundOf> = ledger.refundable_iter().map(|(of, _)| *of).collect();
+    assert_eq!(kept, vec![at(1_000), at(4_000), at(5_000)]);
+    assert_eq!(ledger.refundable_remembered(), 3);
+    assert_eq!(ledger.forget_refundable(TimestampMs(0), 0), 2, "only the reserved one stays");
+    let kept: Vec<RefundOf> = ledger.refundable_iter().map(|(of, _)| *of).collect();
+    assert_eq!(kept, vec![at(1_000)]);
 }

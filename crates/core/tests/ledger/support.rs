@@ -355,7 +355,7 @@ impl ProtocolWords for Ledger {
         self.restore_settlement(tx, decision.settlement())
     }
     fn forget_decisions_before(&mut self, bound: TransferId) -> usize {
-        self.forget_settlements_before(bound)
+        self.forget_settlements(bound, usize::MAX)
     }
     fn decisions_remembered(&self) -> usize {
         self.settlements_remembered()

@@ -538,15 +538,25 @@ pub fn write_coordinator_record(conn: &Connection, record: &bank_core::twopc::Co
 }
 
 /// The coordinator records for [`bank_core::twopc::Coordinator::recover`]: every unfinished one,
-/// and the finished ones from `remembered_since` on (older ones are read on demand,
-/// [`read_finished_decision`]).
+/// and the finished ones `remembered` (the others are read on demand, [`read_finished_decision`]).
 pub fn load_coordinator_records(
     conn: &Connection,
-    remembered_since: TransferId,
+    remembered: Remembered,
 ) -> Result<Vec<bank_core::twopc::CoordinatorRecord>> {
-    let mut stmt = conn.prepare("SELECT body FROM coordinator_records WHERE state != 'finished' OR tx >= ?1")?;
-    let rows = stmt.query_map([remembered_since.0.to_string()], |r| r.get::<_, String>(0))?;
-    rows.map(|body| serde_json::from_str(&body?).map_err(corrupt)).collect()
+    let mut records = Vec::new();
+    let mut stmt = conn.prepare("SELECT body FROM coordinator_records WHERE state != 'finished'")?;
+    for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        records.push(serde_json::from_str(&body?).map_err(corrupt)?);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT body FROM coordinator_records WHERE state = 'finished' AND tx >= ?1 ORDER BY tx DESC LIMIT ?2",
+    )?;
+    for body in
+        stmt.query_map(params![remembered.since.0.to_string(), remembered.limit()], |r| r.get::<_, String>(0))?
+    {
+        records.push(serde_json::from_str(&body?).map_err(corrupt)?);
+    }
+    Ok(records)
 }
 
 /// The decision of a transaction this bank coordinated and finished, from its record.
@@ -637,12 +647,29 @@ pub fn load_ring_queue(conn: &Connection) -> Result<Vec<QueuedTx>> {
     .collect()
 }
 
+/// What start-up brings back into memory of the finished past (settlements, finished decisions,
+/// received Pix legs): what is newer than `since`, at most the newest `max` of each — the bounds
+/// the bank keeps while it runs (`BankConfig::decision_memory_ms` and `decision_memory_max`), so
+/// neither start-up nor memory depends on how busy the last window was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remembered {
+    pub since: TransferId,
+    pub max: usize,
+}
+
+impl Remembered {
+    /// `max` as a SQL `LIMIT`.
+    fn limit(self) -> i64 {
+        i64::try_from(self.max).unwrap_or(i64::MAX)
+    }
+}
+
 /// Everything the bank's state machine is rebuilt from at start-up: the ledger, the coordinator
-/// records (unfinished ones, and finished ones from `remembered_since` on), the ring's state and
-/// queue, and the pending transfers this bank coordinates (whose records it settles on decision).
-pub fn load_bank(conn: &Connection, bank_id: BankId, remembered_since: TransferId) -> Result<Recovered> {
-    let ledger = load_ledger(conn, bank_id, remembered_since)?;
-    let coordinator_records = load_coordinator_records(conn, remembered_since)?;
+/// records (unfinished ones, and the finished ones `remembered`), the ring's state and queue, and
+/// the pending transfers this bank coordinates (whose records it settles on decision).
+pub fn load_bank(conn: &Connection, bank_id: BankId, remembered: Remembered) -> Result<Recovered> {
+    let ledger = load_ledger(conn, bank_id, remembered)?;
+    let coordinator_records = load_coordinator_records(conn, remembered)?;
     let queue = load_ring_queue(conn)?;
     let unfinished = coordinator_records.iter().filter_map(|r| match r {
         bank_core::twopc::CoordinatorRecord::Finished { .. } => None,
@@ -661,7 +688,7 @@ pub fn load_bank(conn: &Connection, bank_id: BankId, remembered_since: TransferI
 }
 
 /// Rebuilds the in-memory ledger from the tables.
-pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: TransferId) -> Result<Ledger> {
+pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered: Remembered) -> Result<Ledger> {
     let mut ledger = Ledger::new(bank_id);
     // Balance rows are checkpoints: an account journaled since has its newest balance there.
     let journaled = read_balance_journal(conn)?;
@@ -706,15 +733,19 @@ pub fn load_ledger(conn: &Connection, bank_id: BankId, remembered_since: Transfe
         ledger.restore_holds(TransferId(parse_uuid(&id)?), holds);
     }
     // Only recent decisions come back into memory; older ones are read on demand (read_settlement).
-    let mut stmt = conn.prepare("SELECT transfer_id, decision FROM decisions WHERE transfer_id >= ?1")?;
-    let since = remembered_since.0.to_string();
-    for row in stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+    let mut stmt = conn.prepare(
+        "SELECT transfer_id, decision FROM decisions WHERE transfer_id >= ?1 ORDER BY transfer_id DESC LIMIT ?2",
+    )?;
+    let since = remembered.since.0.to_string();
+    for row in
+        stmt.query_map(params![since, remembered.limit()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+    {
         let (id, decision) = row?;
         ledger.restore_settlement(TransferId(parse_uuid(&id)?), settlement_of_text(&decision)?);
     }
     // Idempotency records stay on disk: memory's bounded cache fills as requests come, and a key
     // it lacks is read back within the batch (`read_idempotency`).
-    load_refunds(conn, &mut ledger, bank_id, &remembered_since)?;
+    load_refunds(conn, &mut ledger, bank_id, remembered)?;
     let next_entry: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
     ledger.restore_next_entry_id(next_entry as u64);
     ledger.assert_invariants();
@@ -833,19 +864,27 @@ fn write_pix_leg(tx: &Transaction<'_>, pix: &PixLeg) -> Result<()> {
     Ok(())
 }
 
-/// Restores the legs received here within the memory window (transfer ids from
-/// `remembered_since` on: the primary key's range, as UUIDv7 text sorts by time) and those with
-/// refunds in flight (named by `refunds_open`), and the refunds in flight. Older legs stay on
-/// disk: a refund of one reads it back within its batch ([`read_received_legs`]), so neither
-/// start-up nor memory grows with the refund window's history.
-fn load_refunds(conn: &Connection, ledger: &mut Ledger, bank_id: BankId, remembered_since: &TransferId) -> Result<()> {
+/// Restores the legs received here that are `remembered` (transfer ids from `since` on, the
+/// primary key's range as UUIDv7 text sorts by time; the newest `max`) and those with refunds in
+/// flight (named by `refunds_open`), and the refunds in flight. The others stay on disk: a refund
+/// of one reads it back within its batch ([`read_received_legs`]), so neither start-up nor memory
+/// grows with the refund window's history or with the traffic of the last minutes.
+fn load_refunds(conn: &Connection, ledger: &mut Ledger, bank_id: BankId, remembered: Remembered) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT transfer_id, leg, body, refunded_cents, reserved_cents FROM pix_legs \
-         WHERE to_bank = ?1 AND refund_of IS NULL AND (transfer_id >= ?2 \
-         OR (transfer_id, leg) IN (SELECT transfer_id, leg FROM refunds_open))",
+         WHERE transfer_id >= ?2 AND to_bank = ?1 AND refund_of IS NULL ORDER BY transfer_id DESC, leg DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![bank_id.0, remembered_since.0.to_string()], received_leg_from_row)?;
+    let rows =
+        stmt.query_map(params![bank_id.0, remembered.since.0.to_string(), remembered.limit()], received_leg_from_row)?;
     for row in rows {
+        let (of, refundable) = row??;
+        ledger.restore_refundable(of, refundable);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT transfer_id, leg, body, refunded_cents, reserved_cents FROM pix_legs \
+         WHERE to_bank = ?1 AND refund_of IS NULL AND (transfer_id, leg) IN (SELECT transfer_id, leg FROM refunds_open)",
+    )?;
+    for row in stmt.query_map([bank_id.0], received_leg_from_row)? {
         let (of, refundable) = row??;
         ledger.restore_refundable(of, refundable);
     }
@@ -1262,7 +1301,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = open_writer(dir.path(), BankId(1)).expect("open");
         let since = TransferId::first_at(0);
-        let mut ledger = load_ledger(&conn, BankId(1), since).expect("empty ledger");
+        let mut ledger = load_ledger(&conn, BankId(1), Remembered { since, max: usize::MAX }).expect("empty ledger");
         let mut last = LastEntries::load(&conn).expect("last");
         let mut changes = Vec::new();
         let numbers: Vec<AccountNumber> = (1..=3)
@@ -1313,7 +1352,7 @@ mod tests {
         ledger.transfer(request(&ledger, b, c, 1_000), &mut changes).expect("transfer");
         drop(write_batch(&mut conn, &ledger, &mut last, &changes, false)); // never committed
 
-        let reloaded = load_ledger(&conn, BankId(1), since).expect("reload");
+        let reloaded = load_ledger(&conn, BankId(1), Remembered { since, max: usize::MAX }).expect("reload");
         let reloaded_last = LastEntries::load(&conn).expect("last");
         assert_eq!(balances(&reloaded, &reloaded_last), committed);
         assert_eq!(
@@ -1337,7 +1376,7 @@ mod tests {
         checkpoint_after_recovery(&mut conn, &reloaded, &reloaded_last).expect("checkpoint");
         assert_eq!(rows(&conn), committed, "the start's checkpoint makes the rows current");
         assert!(read_balance_journal(&conn).expect("journal").is_empty(), "the checkpoint empties the journal");
-        let again = load_ledger(&conn, BankId(1), since).expect("reload");
+        let again = load_ledger(&conn, BankId(1), Remembered { since, max: usize::MAX }).expect("reload");
         assert_eq!(balances(&again, &LastEntries::load(&conn).expect("last")), committed);
     }
 

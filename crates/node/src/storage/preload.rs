@@ -44,7 +44,7 @@ pub fn preload(data_dir: &Path, entries: u64, mut progress: impl FnMut(u64)) -> 
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.pragma_update(None, "cache_size", -512 * 1024)?;
     let since = TransferId::first_at(i64::MAX / 4);
-    let mut ledger = super::load_ledger(&conn, bank_id, since)?;
+    let mut ledger = super::load_ledger(&conn, bank_id, super::Remembered { since, max: 0 })?;
     let mut last_entries = LastEntries::load(&conn)?;
     // Each chunk checkpoints only its accounts: start from current rows and an empty journal.
     super::checkpoint_after_recovery(&mut conn, &ledger, &last_entries)?;

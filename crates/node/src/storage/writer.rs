@@ -396,7 +396,13 @@ fn run(mut conn: Connection, mut state: WriterState, rx: Receiver<Command>, mut 
             }
         }
         state.refresh_ring();
-        shared.metrics.set_idempotency_cached(state.bank.ledger().idempotency_cached());
+        let (bank, metrics) = (&state.bank, &shared.metrics);
+        metrics.set_idempotency_cached(bank.ledger().idempotency_cached());
+        metrics.set_remembered(
+            bank.coordinator().finished_remembered(),
+            bank.ledger().settlements_remembered(),
+            bank.ledger().refundable_remembered(),
+        );
         shared.metrics.observe_batch(batch_len, started.elapsed());
         for ans in answers {
             ans();
