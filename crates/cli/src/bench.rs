@@ -312,6 +312,8 @@ pub struct Summary {
     pub error_codes: BTreeMap<String, u64>,
     /// Sum of posted balances equals the deposits, and no available balance is negative.
     pub conserved: bool,
+    /// What the bench accounts held before the run: the setup's deposits, or for accounts reused
+    /// from `--accounts-file`, their balances as read before the run.
     pub deposited_cents: i64,
     pub posted_cents: i64,
     /// Money still held on bench accounts when the balances were read (0 unless holds were not
@@ -423,7 +425,19 @@ pub async fn run(options: &Options) -> Result<Summary> {
 
     let setup_started = Instant::now();
     let setup = match &options.accounts_file {
-        Some(path) if path.exists() => load_setup(path, &banks[0], options)?,
+        Some(path) if path.exists() => {
+            let mut setup = load_setup(path, &banks[0], options)?;
+            // Reused accounts hold what earlier runs (and a `--preload-entries` history, which
+            // deposits too) left them: the run must leave the same total, not the first deposits.
+            let accounts: Vec<&BenchAccount> = setup.customers.iter().flatten().collect();
+            let before = read_balances(&accounts).await;
+            ensure!(
+                before.read_errors == 0 && before.settled(),
+                "cannot read the settled balances of the reused bench accounts before the run"
+            );
+            setup.deposited_cents = before.posted_cents;
+            setup
+        }
         Some(path) => {
             let setup = setup_accounts(&banks, options).await.context("setup failed")?;
             save_setup(path, &setup, options)?;

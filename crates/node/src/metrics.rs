@@ -85,6 +85,7 @@ pub struct Metrics {
     idempotency_cached: Gauge,
     remembered: Family<RememberedLabels, Gauge>,
     idempotency_expired: Counter,
+    sessions_expired: Counter,
     balance_checkpoint_rows: Counter,
     balance_checkpoint_seconds: Histogram,
     live_balances: Gauge,
@@ -141,6 +142,12 @@ impl Metrics {
             "Finished decisions, settlements and received Pix legs kept in memory, by kind (each bounded \
              by decision_memory_max and the decision_memory_ms window; older ones are read from disk)",
             remembered.clone(),
+        );
+        let sessions_expired = Counter::default();
+        registry.register(
+            "sessions_expired",
+            "Sessions deleted from disk after their lifetime",
+            sessions_expired.clone(),
         );
         let idempotency_expired = Counter::default();
         registry.register(
@@ -255,6 +262,7 @@ impl Metrics {
             idempotency_cached,
             remembered,
             idempotency_expired,
+            sessions_expired,
             balance_checkpoint_rows,
             balance_checkpoint_seconds,
             live_balances,
@@ -320,6 +328,10 @@ impl Metrics {
 
     pub fn idempotency_expired(&self, n: usize) {
         self.idempotency_expired.inc_by(n as u64);
+    }
+
+    pub fn sessions_expired(&self, n: usize) {
+        self.sessions_expired.inc_by(n as u64);
     }
 
     pub fn set_sessions(&self, n: usize) {

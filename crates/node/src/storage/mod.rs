@@ -506,6 +506,26 @@ pub fn expire_idempotency(conn: &Connection, now_ms: i64, retention_ms: i64, max
     Ok(Expired { deleted: expired, next_due_ms })
 }
 
+/// Deletes up to `max_rows` sessions that have expired, oldest first. Rowid order is creation
+/// order (one writer appends them) and every session lives `ttl_ms`, so they expire in that order:
+/// the walk stops at the first one still valid. Without it the table would keep every sign-in
+/// ever made, and a start would scan them all to load the live ones.
+pub fn expire_sessions(conn: &Connection, now_ms: i64, ttl_ms: i64, max_rows: usize) -> Result<Expired> {
+    let mut stmt = conn.prepare_cached("SELECT rowid, expires_at FROM sessions ORDER BY rowid LIMIT ?1")?;
+    let oldest: Vec<(i64, i64)> =
+        stmt.query_map([max_rows as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let expired = oldest.iter().take_while(|(_, expires_at)| *expires_at <= now_ms).count();
+    if let Some((last, _)) = expired.checked_sub(1).map(|i| oldest[i]) {
+        conn.prepare_cached("DELETE FROM sessions WHERE rowid <= ?1")?.execute([last])?;
+    }
+    let next_due_ms = match oldest.get(expired) {
+        Some((_, expires_at)) => *expires_at,
+        None if expired == max_rows => now_ms,
+        None => now_ms + ttl_ms,
+    };
+    Ok(Expired { deleted: expired, next_due_ms })
+}
+
 /// Reads back the first outcome of a repeated request (inside the writer's transaction, which also
 /// sees the rows of its own batch).
 pub fn resolve(conn: &Connection, reference: OutcomeRef) -> Result<Outcome> {
@@ -1198,6 +1218,38 @@ mod tests {
         let key = |n| IdempotencyKey(Uuid::from_u128(n));
         assert_eq!(read_idempotency(&conn, &scope, key(3)).expect("read"), None);
         assert!(read_idempotency(&conn, &scope, key(4)).expect("read").is_some());
+    }
+
+    /// Sessions past their lifetime are deleted oldest first, a bounded round at a time, and the
+    /// walk stops at the first one still valid; the live ones stay.
+    #[test]
+    fn session_expiry_deletes_expired_sessions_oldest_first_up_to_the_first_valid_one() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        schema::migrate(&mut conn).expect("schema");
+        // Sessions of an account that is not there: this test is about their rows only.
+        conn.pragma_update(None, "foreign_keys", "OFF").expect("pragma");
+        // Created in this order; the third outlives the fourth (a lifetime shortened since).
+        for (n, expires_at) in [(1u8, 1_000), (2, 2_000), (3, 9_000), (4, 3_000), (5, 12_000)] {
+            conn.execute(
+                "INSERT INTO sessions (token_hash, account, created_at, expires_at) VALUES (?1, '000001-7', 0, ?2)",
+                params![&[n; 32][..], expires_at],
+            )
+            .expect("session");
+        }
+        let first = expire_sessions(&conn, 5_000, 8_000, 1).expect("round 1");
+        assert_eq!(first, Expired { deleted: 1, next_due_ms: 5_000 }, "one per round: more may be due");
+        let second = expire_sessions(&conn, 5_000, 8_000, 10).expect("round 2");
+        assert_eq!(second, Expired { deleted: 1, next_due_ms: 9_000 }, "stops at the one valid until 9 s");
+        let left: Vec<u8> = conn
+            .prepare("SELECT token_hash FROM sessions ORDER BY rowid")
+            .expect("select")
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .expect("rows")
+            .map(|h| h.expect("hash")[0])
+            .collect();
+        assert_eq!(left, vec![3, 4, 5]);
+        let third = expire_sessions(&conn, 13_000, 8_000, 10).expect("round 3");
+        assert_eq!(third, Expired { deleted: 3, next_due_ms: 21_000 }, "none left: due a lifetime from now");
     }
 
     /// An individual account's opening, for the ledger-level tests below.

@@ -287,6 +287,7 @@ pub fn spawn(
         queue_len,
         last_entries,
         expiry: Expiry { retention_ms: limits.idempotency_retention_ms, due_ms: 0 },
+        session_expiry: Expiry { retention_ms: (limits.session_ttl_s as i64).saturating_mul(1000), due_ms: 0 },
         checkpoint: Checkpoint { dirty: HashSet::new(), lines_since: 0, last_at: Instant::now() },
         live,
         metrics,
@@ -313,6 +314,8 @@ struct Shared {
     queue_len: Arc<AtomicI64>,
     last_entries: LastEntries,
     expiry: Expiry,
+    /// The same for sessions past their lifetime (`retention_ms` is the session's lifetime).
+    session_expiry: Expiry,
     checkpoint: Checkpoint,
     live: Arc<LiveBalances>,
     metrics: Arc<Metrics>,
@@ -470,6 +473,12 @@ fn commit_batch(
         let expired = super::expire_idempotency(&tx, now, shared.expiry.retention_ms, EXPIRED_PER_BATCH_MAX)?;
         shared.expiry.due_ms = expired.next_due_ms;
         shared.metrics.idempotency_expired(expired.deleted);
+    }
+    if now >= shared.session_expiry.due_ms {
+        let ttl_ms = shared.session_expiry.retention_ms;
+        let expired = super::expire_sessions(&tx, now, ttl_ms, EXPIRED_PER_BATCH_MAX)?;
+        shared.session_expiry.due_ms = expired.next_due_ms;
+        shared.metrics.sessions_expired(expired.deleted);
     }
     let broken_ms = TEST_ACK_BEFORE_COMMIT_MS.load(Ordering::Relaxed);
     if broken_ms > 0 {
