@@ -20,7 +20,11 @@ start_node() { # -> "pid startup_s"
     t0=$(date +%s.%N)
     "$bin" node --id 1 --name Eleven --listen 127.0.0.1:$port --data "$data" >>"$work/node.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 6000); do curl -sf $url/healthz >/dev/null && break; sleep 0.01; done
+    for _ in $(seq 1 6000); do
+        kill -0 "$pid" 2>/dev/null || { echo "the node exited; see $work/node.log" >&2; exit 1; }
+        curl -sf $url/healthz >/dev/null && break
+        sleep 0.01
+    done
     echo "$pid $(echo "$(date +%s.%N) - $t0" | bc)"
 }
 stop_node() { kill -TERM "$1"; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
