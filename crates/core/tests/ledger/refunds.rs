@@ -169,16 +169,7 @@ fn a_received_cross_bank_pix_reads_in_customer_words_with_a_refund_kind_for_refu
 #[test]
 fn forgetting_old_legs_keeps_recent_late_and_reserved_ones() {
     let (mut ledger, bob) = ledger_with_rich_account(0);
-    let leg = |received_ms: i64, reserved_cents: i64| bank_core::ledger::Refundable {
-        receiver: bob.clone(),
-        payer: AccountRef { bank_id: OTHER_BANK, number: AccountNumber::from_seq(PAYER_NUMBER) },
-        payer_name: "Ana".into(),
-        payer_document: String::new(),
-        amount: cents(1_000),
-        refunded_cents: 0,
-        reserved_cents,
-        received_at: TimestampMs(received_ms),
-    };
+    let leg = |received_ms: i64, reserved_cents: i64| received_leg(&bob, received_ms, reserved_cents);
     let at = |ms: i64, leg: u16| RefundOf { transfer_id: TransferId::first_at(ms), leg };
     ledger.restore_refundable(at(1_000, 0), leg(1_000, 0)); // old: forgotten
     ledger.restore_refundable(at(1_000, 1), leg(1_000, 0)); // old: forgotten
@@ -197,16 +188,7 @@ fn forgetting_old_legs_keeps_recent_late_and_reserved_ones() {
 #[test]
 fn a_busy_window_keeps_at_most_the_newest_legs_and_every_reserved_one() {
     let (mut ledger, bob) = ledger_with_rich_account(0);
-    let leg = |reserved_cents: i64| bank_core::ledger::Refundable {
-        receiver: bob.clone(),
-        payer: AccountRef { bank_id: OTHER_BANK, number: AccountNumber::from_seq(PAYER_NUMBER) },
-        payer_name: "Ana".into(),
-        payer_document: String::new(),
-        amount: cents(1_000),
-        refunded_cents: 0,
-        reserved_cents,
-        received_at: TimestampMs(9_000),
-    };
+    let leg = |reserved_cents: i64| received_leg(&bob, 9_000, reserved_cents);
     let at = |ms: i64| RefundOf { transfer_id: TransferId::first_at(ms), leg: 0 };
     ledger.restore_refundable(at(1_000), leg(300)); // oldest, refund in flight: kept
     for ms in [2_000, 3_000, 4_000, 5_000] {
@@ -219,4 +201,19 @@ fn a_busy_window_keeps_at_most_the_newest_legs_and_every_reserved_one() {
     assert_eq!(ledger.forget_refundable(TimestampMs(0), 0), 2, "only the reserved one stays");
     let kept: Vec<RefundOf> = ledger.refundable_iter().map(|(of, _)| *of).collect();
     assert_eq!(kept, vec![at(1_000)]);
+}
+
+/// A leg of R$ 10,00 from Ana at the other bank, received by `receiver` at `received_ms`, with
+/// `reserved_cents` held by refunds in flight.
+fn received_leg(receiver: &AccountNumber, received_ms: i64, reserved_cents: i64) -> bank_core::ledger::Refundable {
+    bank_core::ledger::Refundable {
+        receiver: receiver.clone(),
+        payer: AccountRef { bank_id: OTHER_BANK, number: AccountNumber::from_seq(PAYER_NUMBER) },
+        payer_name: "Ana".into(),
+        payer_document: String::new(),
+        amount: cents(1_000),
+        refunded_cents: 0,
+        reserved_cents,
+        received_at: TimestampMs(received_ms),
+    }
 }
