@@ -10,15 +10,13 @@
 //! /usr/bin/chromedriver the test is skipped, except under CI, where it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bank_testkit::up::{KillOnDrop, Up};
-use fantoccini::{Client, ClientBuilder, Locator};
+use bank_testkit::browser::{Browser, CHROMEDRIVER, Look};
+use bank_testkit::up::Up;
+use fantoccini::{Client, Locator};
 
 const BANKS: u32 = 3;
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -169,7 +167,7 @@ async fn packet_leg(c: &Client, n: u32, bank_id: u32, key: &str, amount: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_use_the_pages_in_a_real_browser() {
-    if !Path::new(CHROMEDRIVER).exists() {
+    if !Browser::installed() {
         assert!(std::env::var_os("CI").is_none(), "CI must install chromium and chromium-driver (.ci/run)");
         eprintln!("skipped: {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)");
         return;
@@ -181,35 +179,10 @@ async fn customers_use_the_pages_in_a_real_browser() {
     let http = bank_testkit::http::client(Some(Duration::from_secs(5)));
     up.wait_all_healthy(&http).await;
 
-    let driver_port = bank_testkit::ports::one();
-    let driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn chromedriver");
-    let _driver = KillOnDrop(driver);
-    let driver_url = format!("http://127.0.0.1:{driver_port}");
-    let status_url = format!("{driver_url}/status");
-    wait_until("chromedriver", async || matches!(http.get(&status_url).send().await, Ok(r) if r.status().is_success()))
-        .await;
-    let profile = dir.path().join("chromium-profile");
     // The browser asks for Brazilian Portuguese, as our customers' browsers do.
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), "chrome".into());
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1200,1000", format!("--user-data-dir={}", profile.display()), "--lang=pt-BR",
-            ],
-            "prefs": { "intl.accept_languages": "pt-BR,pt" },
-        }),
-    );
-    let c = ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(&driver_url).await.expect("session");
+    let look = Look { width: 1200, height: 1000, language: Some("pt-BR") };
+    let browser = Browser::start(&dir.path().join("chromium-profile"), look).await;
+    let c = browser.client.clone();
     let mut outcome = run(&c, &bank, &PORTUGUESE, 1).await;
     if outcome.is_ok() {
         outcome = switch_to_english(&c, &bank(1)).await;

@@ -11,7 +11,6 @@
 //! serves `dist/` itself with a fallback to `index.html` for any path that is not a file.
 
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,14 +18,13 @@ use axum::Router;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bank_core::document::Cpf;
-use bank_testkit::up::{KillOnDrop, Up};
-use fantoccini::{Client, ClientBuilder, Locator};
+use bank_testkit::browser::{Browser, Look};
+use bank_testkit::up::Up;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
 const BANK: &str = env!("CARGO_BIN_EXE_bank");
 const BANKS: u32 = 3;
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Longest one step may wait for the page or the bank.
 const STEP: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "a long seed passphrase";
@@ -295,7 +293,7 @@ impl Step {
 async fn the_original_interface_works_against_our_banks() {
     let dist = PathBuf::from(std::env::var_os("SEED_UI_DIST").expect("SEED_UI_DIST=<the interface's dist/>"));
     assert!(dist.join("index.html").is_file(), "{} has no index.html", dist.display());
-    assert!(Path::new(CHROMEDRIVER).exists(), "apt-get install chromium chromium-driver");
+    assert!(Browser::installed(), "apt-get install chromium chromium-driver");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let base_port = bank_testkit::ports::consecutive(BANKS as u16);
@@ -310,32 +308,9 @@ async fn the_original_interface_works_against_our_banks() {
     let (name1, name2, name3) = (name_of(1).await, name_of(2).await, name_of(3).await);
     let ui = serve_interface(dist).await;
 
-    let driver_port = bank_testkit::ports::one();
-    let driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn chromedriver");
-    let _driver = KillOnDrop(driver);
-    let driver_url = format!("http://127.0.0.1:{driver_port}");
-    let status_url = format!("{driver_url}/status");
-    poll("chromedriver", async || http.get(&status_url).send().await.ok()?.status().is_success().then_some(())).await;
-    let profile = dir.path().join("chromium-profile");
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), "chrome".into());
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let c = ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(&driver_url).await.expect("session");
+    let look = Look { width: 1400, height: 1000, language: None };
+    let browser = Browser::start(&dir.path().join("chromium-profile"), look).await;
+    let c = browser.client.clone();
 
     let ana = Person { name: "Ana Souza", email: "ana@example.com", cpf: Cpf::from_base(101).formatted() };
     let bia = Person { name: "Bia Lima", email: "bia@example.com", cpf: Cpf::from_base(202).formatted() };

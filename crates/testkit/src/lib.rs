@@ -11,11 +11,13 @@
 //! - [`processes`]: a consortium of real `bank node` processes that tests crash, freeze and
 //!   restart, with its customers, its book and the consortium-wide invariant checks.
 //! - [`up`]: `bank up` as a process ([`up::Up`]).
+//! - [`browser`]: headless Chromium through chromedriver ([`browser::Browser`]).
 //! - [`rng`]: the simulators' seeded generator (the file lives with the core's simulators).
 //!
 //! The harnesses that start processes take the path of the `bank` binary, which only the cli
 //! crate's tests know (`env!("CARGO_BIN_EXE_bank")`).
 
+pub mod browser;
 pub mod http;
 pub mod in_process;
 pub mod messages;
