@@ -154,7 +154,7 @@ async fn torture(options: &Options, seed: u64, rig: &mut Rig<'_>, started: Insta
     let load_start = Instant::now();
     let mut nemesis = Nemesis { net: rig.net, cluster, disks: rig.disks, banks: options.banks };
     let steps = nemesis::schedule(seed, options.banks, window_ms);
-    let (faults, mut crashes) = nemesis.run(&steps, &recorder, &http).await;
+    let (faults, mut stops) = nemesis.run(&steps, &recorder, &http).await;
     for done in nemesis.heal_all()? {
         println!("heal: {done}");
     }
@@ -170,7 +170,13 @@ async fn torture(options: &Options, seed: u64, rig: &mut Rig<'_>, started: Insta
     stop.store(true, Ordering::Relaxed);
     while workers.join_next().await.is_some() {}
     println!("load stopped after {} operations; settling", recorder.ops().len());
-    crashes.extend(nemesis.cluster.restore_all()?.into_iter().filter(|d| d.contains("by itself")));
+    for done in nemesis.cluster.restore_all()? {
+        if done.contains("by itself") {
+            stops.crashes.push(done);
+        } else if done.contains("on a full disk") {
+            stops.full_disk.push(done);
+        }
+    }
     nemesis.cluster.wait_healthy(Duration::from_secs(procs::HEALTHY_TIMEOUT_S)).await?;
     workload::resolve(&recorder, Duration::from_secs(SETTLE_LIMIT_S)).await;
     println!("auditing");
@@ -193,7 +199,8 @@ async fn torture(options: &Options, seed: u64, rig: &mut Rig<'_>, started: Insta
         history: &history,
         faults,
         heal_ms,
-        crashes,
+        crashes: stops.crashes,
+        full_disk_stops: stops.full_disk,
         checked,
         run_time_s: 0,
     }))

@@ -308,6 +308,16 @@ pub fn schedule(seed: u64, banks: u32, window_ms: u64) -> Vec<Step> {
     steps
 }
 
+/// Banks that stopped without the nemesis stopping them, outside the faults that explain it.
+#[derive(Debug, Default)]
+pub struct Stops {
+    /// Ended for no reason the run knows of.
+    pub crashes: Vec<String>,
+    /// Refused to go on because their disk was full (a pid file or a commit that could not be
+    /// written), noticed after the fill's repair — by design, not a crash.
+    pub full_disk: Vec<String>,
+}
+
 /// A fault as it happened: its times from the start of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Injected {
@@ -337,12 +347,7 @@ type Active = BTreeMap<usize, Injected>;
 impl Nemesis<'_> {
     /// Runs `steps` (times from now); returns what it injected and the banks that ended by
     /// themselves without a fault explaining it.
-    pub async fn run(
-        &mut self,
-        steps: &[Step],
-        recorder: &Recorder,
-        http: &reqwest::Client,
-    ) -> (Vec<Injected>, Vec<String>) {
+    pub async fn run(&mut self, steps: &[Step], recorder: &Recorder, http: &reqwest::Client) -> (Vec<Injected>, Stops) {
         let start = Instant::now();
         let mut events: Vec<(u64, bool, usize)> =
             steps.iter().enumerate().flat_map(|(i, s)| [(s.at_ms, false, i), (s.at_ms + s.hold_ms, true, i)]).collect();
@@ -350,10 +355,10 @@ impl Nemesis<'_> {
         events.sort_by_key(|(at, repair, i)| (*at, !*repair, *i));
         let mut active: Active = BTreeMap::new();
         let mut done = Vec::new();
-        let mut crashes = Vec::new();
+        let mut stops = Stops::default();
         for (at, repair, i) in events {
             tokio::time::sleep(Duration::from_millis(at).saturating_sub(start.elapsed())).await;
-            self.notice_exits(&mut active, &mut crashes, recorder);
+            self.notice_exits(&mut active, &mut stops, recorder);
             if repair {
                 let Some(mut injected) = active.remove(&i) else { continue };
                 if let Fault::Skew { bank, offset_ms } = injected.fault {
@@ -387,13 +392,14 @@ impl Nemesis<'_> {
             }
         }
         done.sort_by_key(|f| f.start_ms);
-        (done, crashes)
+        (done, stops)
     }
 
     /// Banks that ended by themselves: expected under a full disk or an armed failpoint (noted
-    /// on that fault, the bank stays down until the fault's repair), a crash otherwise (the bank
-    /// is restarted at once).
-    fn notice_exits(&mut self, active: &mut Active, crashes: &mut Vec<String>, recorder: &Recorder) {
+    /// on that fault, the bank stays down until the fault's repair); else a stop on a full disk
+    /// if the bank's log says so (a fill noticed only after its repair), or a crash (the bank is
+    /// restarted at once either way).
+    fn notice_exits(&mut self, active: &mut Active, stops: &mut Stops, recorder: &Recorder) {
         for id in self.cluster.ids() {
             let Some(status) = self.cluster.exited(id) else { continue };
             let explaining = active.values_mut().find(
@@ -402,7 +408,11 @@ impl Nemesis<'_> {
             match explaining {
                 Some(fault) => fault.notes.push(format!("bank {id} stopped by itself ({status})")),
                 None => {
-                    crashes.push(format!("bank {id} ended by itself ({status}) before {} ms", recorder.now_ms()));
+                    let at = recorder.now_ms();
+                    match self.cluster.full_disk_line(id) {
+                        Some(line) => stops.full_disk.push(format!("bank {id} ({status}) before {at} ms: {line}")),
+                        None => stops.crashes.push(format!("bank {id} ended by itself ({status}) before {at} ms")),
+                    }
                     let _ = self.cluster.start(id);
                 }
             }

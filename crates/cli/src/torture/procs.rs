@@ -54,6 +54,8 @@ struct Proc {
     namespace: String,
     child: Option<Child>,
     state: State,
+    /// Where the log of the current (or last) process begins in the bank's log file.
+    log_from: u64,
 }
 
 /// Every bank of the run.
@@ -100,8 +102,13 @@ impl Cluster {
             .members
             .values()
             .map(|m| {
-                let proc =
-                    Proc { member: m.clone(), namespace: net.namespace(m.id.0), child: None, state: State::Down };
+                let proc = Proc {
+                    member: m.clone(),
+                    namespace: net.namespace(m.id.0),
+                    child: None,
+                    state: State::Down,
+                    log_from: 0,
+                };
                 (m.id.0, proc)
             })
             .collect();
@@ -172,6 +179,7 @@ impl Cluster {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
+        proc.log_from = log.metadata().map(|m| m.len()).unwrap_or(0);
         let words = layout.node_command(&program, BankId(id));
         let child = Command::new("ip")
             .args(["netns", "exec", &proc.namespace])
@@ -229,7 +237,10 @@ impl Cluster {
         let mut done = Vec::new();
         for id in self.ids() {
             if let Some(status) = self.exited(id) {
-                done.push(format!("bank {id} had exited by itself ({status})"));
+                match self.full_disk_line(id) {
+                    Some(line) => done.push(format!("bank {id} had stopped on a full disk ({status}): {line}")),
+                    None => done.push(format!("bank {id} had exited by itself ({status})")),
+                }
             }
             match self.state(id) {
                 State::Paused => {
@@ -244,6 +255,19 @@ impl Cluster {
             }
         }
         Ok(done)
+    }
+
+    /// The line in which bank `id`'s last process said it could not write to its full disk (its
+    /// pid file, a commit it then aborted on), if it said so: a stop the nemesis caused, not a
+    /// crash.
+    pub fn full_disk_line(&self, id: u32) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let from = self.procs.get(&id)?.log_from;
+        let mut file = File::open(self.log_file(id)).ok()?;
+        file.seek(SeekFrom::Start(from)).ok()?;
+        let mut text = String::new();
+        file.take(LOG_READ_MAX).read_to_string(&mut text).ok()?;
+        full_disk_line(&text).map(str::to_owned)
     }
 
     /// `Some(status)` when bank `id`'s process ended without being killed by us (it is then
@@ -289,5 +313,28 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// How much of a process's log [`Cluster::full_disk_line`] reads.
+const LOG_READ_MAX: u64 = 1 << 20;
+
+/// The first line of `log` that says a write failed for want of space.
+fn full_disk_line(log: &str) -> Option<&str> {
+    const MARKERS: [&str; 2] = ["No space left on device", "database or disk is full"];
+    log.lines().find(|line| MARKERS.iter().any(|m| line.contains(m))).map(str::trim)
+}
+
+#[cfg(test)]
+mod full_disk_tests {
+    use super::full_disk_line;
+
+    #[test]
+    fn a_stop_on_a_full_disk_is_told_by_the_banks_own_words() {
+        let pid = "Error: cannot write /d/pid.tmp: No space left on device (os error 28)";
+        assert_eq!(full_disk_line(&format!("INFO started\n{pid}\n")), Some(pid));
+        let commit = "ERROR ledger commit failed; aborting error=database or disk is full";
+        assert_eq!(full_disk_line(commit), Some(commit));
+        assert_eq!(full_disk_line("INFO started\nthread 'main' panicked at src/x.rs:1:1"), None);
     }
 }

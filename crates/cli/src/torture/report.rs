@@ -61,8 +61,11 @@ pub struct Report {
     pub heal_ms: u64,
     /// From the final heal to the first cross-bank transfer invoked after it that completed.
     pub heal_to_first_cross_bank_ms: Option<u64>,
-    /// Banks whose process ended without the nemesis killing it.
+    /// Banks whose process ended without the nemesis killing it, for no reason the run knows of.
     pub crashes: Vec<String>,
+    /// Banks that stopped because their disk was full, noticed after the fill was repaired (by
+    /// design: a bank that cannot write refuses to go on; not a crash).
+    pub full_disk_stops: Vec<String>,
     /// Money movements whose effect stayed unknown.
     pub unresolved: usize,
     pub anomalies_total: usize,
@@ -86,6 +89,7 @@ pub struct Inputs<'a> {
     pub faults: Vec<Injected>,
     pub heal_ms: u64,
     pub crashes: Vec<String>,
+    pub full_disk_stops: Vec<String>,
     pub checked: Checked,
     pub run_time_s: u64,
 }
@@ -141,6 +145,7 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         heal_ms: heal,
         heal_to_first_cross_bank_ms: first,
         crashes: inputs.crashes,
+        full_disk_stops: inputs.full_disk_stops,
         unresolved: inputs.checked.unresolved.len(),
         anomalies_total: inputs.checked.anomalies_total,
         checked: inputs.checked,
@@ -183,6 +188,9 @@ impl Report {
         }
         for crash in &self.crashes {
             out.push_str(&format!("crash: {crash}\n"));
+        }
+        for stop in &self.full_disk_stops {
+            out.push_str(&format!("stopped on a full disk (by design): {stop}\n"));
         }
         out.push_str(&format!("unresolved money movements: {}\n", self.unresolved));
         out.push_str(&format!("anomalies: {}\n", self.anomalies_total));
