@@ -615,10 +615,11 @@ impl Ledger {
     }
 
     /// Forgets the settlements of transactions whose ids sort before `bound` (for UUIDv7 ids:
-    /// created before a time), then the oldest beyond the newest `max`, returning how many. Only the memory forgets: the driver must give a
-    /// settlement back ([`Ledger::restore_settlement`]) from storage before handing a message about
-    /// a transaction the ledger does not [`know`](Ledger::knows) to the participant, so the
-    /// answers stay exactly those of a ledger that never forgot.
+    /// created before a time), then the oldest beyond the newest `max`, returning how many. Only
+    /// the memory forgets: the driver must give a settlement back ([`Ledger::restore_settlement`])
+    /// from storage before handing a message about a transaction the ledger does not
+    /// [`know`](Ledger::knows) to the participant, so the answers stay exactly those of a ledger
+    /// that never forgot.
     pub fn forget_settlements(&mut self, bound: TransferId, max: usize) -> usize {
         keep_newest(&mut self.settled, bound, max)
     }

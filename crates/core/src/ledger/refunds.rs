@@ -384,8 +384,9 @@ impl Ledger {
     /// id, a UUIDv7 ordered by the time its coordinator made it (before the leg was received),
     /// so the legs of transfers made from `bound` on are kept without a look; the older ones are
     /// forgotten unless received since `bound` (another bank's clock) or refunds are in flight.
-    /// Then forgets the oldest legs beyond the newest `max` that have no refund in flight (those stay, whatever their number:
-    /// the refunds open here bound them).
+    ///
+    /// Then it forgets the oldest legs beyond the newest `max` that have no refund in flight (those
+    /// stay whatever their number: the refunds open here bound them).
     pub fn forget_refundable(&mut self, bound: TimestampMs, max: usize) -> usize {
         let mut forgotten = self.forget_refundable_by_time(bound);
         if self.refundable.len() > max {

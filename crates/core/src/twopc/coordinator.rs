@@ -174,10 +174,11 @@ impl Coordinator {
     }
 
     /// Forgets finished transactions whose ids sort before `bound` (for UUIDv7 ids: created
-    /// before a time), then the oldest beyond the newest `max`, returning how many. Only the memory forgets: the driver must give a
-    /// finished decision back ([`recall_finished`](Self::recall_finished)) from its records before
-    /// handing a message about a transaction of unknown [`phase`](Self::phase) to the coordinator,
-    /// so a late query is answered with the decision, never with a presumed abort.
+    /// before a time), then the oldest beyond the newest `max`, returning how many. Only the
+    /// memory forgets: the driver must give a finished decision back
+    /// ([`recall_finished`](Self::recall_finished)) from its records before handing a message
+    /// about a transaction of unknown [`phase`](Self::phase) to the coordinator, so a late query is
+    /// answered with the decision, never with a presumed abort.
     pub fn forget_finished(&mut self, bound: TransferId, max: usize) -> usize {
         crate::ledger::keep_newest(&mut self.finished, bound, max)
     }

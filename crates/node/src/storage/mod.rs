@@ -902,7 +902,8 @@ fn load_refunds(conn: &Connection, ledger: &mut Ledger, bank_id: BankId, remembe
     }
     let mut stmt = conn.prepare(
         "SELECT transfer_id, leg, body, refunded_cents, reserved_cents FROM pix_legs \
-         WHERE to_bank = ?1 AND refund_of IS NULL AND (transfer_id, leg) IN (SELECT transfer_id, leg FROM refunds_open)",
+         WHERE to_bank = ?1 AND refund_of IS NULL \
+         AND (transfer_id, leg) IN (SELECT transfer_id, leg FROM refunds_open)",
     )?;
     for row in stmt.query_map([bank_id.0], received_leg_from_row)? {
         let (of, refundable) = row??;
