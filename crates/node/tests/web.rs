@@ -532,6 +532,8 @@ async fn every_page_reads_in_both_languages_without_message_ids() {
         let payer_receipt = ana.get(&receipt).await;
         assert_eq!(payer_receipt.status, 200, "{}", payer_receipt.body);
         assert!(payer_receipt.body.contains("end-to-end-id") && !payer_receipt.body.contains("refund-send"));
+        let first_part = [", parte 1.", ", leg 1."];
+        assert!(first_part.iter().any(|p| payer_receipt.body.contains(p)), "the one part counts from 1");
         seen.push(("payer's receipt", payer_receipt));
         let receiver_receipt = bia.get(&receipt).await;
         assert!(receiver_receipt.body.contains("refund-send"), "{}", receiver_receipt.body);

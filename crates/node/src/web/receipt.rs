@@ -102,7 +102,8 @@ fn page(state: &Bank, tr: &Tr, customer: String, r: &Receipt, form: Option<Refun
         amount: brl(r.amount_cents),
         status: r.status.as_str(),
         status_label: tr.t(status_id(r.status.as_str())),
-        transfer_line: tr.t2("receipt-transfer-leg", ("id", r.transfer_id.to_string()), ("leg", r.leg)),
+        // Counted from 1, as the pages and the core's refusals count a transfer's parts.
+        transfer_line: tr.t2("receipt-transfer-leg", ("id", r.transfer_id.to_string()), ("leg", u32::from(r.leg) + 1)),
         created_at: when(tr.lang, r.created_at),
         description: r.description.clone().unwrap_or_default(),
         refunded: if r.refunded_cents > 0 { brl(r.refunded_cents) } else { String::new() },
