@@ -68,7 +68,11 @@ impl Shared {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = waiters.get(&tx) {
             let _ = sender.send(progress);
-            if matches!(progress, Progress::Finished(_)) || sender.receiver_count() == 0 {
+            if sender.receiver_count() == 0 {
+                // Its waiter is gone (a client that hung up): so is whatever it would have read.
+                waiters.remove(&tx);
+                self.refusals.lock().unwrap_or_else(|p| p.into_inner()).remove(&tx);
+            } else if matches!(progress, Progress::Finished(_)) {
                 waiters.remove(&tx);
             }
         }
@@ -76,8 +80,10 @@ impl Shared {
 
     pub fn decided(&self, tx: TransferId, decision: Decision, refusal: Option<Refusal>) {
         if let Some(refusal) = refusal {
-            let watched = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tx);
-            if watched {
+            // Under the waiters' lock (then the refusals'), as in `unwatch`: a waiter that leaves
+            // meanwhile takes its refusal with it, so none stays behind unread.
+            let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if waiters.contains_key(&tx) {
                 self.refusals.lock().unwrap_or_else(|p| p.into_inner()).insert(tx, refusal);
             }
         }
@@ -92,6 +98,41 @@ impl Shared {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if waiters.get(&tx).is_some_and(|s| s.receiver_count() <= 1) {
             waiters.remove(&tx);
+            self.refusals.lock().unwrap_or_else(|p| p.into_inner()).remove(&tx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bank_core::ErrorCode;
+
+    fn tx(n: u128) -> TransferId {
+        TransferId(uuid::Uuid::from_u128(n))
+    }
+
+    /// A watched transaction's refusal waits for its waiter, who takes it before leaving; a
+    /// refusal for a transaction nobody watches (any more) is not kept.
+    #[test]
+    fn a_refusal_is_kept_only_while_its_transaction_is_watched() {
+        let shared = Shared::default();
+        let _progress = shared.watch(tx(1));
+        shared.decided(tx(1), Decision::Aborted, Some(Refusal::new(ErrorCode::Conflict, "taken")));
+        assert_eq!(shared.take_refusal(tx(1)).map(|r| r.code), Some(ErrorCode::Conflict));
+
+        let progress = shared.watch(tx(2));
+        shared.decided(tx(2), Decision::Aborted, Some(Refusal::new(ErrorCode::Conflict, "taken")));
+        drop(progress);
+        shared.unwatch(tx(2));
+        assert!(shared.take_refusal(tx(2)).is_none(), "left with its waiter");
+
+        shared.decided(tx(3), Decision::Aborted, Some(Refusal::new(ErrorCode::Conflict, "taken")));
+        assert!(shared.refusals.lock().expect("lock").is_empty(), "nobody watched tx 3");
+
+        // A waiter that hung up without leaving: its refusal goes with the next news.
+        drop(shared.watch(tx(4)));
+        shared.decided(tx(4), Decision::Aborted, Some(Refusal::new(ErrorCode::Conflict, "taken")));
+        assert!(shared.refusals.lock().expect("lock").is_empty(), "nobody is left to read it");
     }
 }

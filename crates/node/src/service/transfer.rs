@@ -183,18 +183,18 @@ pub async fn register_consortium_key(
     let progress = bank.driver.watch(id);
     bank.driver.dispatch(outputs).await;
     let last = bank.driver.wait(progress, deadline).await;
+    // The refusal first: the waiter leaving takes its refusal with it.
+    let refusal = bank.driver.take_refusal(id);
     bank.driver.unwatch(id);
     match last {
         Progress::Finished(Decision::Committed) => Ok(key),
-        Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => {
-            Err(match bank.driver.take_refusal(id) {
-                Some(Refusal { code: ErrorCode::Conflict, detail }) => Error::Conflict(detail),
-                other => {
-                    let detail = other.map(|r| r.detail).unwrap_or_default();
-                    Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}"))
-                }
-            })
-        }
+        Progress::Decided(Decision::Aborted) | Progress::Finished(Decision::Aborted) => Err(match refusal {
+            Some(Refusal { code: ErrorCode::Conflict, detail }) => Error::Conflict(detail),
+            other => {
+                let detail = other.map(|r| r.detail).unwrap_or_default();
+                Error::BankUnavailable(format!("the key could not be registered at every bank: {detail}"))
+            }
+        }),
         // Committed but not yet delivered everywhere, or still undecided at the deadline.
         _ => Err(Error::BankUnavailable(format!(
             "the registration of {} is still in progress; look the key up again shortly",
