@@ -233,6 +233,25 @@ fn utc_minute(minutes: i64) -> String {
     format!("{year:04}{month:02}{day:02}{:02}{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
+/// Forgets the entries of a map keyed by transaction (UUIDv7 ids sort by time, oldest first)
+/// that sort before `bound`, then the oldest beyond the newest `max`; returns how many it forgot.
+/// Costs O(forgotten + log n): the map is split, and only the keys it forgets are walked.
+pub(crate) fn keep_newest<V>(
+    map: &mut std::collections::BTreeMap<TransferId, V>,
+    bound: TransferId,
+    max: usize,
+) -> usize {
+    let before = map.len();
+    *map = map.split_off(&bound);
+    if map.len() > max {
+        match map.keys().nth(map.len() - max).copied() {
+            Some(first_kept) => *map = map.split_off(&first_kept),
+            None => map.clear(), // max == 0
+        }
+    }
+    before - map.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -621,7 +621,7 @@ impl Ledger {
     /// [`know`](Ledger::knows) to the participant, so the answers stay exactly those of a ledger
     /// that never forgot.
     pub fn forget_settlements(&mut self, bound: TransferId, max: usize) -> usize {
-        keep_newest(&mut self.settled, bound, max)
+        crate::ids::keep_newest(&mut self.settled, bound, max)
     }
 
     /// Settlements remembered in memory.
@@ -1547,18 +1547,4 @@ impl Ledger {
             KeyRequest::Random(_) => KeyType::Random,
         }
     }
-}
-
-/// Forgets the entries of `map` keyed before `bound`, then the oldest beyond the newest `max`;
-/// returns how many it forgot. Costs O(forgotten · log n): the map is split, not walked.
-pub(crate) fn keep_newest<V>(map: &mut BTreeMap<TransferId, V>, bound: TransferId, max: usize) -> usize {
-    let before = map.len();
-    *map = map.split_off(&bound);
-    if map.len() > max {
-        match map.keys().nth(map.len() - max).copied() {
-            Some(first_kept) => *map = map.split_off(&first_kept),
-            None => map.clear(), // max == 0
-        }
-    }
-    before - map.len()
 }

@@ -180,7 +180,7 @@ impl Coordinator {
     /// about a transaction of unknown [`phase`](Self::phase) to the coordinator, so a late query is
     /// answered with the decision, never with a presumed abort.
     pub fn forget_finished(&mut self, bound: TransferId, max: usize) -> usize {
-        crate::ledger::keep_newest(&mut self.finished, bound, max)
+        crate::ids::keep_newest(&mut self.finished, bound, max)
     }
 
     /// Remembers again a finished transaction's decision, read back from its durable record.

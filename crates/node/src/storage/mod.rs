@@ -487,23 +487,12 @@ pub struct Expired {
 /// Deletes up to `max_rows` idempotency records recorded before `now - retention`, oldest first
 /// (`seq` order, which is `recorded_at` order: one writer stamps them as it appends).
 pub fn expire_idempotency(conn: &Connection, now_ms: i64, retention_ms: i64, max_rows: usize) -> Result<Expired> {
-    let cutoff = now_ms - retention_ms;
-    let mut stmt = conn.prepare_cached("SELECT seq, recorded_at FROM idempotency_records ORDER BY seq LIMIT ?1")?;
-    let oldest: Vec<(i64, i64)> =
-        stmt.query_map([max_rows as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-    let expired = oldest.iter().take_while(|(_, at)| *at < cutoff).count();
-    if let Some((last_seq, _)) = expired.checked_sub(1).map(|i| oldest[i]) {
-        conn.prepare_cached("DELETE FROM idempotency_records WHERE seq <= ?1")?.execute([last_seq])?;
-    }
-    let next_due_ms = match oldest.get(expired) {
-        // The oldest record kept: due when it turns `retention` old.
-        Some((_, at)) => at + retention_ms,
-        // Every row read was expired: there may be more.
-        None if expired == max_rows => now_ms,
-        // None left: a record written from now on is due a whole period from now.
-        None => now_ms + retention_ms,
-    };
-    Ok(Expired { deleted: expired, next_due_ms })
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, recorded_at + ?2 FROM idempotency_records ORDER BY seq LIMIT ?1")?;
+    let oldest = stmt.query_map(params![max_rows as i64, retention_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let oldest: Vec<(i64, i64)> = oldest.collect::<rusqlite::Result<_>>()?;
+    let delete = conn.prepare_cached("DELETE FROM idempotency_records WHERE seq <= ?1")?;
+    expire_oldest(delete, &oldest, now_ms, max_rows, retention_ms)
 }
 
 /// Deletes up to `max_rows` sessions that have expired, oldest first. Rowid order is creation
@@ -512,16 +501,32 @@ pub fn expire_idempotency(conn: &Connection, now_ms: i64, retention_ms: i64, max
 /// ever made, and a start would scan them all to load the live ones.
 pub fn expire_sessions(conn: &Connection, now_ms: i64, ttl_ms: i64, max_rows: usize) -> Result<Expired> {
     let mut stmt = conn.prepare_cached("SELECT rowid, expires_at FROM sessions ORDER BY rowid LIMIT ?1")?;
-    let oldest: Vec<(i64, i64)> =
-        stmt.query_map([max_rows as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-    let expired = oldest.iter().take_while(|(_, expires_at)| *expires_at <= now_ms).count();
+    let oldest = stmt.query_map([max_rows as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let oldest: Vec<(i64, i64)> = oldest.collect::<rusqlite::Result<_>>()?;
+    let delete = conn.prepare_cached("DELETE FROM sessions WHERE rowid <= ?1")?;
+    expire_oldest(delete, &oldest, now_ms, max_rows, ttl_ms)
+}
+
+/// One round of a background expiry: `oldest` are the first `max_rows` rows in key order as
+/// (key, the time they expire), which is also expiry order. Deletes (`delete`: every key up to
+/// `?1`) the leading ones past their time, and says when the next round can have work: when the
+/// first row kept expires, at once if the round was full, else a whole `period` from now (a row
+/// written from now on lives that long).
+fn expire_oldest(
+    mut delete: rusqlite::CachedStatement<'_>,
+    oldest: &[(i64, i64)],
+    now_ms: i64,
+    max_rows: usize,
+    period_ms: i64,
+) -> Result<Expired> {
+    let expired = oldest.iter().take_while(|(_, expires_at)| *expires_at < now_ms).count();
     if let Some((last, _)) = expired.checked_sub(1).map(|i| oldest[i]) {
-        conn.prepare_cached("DELETE FROM sessions WHERE rowid <= ?1")?.execute([last])?;
+        delete.execute([last])?;
     }
     let next_due_ms = match oldest.get(expired) {
         Some((_, expires_at)) => *expires_at,
         None if expired == max_rows => now_ms,
-        None => now_ms + ttl_ms,
+        None => now_ms + period_ms,
     };
     Ok(Expired { deleted: expired, next_due_ms })
 }
