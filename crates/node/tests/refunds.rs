@@ -200,3 +200,32 @@ async fn a_busy_window_keeps_at_most_the_newest_legs_and_decisions_and_reads_the
     let (status, second) = refund(&c, &bia, &ids[1], 1_000, 11).await;
     assert_eq!((status, second["status"].as_str()), (201, Some("completed")), "{second}");
 }
+
+/// A leg number that no transfer can have, or that is not a number, is a 400 naming the range,
+/// for the receipt and for a refund, and the refused refund changes nothing at either bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_out_of_range_is_refused_and_changes_nothing() {
+    let c = in_process::cluster(2).await;
+    let (ana, _) = c.bank(1).customer(1, "Ana Souza").await;
+    let (bia, bia_account) = c.bank(2).customer(2, "Bia Lima").await;
+    c.bank(1).deposit(&ana, 1_000).await;
+    let transfer = pay(&c, &ana, &bia_account, 1_000).await;
+    let id = transfer["id"].as_str().expect("id");
+    for leg in ["99", "abc", "-1"] {
+        let (status, problem) =
+            c.bank(2).call("GET", &format!("/api/v1/transfers/{id}/receipt?leg={leg}"), Some(&bia), None).await;
+        assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_input")), "leg {leg}: {problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains("leg is a number from 0 to")), "{problem}");
+    }
+    let (ana_before, bia_before) = (c.bank(1).snapshot(&ana).await, c.bank(2).snapshot(&bia).await);
+    let body = json!({ "leg": 99, "amount_cents": 100 });
+    let (status, problem) = c
+        .bank(2)
+        .call_with("POST", &format!("/api/v1/transfers/{id}/refunds"), Some(&bia), Some(body), Some(&key(7)))
+        .await;
+    assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_input")), "{problem}");
+    assert_eq!(c.bank(1).snapshot(&ana).await, ana_before);
+    assert_eq!(c.bank(2).snapshot(&bia).await, bia_before);
+    let (status, refund) = refund(&c, &bia, id, 100, 8).await;
+    assert_eq!((status, refund["status"].as_str()), (201, Some("completed")), "{refund}");
+}

@@ -49,6 +49,15 @@ fn refund_of_out(bank: &Bank, t: &Transfer) -> Option<RefundOfOut> {
     })
 }
 
+/// A leg's number within a transfer (from 0), or a 400 saying what it may be.
+fn leg_number(n: u16) -> ApiResult<u16> {
+    if usize::from(n) < bank_core::ledger::LEGS_MAX { Ok(n) } else { Err(leg_invalid()) }
+}
+
+fn leg_invalid() -> ApiError {
+    invalid(format!("leg is a number from 0 to {}", bank_core::ledger::LEGS_MAX - 1))
+}
+
 fn transfer_id(text: &str) -> ApiResult<TransferId> {
     uuid::Uuid::try_parse(text).map(TransferId).map_err(|_| invalid("a transfer id is a UUID"))
 }
@@ -76,8 +85,8 @@ pub async fn refund(
     let original = transfer_id(&id)?;
     let input = &body.value;
     let amount = Amount::from_cents(input.amount_cents)?;
-    if input.leg.is_some_and(|l| usize::from(l) >= bank_core::ledger::LEGS_MAX) {
-        return Err(invalid(format!("leg is a number from 0 to {}", bank_core::ledger::LEGS_MAX - 1)));
+    if let Some(leg) = input.leg {
+        leg_number(leg)?;
     }
     if input.reason.as_ref().is_some_and(|r| r.chars().count() > DESCRIPTION_LEN_MAX) {
         return Err(invalid(format!("reason must be at most {DESCRIPTION_LEN_MAX} characters")));
@@ -107,10 +116,7 @@ pub async fn receipt(
         Query::try_from_uri(&uri).map_err(|e| invalid(format!("invalid query: {}", e.body_text())))?;
     let leg = match query.0.leg.as_deref() {
         None => None,
-        Some(text) => match text.parse::<u16>() {
-            Ok(n) if usize::from(n) < bank_core::ledger::LEGS_MAX => Some(n),
-            _ => return Err(invalid(format!("leg is a number from 0 to {}", bank_core::ledger::LEGS_MAX - 1))),
-        },
+        Some(text) => Some(text.parse::<u16>().map_err(|_| leg_invalid()).and_then(leg_number)?),
     };
     let receipt = service::receipt(&state, &session.account, id, leg).await?;
     Ok(Json(ReceiptOut::from(&receipt)))
