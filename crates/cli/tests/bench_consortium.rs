@@ -80,3 +80,49 @@ async fn cross_bank_and_packet_benches_conserve_money_across_three_banks() {
 
     assert!(up.stop(), "bank up exits cleanly after SIGTERM");
 }
+
+/// `bank bench --accounts-file` opens its accounts once and reuses them: the second run checks
+/// the money against what the accounts held before it (money that came in between — a deposit
+/// here, a `--preload-entries` history in the growth table — is no loss or gain of the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_bank_bench_reusing_its_accounts_checks_them_against_their_balances_before_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let http = bank_testkit::http::client(Some(Duration::from_secs(5)));
+    let up = Up::start_new(BANK, &data, 1);
+    up.wait_all_healthy(&http).await;
+    let file = dir.path().join("accounts.jsonl");
+    let run = async || {
+        let output = tokio::process::Command::new(BANK)
+            .args(["bench", "--mode", "in-bank", "--accounts", "3", "--transfers", "200", "--concurrency", "4"])
+            .args(["--json", "--target", &up.url(1), "--accounts-file"])
+            .arg(&file)
+            .env_remove("BANK_BENCH_SEED")
+            .output()
+            .await
+            .expect("run bank bench");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_str::<Value>(stdout.lines().last().expect("a line")).expect("JSON")
+    };
+    let first = run().await;
+    assert_eq!((first["conserved"].as_bool(), first["accounts_total"].as_u64()), (Some(true), Some(3)), "{first}");
+    let saved: Value =
+        serde_json::from_str(std::fs::read_to_string(&file).expect("saved").lines().next().expect("one"))
+            .expect("JSON");
+    let deposit = http
+        .post(format!("{}/api/v1/deposits", up.url(1)))
+        .bearer_auth(saved["token"].as_str().expect("token"))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&serde_json::json!({ "amount_cents": 12_345, "method": "cash" }))
+        .send()
+        .await
+        .expect("deposit");
+    assert_eq!(deposit.status(), 201);
+    let second = run().await;
+    assert_eq!(second["conserved"], true, "{second}");
+    let held_before = first["posted_cents"].as_i64().expect("posted") + 12_345;
+    assert_eq!(second["deposited_cents"].as_i64(), Some(held_before), "the baseline is read before the run: {second}");
+    assert_eq!(second["posted_cents"].as_i64(), Some(held_before), "{second}");
+    assert!(up.stop(), "bank up exits cleanly after SIGTERM");
+}
